@@ -1,0 +1,69 @@
+"""Small helpers every script uses: make-style `key=value` words, the ledger path, errors."""
+
+import argparse
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+LEDGER_ENV = "LEDGER_DB"  # where the ledger lives when --ledger is not given
+DEFAULT_LEDGER = "ledger.db"
+
+_KEY_VALUE = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)=(.*)$", re.DOTALL)
+
+
+class UserError(Exception):
+    """A problem the user can fix; shown as one line, never a traceback."""
+
+
+def expand_key_values(argv: list[str]) -> list[str]:
+    """Turn make-style `model=x` words into `--model x` (`served_model=` -> `--served-model`)."""
+    out: list[str] = []
+    for word in argv:
+        match = _KEY_VALUE.match(word)
+        if match and not word.startswith("-"):
+            out += ["--" + match.group(1).replace("_", "-"), match.group(2)]
+        else:
+            out.append(word)
+    return out
+
+
+def parse_args(
+    parser: argparse.ArgumentParser, argv: list[str] | None = None
+) -> argparse.Namespace:
+    return parser.parse_args(expand_key_values(sys.argv[1:] if argv is None else argv))
+
+
+def add_ledger_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ledger",
+        help=f"ledger database (default: ${LEDGER_ENV}, else ./{DEFAULT_LEDGER})",
+    )
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """Flags every script that records a run shares."""
+    add_ledger_args(parser)
+    parser.add_argument("--goal", help="why this run is made (shown in the journal)")
+    parser.add_argument("--note", help="a note on this run (shown in the journal)")
+
+
+def ledger_path(arg: str | None) -> Path:
+    return Path(arg or os.environ.get(LEDGER_ENV) or DEFAULT_LEDGER)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def raise_keyboard_interrupt_on_sigterm() -> None:
+    """Treat SIGTERM like Ctrl-C, so `finally` blocks stop servers and finalise runs."""
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
