@@ -1,0 +1,268 @@
+"""The ledger: every run, good or failed, in one SQLite file (sqlite-utils, WAL mode).
+
+A run row is inserted as `running` before any work starts, each result is written as it
+completes, and the status is finalised on every exit path. The schema changes only through the
+migrations below: one named function per change, never edited after it shipped.
+"""
+
+import json
+import platform
+import subprocess
+import sys
+from collections.abc import Generator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from labbench import PROJECT_ROOT
+from labbench.cli import UserError
+
+migrations = Migrations("labbench")
+
+
+@migrations()
+def m001_runs_and_eval_results(db: Database) -> None:
+    db.table("runs").create(
+        {
+            "id": int,
+            "kind": str,  # eval, bench, train, demo, ...
+            "status": str,  # running, ok, failed, interrupted
+            "model": str,
+            "adapter": str,
+            "suite": str,
+            "dataset": str,
+            "started_at": str,
+            "finished_at": str,
+            "duration_s": float,
+            "error": str,
+            "command": str,  # JSON list: the argv as typed
+            "config": str,  # JSON: the resolved configuration
+            "git_commit": str,
+            "git_dirty": int,
+            "python_version": str,
+            "mlx_version": str,
+            "mlx_lm_version": str,
+            "platform": str,
+            "goal": str,
+            "note": str,
+            "summary": str,  # JSON: the run's headline numbers
+            "output_excerpt": str,  # the last lines of raw output (server log, trainer)
+        },
+        pk="id",
+    )
+    db.table("runs").create_index(["kind", "status"])
+    db.table("eval_results").create(
+        {
+            "id": int,
+            "run_id": int,
+            "prompt_id": str,
+            "category": str,
+            "score": float,
+            "explanation": str,
+            "response": str,
+            "tool_calls": str,  # JSON list of {"name", "arguments"}
+            "finish_reason": str,
+            "error": str,
+            "duration_ms": float,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+        },
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db.table("eval_results").create_index(["run_id", "prompt_id"], unique=True)
+
+
+@migrations()
+def m002_score_views(db: Database) -> None:
+    # The scores of a run are derived from its eval_results in SQL, never stored twice, so the
+    # ledger, the journal and Datasette cannot disagree. Category = mean of its prompts
+    # (failed prompts count 0); overall = mean of the categories; success = share without error.
+    db.create_view(
+        "category_scores",
+        """
+        SELECT run_id, category, AVG(score) AS score, COUNT(*) AS prompts,
+               SUM(error IS NOT NULL) AS failures
+        FROM eval_results GROUP BY run_id, category
+        """,
+    )
+    db.create_view(
+        "eval_summaries",
+        """
+        SELECT runs.id AS run_id, runs.status, runs.model, runs.adapter, runs.suite,
+               runs.started_at, overall.score AS overall, totals.success_rate, totals.prompts,
+               totals.failures
+        FROM runs
+        JOIN (SELECT run_id, AVG(score) AS score FROM category_scores GROUP BY run_id) AS overall
+          ON overall.run_id = runs.id
+        JOIN (SELECT run_id, AVG(error IS NULL) AS success_rate, COUNT(*) AS prompts,
+                     SUM(error IS NOT NULL) AS failures
+              FROM eval_results GROUP BY run_id) AS totals
+          ON totals.run_id = runs.id
+        WHERE runs.kind = 'eval'
+        """,
+    )
+
+
+@migrations()
+def m003_fingerprints(db: Database) -> None:
+    db.table("runs").add_column("fingerprint", str)  # combined hash of what an eval ran
+    db.table("runs").add_column(
+        "fingerprint_parts", str
+    )  # JSON: model, adapter, suite, template, ...
+    db.table("file_hashes").create(
+        {"path": str, "size": int, "mtime_ns": int, "sha256": str}, pk="path"
+    )
+
+
+def resolve_path(path: Path) -> Path:
+    return path.expanduser().resolve()
+
+
+def open_ledger(path: Path) -> Database:
+    """Open (creating if needed) and migrate the ledger at `path`."""
+    path = resolve_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = Database(path)
+    db.enable_wal()
+    db.execute("PRAGMA busy_timeout = 10000")  # Datasette or another run may hold the lock
+    db.execute("PRAGMA foreign_keys = ON")
+    migrations.apply(db)
+    return db
+
+
+def journal_dir(ledger: Path) -> Path:
+    """The journal lives in `journal/` beside the ledger file."""
+    return resolve_path(ledger).parent / "journal"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _git(*args: str) -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def provenance() -> dict[str, Any]:
+    """Where a run came from: code version and software versions (no mlx import needed)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": None if status is None else int(bool(status)),
+        "python_version": platform.python_version(),
+        "mlx_version": _version("mlx"),
+        "mlx_lm_version": _version("mlx-lm"),
+        "platform": f"{platform.system()}-{platform.machine()}",
+    }
+
+
+def dataset_of_adapter(db: Database, adapter: str | None) -> str | None:
+    """Lineage: the dataset of the training run that wrote this adapter (or a checkpoint in it)."""
+    if not adapter:
+        return None
+    rows = db.query(
+        "SELECT dataset FROM runs WHERE kind = 'train' AND adapter IS NOT NULL "
+        "AND (:adapter = adapter OR :adapter LIKE adapter || '/%') ORDER BY id DESC LIMIT 1",
+        {"adapter": adapter},
+    )
+    return next((row["dataset"] for row in rows), None)
+
+
+def command_line() -> list[str]:
+    """This process's argv, with the script path relative to the project when it is inside."""
+    script = Path(sys.argv[0]).resolve()
+    if script.is_relative_to(PROJECT_ROOT):
+        return ["python", str(script.relative_to(PROJECT_ROOT)), *sys.argv[1:]]
+    return [sys.argv[0], *sys.argv[1:]]
+
+
+@dataclass
+class Run:
+    """A run being recorded. Use `recording_run()` so the status is always finalised."""
+
+    db: Database
+    id: int
+
+    def update(self, **values: Any) -> None:
+        self.db.table("runs").update(self.id, _encode(values))
+
+    def add_eval_result(self, row: dict[str, Any]) -> None:
+        self.db.table("eval_results").insert(_encode({"run_id": self.id, **row}))
+
+
+def _encode(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+        for key, value in values.items()
+    }
+
+
+def start_run(db: Database, kind: str, config: dict[str, Any], **columns: Any) -> Run:
+    row = {
+        "kind": kind,
+        "status": "running",
+        "started_at": now(),
+        "command": command_line(),
+        "config": config,
+        **provenance(),
+        **columns,
+    }
+    run_id = db.table("runs").insert(_encode(row)).last_pk
+    assert isinstance(run_id, int)
+    return Run(db, run_id)
+
+
+def finish_run(run: Run, status: str, error: str | None = None, **columns: Any) -> None:
+    started = run.db.table("runs").get(run.id)["started_at"]
+    finished = now()
+    duration = (datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds()
+    run.update(status=status, error=error, finished_at=finished, duration_s=duration, **columns)
+
+
+@contextmanager
+def recording_run(
+    db: Database, kind: str, config: dict[str, Any], **columns: Any
+) -> Generator[Run, None, None]:
+    """Insert a `running` run; finalise it as ok, failed or interrupted however the block ends.
+
+    An exception marks the run `failed` with its message; Ctrl-C or SIGTERM (see
+    cli.raise_keyboard_interrupt_on_sigterm) marks it `interrupted`. Exceptions propagate.
+    """
+    run = start_run(db, kind, config, **columns)
+    try:
+        yield run
+    except KeyboardInterrupt:
+        finish_run(run, "interrupted", "interrupted by the user (Ctrl-C or SIGTERM)")
+        raise
+    except BaseException as error:
+        finish_run(run, "failed", _one_line(error))
+        raise
+    else:
+        finish_run(run, "ok")
+
+
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    if isinstance(error, UserError) and lines:
+        return lines[0]
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
