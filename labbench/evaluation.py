@@ -1,0 +1,208 @@
+"""Send a suite's prompts to an OpenAI-compatible server, score them, and record each result.
+
+Used by `scripts/eval.py`, and by training to score checkpoints. Prompts run concurrently on
+daemon threads (mlx_lm.server batches them); results are written to the ledger from the main
+thread, one row as each prompt completes, so a crash never loses finished results.
+"""
+
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import requests
+from tabulate import tabulate
+
+from labbench.ledger import Run
+from labbench.scoring import PromptScore, Summary, failed_score, score_response, summarize
+from labbench.suite import Prompt, Suite
+from labbench.toolcalls import extract_tool_calls
+
+DEFAULT_CONCURRENCY = 8  # mlx_lm.server batches concurrent requests: 2.5-3x throughput at 8-16
+DEFAULT_REQUEST_TIMEOUT_S = 300.0  # one prompt's whole answer
+DEFAULT_RETRIES = 3  # on connection errors only, with exponential backoff
+# Sent with every request: without them generation can run on to max_tokens.
+STOP_SEQUENCES = ["<|im_end|>", "<|endoftext|>"]
+
+
+class ServerGone(Exception):
+    """The server stopped answering: the run cannot go on."""
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    temperature: float = 0.0
+    max_tokens: int | None = None  # overrides the suite's max_tokens when set
+    stop: tuple[str, ...] = tuple(STOP_SEQUENCES)
+
+    def as_dict(self) -> dict:
+        return {"temperature": self.temperature, "max_tokens": self.max_tokens, "stop": self.stop}
+
+
+@dataclass
+class Endpoint:
+    """Where requests go. `model` is None to leave the field out (mlx_lm: default model)."""
+
+    base_url: str
+    model: str | None
+    alive: Callable[[], bool] = lambda: True
+    timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    retries: int = DEFAULT_RETRIES
+    describe_death: Callable[[], str] = lambda: "the server stopped answering"
+    session: requests.Session = field(default_factory=requests.Session)
+
+
+def build_request(suite: Suite, prompt: Prompt, endpoint: Endpoint, sampling: SamplingSettings):
+    messages = []
+    if prompt.system:
+        messages.append({"role": "system", "content": prompt.system})
+    messages.append({"role": "user", "content": prompt.prompt})
+    payload: dict = {
+        "messages": messages,
+        "max_tokens": sampling.max_tokens or prompt.max_tokens,
+        "temperature": sampling.temperature,
+        "stop": list(sampling.stop),
+    }
+    if endpoint.model is not None:
+        payload["model"] = endpoint.model
+    tools = suite.request_tools(prompt)
+    if tools:
+        payload["tools"] = tools
+    return payload
+
+
+def post_chat(endpoint: Endpoint, payload: dict) -> dict:
+    """POST a chat completion; retry connection errors only. Raises ServerGone or RuntimeError."""
+    url = endpoint.base_url.rstrip("/") + "/v1/chat/completions"
+    for attempt in range(endpoint.retries + 1):
+        if not endpoint.alive():
+            raise ServerGone(endpoint.describe_death())
+        try:
+            response = endpoint.session.post(url, json=payload, timeout=endpoint.timeout_s)
+        except requests.ConnectionError as error:
+            if attempt == endpoint.retries or not endpoint.alive():
+                raise ServerGone(f"{endpoint.describe_death()} ({_short(error)})") from error
+            time.sleep(0.5 * 2**attempt)
+            continue
+        except requests.Timeout as error:
+            raise RuntimeError(f"no answer within {endpoint.timeout_s:.0f} s") from error
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {response.text.strip()[:300]}")
+        try:
+            return response.json()
+        except ValueError as error:
+            raise RuntimeError(f"answer is not JSON: {response.text[:200]!r}") from error
+    raise AssertionError("unreachable")
+
+
+def _short(error: BaseException) -> str:
+    return str(error).splitlines()[0][:200]
+
+
+def evaluate_prompt(
+    suite: Suite, prompt: Prompt, endpoint: Endpoint, sampling: SamplingSettings
+) -> dict:
+    """One prompt's ledger row. Request errors become a scored-0 row; ServerGone propagates."""
+    started = time.perf_counter()
+    row: dict = {"prompt_id": prompt.id, "category": prompt.category}
+    try:
+        answer = post_chat(endpoint, build_request(suite, prompt, endpoint, sampling))
+        choice = answer["choices"][0]
+        message = choice.get("message") or {}
+        content = message.get("content")
+        api_calls = message.get("tool_calls")
+        calls = extract_tool_calls(content, api_calls)
+        score: PromptScore = score_response(prompt, content, calls, choice.get("finish_reason"))
+        usage = answer.get("usage") or {}
+        row |= {
+            "response": content,
+            "tool_calls": [{"name": c.name, "arguments": c.arguments} for c in calls],
+            "finish_reason": choice.get("finish_reason"),
+            "prompt_tokens": usage.get("prompt_tokens"),
+            "completion_tokens": usage.get("completion_tokens"),
+        }
+    except ServerGone:
+        raise
+    except (RuntimeError, KeyError, IndexError, TypeError, AttributeError) as error:
+        message = _short(error) if isinstance(error, RuntimeError) else f"bad answer: {error!r}"
+        score = failed_score(message)
+        row["error"] = message
+    row |= {
+        "score": score.score,
+        "explanation": score.explanation,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+    return row
+
+
+def run_suite(
+    run: Run,
+    suite: Suite,
+    endpoint: Endpoint,
+    sampling: SamplingSettings,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> Summary:
+    """Evaluate every prompt, writing each row to the ledger as it completes.
+
+    Raises ServerGone when the server dies; the rows already written stay in the ledger.
+    """
+    todo: queue.Queue[Prompt] = queue.Queue()
+    for prompt in suite.prompts:
+        todo.put(prompt)
+    done: queue.Queue[tuple[dict | None, BaseException | None]] = queue.Queue()
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set():
+            try:
+                prompt = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                done.put((evaluate_prompt(suite, prompt, endpoint, sampling), None))
+            except BaseException as error:  # handed to the main thread, which decides
+                done.put((None, error))
+
+    # Daemon threads: Ctrl-C must not wait for requests in flight.
+    for _ in range(max(1, min(concurrency, len(suite.prompts)))):
+        threading.Thread(target=worker, daemon=True).start()
+
+    rows: list[dict] = []
+    progress = _progress(len(suite.prompts))
+    try:
+        while len(rows) < len(suite.prompts):
+            try:
+                row, error = done.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if error is not None:
+                raise error
+            assert row is not None
+            run.add_eval_result(row)
+            rows.append(row)
+            progress.update(1)
+    finally:
+        stop.set()
+        progress.close()
+    return summarize((r["category"], r["score"], "error" not in r) for r in rows)
+
+
+def _progress(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="prompts", file=sys.stderr, disable=not sys.stderr.isatty())
+
+
+def format_summary(summary: Summary) -> str:
+    rows = [
+        ["overall", _percent(summary.overall)],
+        ["success rate", _percent(summary.success_rate)],
+    ]
+    rows += [[category, _percent(score)] for category, score in summary.categories.items()]
+    return tabulate(rows, headers=["", "score"], tablefmt="simple")
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"

@@ -1,0 +1,49 @@
+"""Serve a model with mlx_lm.server in the foreground until Ctrl-C.
+
+just serve                                   # the built-in tiny model, on a free port
+just serve model=mlx-community/Qwen2.5-Coder-1.5B-Instruct-4bit port=8080
+just serve model=models/tiny adapter=adapters/7
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from labbench import cli
+from labbench.cli import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Serve a model until Ctrl-C.")
+    parser.add_argument("--model", help="model directory or Hugging Face id (default: tiny)")
+    parser.add_argument("--adapter", help="LoRA adapter directory")
+    parser.add_argument("--port", type=int, help="port (default: a free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    return parser
+
+
+def main() -> int:
+    args = cli.parse_args(build_parser())
+    cli.raise_keyboard_interrupt_on_sigterm()
+    from labbench.server import check_adapter, resolve_model, running_server
+
+    try:
+        adapter = check_adapter(args.adapter)
+        model = resolve_model(args.model)
+        with running_server(model, adapter, args.host, args.port, echo=True) as server:
+            print(f"serving {model} at {server.base_url}  (Ctrl-C to stop)", flush=True)
+            while server.alive():
+                time.sleep(0.5)
+            cli.fail(f"the server exited: {server.error_line() or server.process.returncode}")
+    except UserError as error:
+        cli.fail(str(error))
+    except KeyboardInterrupt:
+        print("\nstopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
