@@ -1,0 +1,206 @@
+"""Small, exact statistics for comparing eval runs: plain Python, deterministic, instant to import.
+
+Per-prompt scores are in [0, 1]. Two runs of the same suite are compared prompt by prompt
+(paired): an exact McNemar test when every score is 0 or 1, a paired bootstrap otherwise.
+Every resampling function takes a seed, so the same inputs always give the same answer.
+"""
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+
+PASS_THRESHOLD = 0.5  # a prompt passes when its score is at least this
+_ZERO = 1e-12  # a mean difference this close to 0 is 0 (float noise from summing differences)
+
+
+def _z(confidence: float) -> float:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
+    return NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+
+
+def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion `successes / n`.
+
+    n = 0 returns (0.0, 1.0): with no observations every rate is possible, and a report can show
+    an empty category without special-casing it. Raises ValueError when n < 0 or `successes` is
+    outside [0, n]. The bounds are exactly 0.0 for 0 successes and exactly 1.0 for n of n.
+    """
+    z = _z(confidence)
+    if n < 0:
+        raise ValueError(f"n must not be negative, got {n}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be between 0 and n={n}, got {successes}")
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    z2 = z * z
+    denominator = 1 + z2 / n
+    center = (p + z2 / (2 * n)) / denominator
+    half = z / denominator * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    low = 0.0 if successes == 0 else max(0.0, center - half)
+    high = 1.0 if successes == n else min(1.0, center + half)
+    return (low, high)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return math.fsum(values) / len(values)
+
+
+def _percentile(ordered: Sequence[float], q: float) -> float:
+    """The q-quantile (0..1) of sorted values, interpolating linearly (numpy's default)."""
+    position = q * (len(ordered) - 1)
+    below = math.floor(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
+
+
+def _resampled_means(values: Sequence[float], resamples: int, seed: int) -> list[float]:
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples}")
+    rng = random.Random(seed)
+    n = len(values)
+    return sorted(_mean(rng.choices(values, k=n)) for _ in range(resamples))
+
+
+def bootstrap_mean_interval(
+    values: Sequence[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval for the mean of `values`; the same seed gives the same
+    interval. Raises ValueError on no values."""
+    _z(confidence)  # validates
+    if not values:
+        raise ValueError("bootstrap_mean_interval needs at least one value")
+    means = _resampled_means(values, resamples, seed)
+    tail = (1 - confidence) / 2
+    return (_percentile(means, tail), _percentile(means, 1 - tail))
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant pairs: b = pass->fail, c = fail->pass.
+
+    A binomial test of min(b, c) out of b + c at p = 0.5, doubled and capped at 1; no discordant
+    pairs gives 1.0.
+    """
+    if b < 0 or c < 0:
+        raise ValueError(f"discordant counts must not be negative, got b={b}, c={c}")
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+@dataclass(frozen=True)
+class PairedBootstrap:
+    mean_diff: float  # mean of b - a
+    low: float  # 95% percentile-bootstrap interval of mean_diff
+    high: float
+    p_value: float  # two-sided: 2 x share of resampled means on the other side of 0, capped at 1
+
+
+def paired_bootstrap(
+    a: Sequence[float], b: Sequence[float], resamples: int = 5000, seed: int = 0
+) -> PairedBootstrap:
+    """Resample the per-prompt differences b - a (pairs stay together).
+
+    The p-value is twice the share of resampled mean differences at or beyond 0 on the side
+    opposite the observed one, capped at 1; a zero observed difference gives p = 1. With R
+    resamples the smallest non-zero p-value is 2 / R, and 0.0 means "below that".
+    """
+    diffs = _paired_diffs(a, b)
+    mean_diff = _mean(diffs)
+    means = _resampled_means(diffs, resamples, seed)
+    if mean_diff > _ZERO:
+        other_side = sum(1 for m in means if m <= _ZERO)
+    elif mean_diff < -_ZERO:
+        other_side = sum(1 for m in means if m >= -_ZERO)
+    else:
+        mean_diff, other_side = 0.0, resamples
+    p_value = min(1.0, 2 * other_side / resamples)
+    return PairedBootstrap(mean_diff, _percentile(means, 0.025), _percentile(means, 0.975), p_value)
+
+
+def _paired_diffs(a: Sequence[float], b: Sequence[float]) -> list[float]:
+    if len(a) != len(b):
+        raise ValueError(f"paired scores need the same length, got {len(a)} and {len(b)}")
+    if not a:
+        raise ValueError("paired scores need at least one pair")
+    return [y - x for x, y in zip(a, b, strict=True)]
+
+
+def is_binary(values: Sequence[float]) -> bool:
+    """True when every value is exactly 0 or 1 (pass/fail scoring)."""
+    return all(v in (0.0, 1.0) for v in values)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """B relative to A on the same prompts, in the same order."""
+
+    verdict: str  # "better" | "worse" | "no significant difference"
+    test: str  # "mcnemar" (every score 0 or 1) | "bootstrap" (paired, on the scores)
+    p_value: float
+    alpha: float
+    n: int  # number of paired prompts
+    mean_a: float
+    mean_b: float
+    mean_diff: float  # mean_b - mean_a
+    pass_to_fail: int  # prompts with a >= pass_threshold > b (McNemar's b)
+    fail_to_pass: int  # prompts with b >= pass_threshold > a (McNemar's c)
+    low: float | None = None  # bootstrap only: 95% interval of mean_diff
+    high: float | None = None
+    resamples: int | None = None  # bootstrap only; the p-value's resolution is 2 / resamples
+
+    @property
+    def significant(self) -> bool:
+        return self.verdict != "no significant difference"
+
+
+def compare_scores(
+    a: Sequence[float],
+    b: Sequence[float],
+    alpha: float = 0.05,
+    pass_threshold: float = PASS_THRESHOLD,
+    resamples: int = 5000,
+    seed: int = 0,
+) -> Comparison:
+    """Is B better, worse or not significantly different from A? Scores are paired by index.
+
+    Exact McNemar on pass/fail when every score is 0 or 1, else a paired bootstrap on the scores.
+    The verdict is "better" or "worse" only when p < alpha, by the sign of mean(b) - mean(a).
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    diffs = _paired_diffs(a, b)
+    mean_diff = _mean(diffs)
+    pass_to_fail = sum(1 for x, y in zip(a, b, strict=True) if x >= pass_threshold > y)
+    fail_to_pass = sum(1 for x, y in zip(a, b, strict=True) if y >= pass_threshold > x)
+    low = high = used_resamples = None
+    if is_binary(a) and is_binary(b):
+        test, p_value = "mcnemar", mcnemar_exact(pass_to_fail, fail_to_pass)
+    else:
+        boot = paired_bootstrap(a, b, resamples=resamples, seed=seed)
+        test, p_value = "bootstrap", boot.p_value
+        low, high, used_resamples = boot.low, boot.high, resamples
+    if p_value < alpha and abs(mean_diff) > _ZERO:
+        verdict = "better" if mean_diff > 0 else "worse"
+    else:
+        verdict = "no significant difference"
+    return Comparison(
+        verdict=verdict,
+        test=test,
+        p_value=p_value,
+        alpha=alpha,
+        n=len(diffs),
+        mean_a=_mean(a),
+        mean_b=_mean(b),
+        mean_diff=mean_diff,
+        pass_to_fail=pass_to_fail,
+        fail_to_pass=fail_to_pass,
+        low=low,
+        high=high,
+        resamples=used_resamples,
+    )

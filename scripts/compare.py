@@ -1,0 +1,266 @@
+"""Compare two eval runs of the same suite prompt by prompt, and say whether B beat A.
+
+Examples:
+
+    just compare 3 5                  # run 5 (B) against run 3 (A)
+    just compare 3 5 --gate           # exit 1 when run 5 is significantly worse than run 3
+    just compare 3 5 alpha=0.01 ledger=experiments/ledger.db
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tabulate import tabulate
+
+from labbench import cli
+from labbench.cli import UserError
+from labbench.ledger import open_ledger
+from labbench.stats import (
+    PASS_THRESHOLD,
+    Comparison,
+    bootstrap_mean_interval,
+    compare_scores,
+    is_binary,
+    wilson_interval,
+)
+
+DEFAULT_ALPHA = 0.05  # significance level of the paired test, between 0 and 1
+WHY_WIDTH = 60  # characters of B's explanation shown per changed prompt
+UNCHANGED = 1e-9  # scores closer than this count as unchanged
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Compare eval run B with eval run A on the prompts they share.",
+        epilog="Make-style key=value words work too: alpha=0.01 ledger=PATH.",
+    )
+    parser.add_argument("a", type=int, metavar="A", help="the reference run id (runs.id)")
+    parser.add_argument("b", type=int, metavar="B", help="the run id judged against A")
+    parser.add_argument(
+        "--gate", action="store_true", help="exit 1 when B is significantly worse than A"
+    )
+    parser.add_argument(
+        "--alpha", type=float, default=DEFAULT_ALPHA, help="significance level (default: 0.05)"
+    )
+    cli.add_ledger_args(parser)
+    return parser
+
+
+def load_run(db, run_id: int) -> dict:
+    rows = list(db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
+    if not rows:
+        raise UserError(f"no run {run_id} in the ledger")
+    run = rows[0]
+    if run["kind"] != "eval":
+        raise UserError(f"run {run_id} is a {run['kind']} run, not an eval: only evals compare")
+    return run
+
+
+def load_results(db, run_id: int) -> dict[str, dict]:
+    """The run's per-prompt rows by prompt id; a missing score counts 0, as in the score views."""
+    rows = db.query(
+        "SELECT prompt_id, category, score, error, explanation FROM eval_results"
+        " WHERE run_id = ? ORDER BY prompt_id",
+        [run_id],
+    )
+    results = {row["prompt_id"]: {**row, "score": row["score"] or 0.0} for row in rows}
+    if not results:
+        raise UserError(f"run {run_id} has no results to compare")
+    return results
+
+
+def check_suites(a: dict, b: dict) -> None:
+    if a["suite"] != b["suite"]:
+        raise UserError(
+            f"run {a['id']} is suite {a['suite']!r} and run {b['id']} is suite {b['suite']!r}:"
+            " only runs of the same suite can be compared"
+        )
+
+
+def unfinished_warnings(*runs: dict) -> list[str]:
+    return [
+        f"warning: run {run['id']} did not finish (status {run['status']}), so its results may"
+        " be partial"
+        for run in runs
+        if run["status"] != "ok"
+    ]
+
+
+def common_prompts(results_a: dict, results_b: dict) -> tuple[list[str], str | None]:
+    """The prompt ids both runs scored, and a note on the ones left out (None if none were)."""
+    common = sorted(results_a.keys() & results_b.keys())
+    only_a, only_b = len(results_a.keys() - common), len(results_b.keys() - common)
+    if not common:
+        raise UserError("the two runs share no prompts")
+    if not only_a and not only_b:
+        return common, None
+    note = (
+        f"note: the prompt sets differ: comparing the {len(common)} shared prompts,"
+        f" left out {only_a + only_b} ({only_a} only in A, {only_b} only in B)"
+    )
+    return common, note
+
+
+def passed(score: float) -> bool:
+    return score >= PASS_THRESHOLD
+
+
+def changes(common: list[str], results_a: dict, results_b: dict) -> tuple[list[list], int]:
+    """Changed prompts as table rows, flips first, then by |change| descending; and the number
+    unchanged."""
+    changed = []
+    for prompt_id in common:
+        a, b = results_a[prompt_id], results_b[prompt_id]
+        delta = b["score"] - a["score"]
+        if abs(delta) < UNCHANGED:
+            continue
+        flip = _flip(a["score"], b["score"])
+        row = [
+            prompt_id,
+            b["category"],
+            f"{a['score']:.2f}",
+            f"{b['score']:.2f}",
+            f"{delta:+.2f}",
+            flip,
+            _why(b),
+        ]
+        changed.append((not flip, -abs(delta), prompt_id, row))
+    changed.sort(key=lambda item: item[:3])
+    return [item[3] for item in changed], len(common) - len(changed)
+
+
+def _flip(a: float, b: float) -> str:
+    """The flip label: pass -> fail, fail -> pass, or "" when both pass or both fail."""
+    if passed(a) == passed(b):
+        return ""
+    return "pass -> fail" if passed(a) else "fail -> pass"
+
+
+def _why(row: dict) -> str:
+    text = (row["error"] or row["explanation"] or "").strip()
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= WHY_WIDTH else line[: WHY_WIDTH - 3] + "..."
+
+
+def interval(scores: list[float]) -> tuple[float, float]:
+    """95% interval of a run's mean score: Wilson for pass/fail scores, else a bootstrap."""
+    if is_binary(scores):
+        return wilson_interval(sum(scores), len(scores))
+    return bootstrap_mean_interval(scores)
+
+
+def format_header(run_a: dict, run_b: dict, scores_a: list[float], scores_b: list[float]) -> str:
+    rows = []
+    for label, run, scores in (("A", run_a, scores_a), ("B", run_b, scores_b)):
+        low, high = interval(scores)
+        mean = sum(scores) / len(scores)
+        rows.append(
+            [
+                label,
+                run["id"],
+                run["model"],
+                run["adapter"] or "-",
+                run["suite"],
+                run["status"],
+                _percent(mean),
+                f"{_percent(low)} - {_percent(high)}",
+            ]
+        )
+    headers = ["", "run", "model", "adapter", "suite", "status", "mean score", "95% CI"]
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+def format_changes(rows: list[list], unchanged: int) -> str:
+    lines = []
+    if rows:
+        headers = ["prompt", "category", "A", "B", "change", "flip", "B's explanation"]
+        lines.append(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
+    lines.append(f"{unchanged} prompt{'s' if unchanged != 1 else ''} unchanged")
+    return "\n".join(lines)
+
+
+def format_test(comparison: Comparison) -> str:
+    c = comparison
+    if c.test == "mcnemar":
+        test = (
+            f"exact McNemar test on pass/fail (score >= {PASS_THRESHOLD}):"
+            f" {c.pass_to_fail} pass -> fail, {c.fail_to_pass} fail -> pass"
+        )
+    else:
+        test = (
+            f"paired bootstrap on the scores ({c.resamples} resamples):"
+            f" 95% CI of the change {_points(c.low or 0.0)} to {_points(c.high or 0.0)}"
+        )
+    return "\n".join(
+        [
+            f"test: {test}",
+            f"p-value: {_p_value(c)}",
+            f"verdict: {c.verdict} (B relative to A, alpha = {c.alpha:g}, {c.n} prompts)",
+        ]
+    )
+
+
+def _p_value(c: Comparison) -> str:
+    if c.p_value == 0 and c.resamples:
+        return f"< {2 / c.resamples:.4f} (no resample crossed zero)"
+    return f"{c.p_value:.4f}" if c.p_value >= 0.0001 else f"{c.p_value:.1e}"
+
+
+def _percent(score: float) -> str:
+    return f"{score:.1%}"
+
+
+def _points(diff: float) -> str:
+    return f"{diff * 100:+.1f} pts"
+
+
+def gate_message(comparison: Comparison, run_a: dict, run_b: dict) -> str:
+    c = comparison
+    if c.verdict == "worse":
+        return (
+            f"GATE FAILED: run {run_b['id']} is significantly worse than run {run_a['id']}"
+            f" ({_points(c.mean_diff)}, p = {_p_value(c)})"
+        )
+    return "gate passed"
+
+
+def main() -> int:
+    args = cli.parse_args(build_parser())
+    if not 0 < args.alpha < 1:
+        cli.fail(f"--alpha must be between 0 and 1, got {args.alpha}")
+    ledger = cli.ledger_path(args.ledger)
+    if not ledger.exists():
+        cli.fail(f"no ledger at {ledger} (run an eval first, or pass --ledger PATH)")
+    db = open_ledger(ledger)
+    try:
+        run_a, run_b = load_run(db, args.a), load_run(db, args.b)
+        check_suites(run_a, run_b)
+        results_a, results_b = load_results(db, args.a), load_results(db, args.b)
+        common, note = common_prompts(results_a, results_b)
+    except UserError as error:
+        cli.fail(str(error))
+    for warning in unfinished_warnings(run_a, run_b):
+        print(warning, file=sys.stderr)
+    scores_a = [results_a[p]["score"] for p in common]
+    scores_b = [results_b[p]["score"] for p in common]
+    comparison = compare_scores(scores_a, scores_b, alpha=args.alpha)
+
+    print(format_header(run_a, run_b, scores_a, scores_b))
+    print(f"Δ mean score (B - A): {_points(comparison.mean_diff)}")
+    if note:
+        print(note)
+    print()
+    print(format_changes(*changes(common, results_a, results_b)))
+    print()
+    print(format_test(comparison))
+    if not args.gate:
+        return 0
+    print(gate_message(comparison, run_a, run_b))
+    return 1 if comparison.verdict == "worse" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
