@@ -10,13 +10,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import requests
+from sqlite_utils import Database
 from tabulate import tabulate
 
-from labbench.ledger import Run
-from labbench.scoring import PromptScore, Summary, failed_score, score_response, summarize
+from labbench.cli import UserError
+from labbench.fingerprint import eval_fingerprint
+from labbench.ledger import Run, dataset_of_adapter, recording_run
+from labbench.scoring import PromptScore, failed_score, score_response, summarize
+from labbench.stats import mean_of_group_means_interval
 from labbench.suite import Prompt, Suite
 from labbench.toolcalls import extract_tool_calls
 
@@ -143,8 +148,8 @@ def run_suite(
     endpoint: Endpoint,
     sampling: SamplingSettings,
     concurrency: int = DEFAULT_CONCURRENCY,
-) -> Summary:
-    """Evaluate every prompt, writing each row to the ledger as it completes.
+) -> list[dict]:
+    """Evaluate every prompt, writing each row to the ledger as it completes; returns the rows.
 
     Raises ServerGone when the server dies; the rows already written stay in the ledger.
     """
@@ -186,7 +191,25 @@ def run_suite(
     finally:
         stop.set()
         progress.close()
-    return summarize((r["category"], r["score"], "error" not in r) for r in rows)
+    return rows
+
+
+def summary_record(rows: list[dict]) -> dict:
+    """The headline numbers stored with a finished eval run (runs.summary)."""
+    summary = summarize((r["category"], r["score"], "error" not in r) for r in rows)
+    by_category: dict[str, list[float]] = {}
+    for row in rows:
+        by_category.setdefault(row["category"], []).append(row["score"])
+    low, high = mean_of_group_means_interval(by_category) if rows else (None, None)
+    return {
+        "overall": summary.overall,
+        "overall_ci_low": low,
+        "overall_ci_high": high,
+        "success_rate": summary.success_rate,
+        "prompts": summary.prompts,
+        "failures": summary.failures,
+        "categories": summary.categories,
+    }
 
 
 def _progress(total: int):
@@ -195,12 +218,119 @@ def _progress(total: int):
     return tqdm(total=total, desc="prompts", file=sys.stderr, disable=not sys.stderr.isatty())
 
 
-def format_summary(summary: Summary) -> str:
-    rows = [
-        ["overall", _percent(summary.overall)],
-        ["success rate", _percent(summary.success_rate)],
-    ]
-    rows += [[category, _percent(score)] for category, score in summary.categories.items()]
+@dataclass(frozen=True)
+class EvalPlan:
+    """What to evaluate. `model` is resolved (a directory or hub id); with `url` we start
+    no server and `model` is the name to send, if any."""
+
+    suite: Suite
+    model: str | None
+    adapter: str | None = None
+    url: str | None = None
+    port: int | None = None
+    sampling: SamplingSettings = SamplingSettings()
+    concurrency: int = DEFAULT_CONCURRENCY
+    timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    goal: str | None = None
+    note: str | None = None
+    parent_run_id: int | None = None
+
+    def config(self) -> dict:
+        return {
+            "suite_path": str(self.suite.path),
+            "url": self.url,
+            "concurrency": self.concurrency,
+            "request_timeout_s": self.timeout_s,
+            "sampling": self.sampling.as_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class EvalOutcome:
+    run_id: int
+    summary: dict | None  # set when every prompt was answered or scored
+    error: str | None  # why the run failed; its finished results are kept in the ledger
+    kept: int  # results recorded
+
+
+def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
+    """Run one eval as a ledger run: `running` first, a row per prompt, then ok or failed.
+
+    A failure (the server would not start or died) is returned in the outcome, with the run
+    marked `failed`. Ctrl-C / SIGTERM mark it `interrupted` and propagate.
+    """
+    from labbench.server import SERVED_MODEL, running_server
+
+    error = None
+    summary = None
+    try:
+        with recording_run(
+            db,
+            "eval",
+            plan.config(),
+            model=plan.model or plan.url,
+            adapter=plan.adapter,
+            suite=plan.suite.name,
+            goal=plan.goal,
+            note=plan.note,
+            parent_run_id=plan.parent_run_id,
+        ) as run:
+            run_id = run.id
+            what = plan.model or plan.url
+            adapter = f" with {plan.adapter}" if plan.adapter else ""
+            print(f"run {run.id}: evaluating {what}{adapter} on {plan.suite.name}", file=sys.stderr)
+            parts = eval_fingerprint(
+                plan.model, plan.adapter, plan.suite.path, plan.sampling.as_dict(), db
+            )
+            run.update(
+                fingerprint=parts.pop("fingerprint"),
+                fingerprint_parts=parts,
+                dataset=dataset_of_adapter(db, plan.adapter),
+            )
+            server_context = (
+                nullcontext()
+                if plan.url
+                else running_server(str(plan.model), plan.adapter, port=plan.port)
+            )
+            with server_context as server:
+                if server is None:
+                    endpoint = Endpoint(str(plan.url), plan.model, timeout_s=plan.timeout_s)
+                    endpoint.describe_death = lambda: f"cannot reach {plan.url}"
+                else:
+                    config = {**plan.config(), "url": server.base_url, "server_pid": server.pid}
+                    run.update(config=config)
+                    endpoint = Endpoint(
+                        server.base_url, SERVED_MODEL, alive=server.alive, timeout_s=plan.timeout_s
+                    )
+                    endpoint.describe_death = lambda: _server_death(server)
+                try:
+                    rows = run_suite(run, plan.suite, endpoint, plan.sampling, plan.concurrency)
+                except (ServerGone, KeyboardInterrupt):
+                    if server is not None:
+                        run.update(output_excerpt=server.log_excerpt())
+                    raise
+                summary = summary_record(rows)
+                run.update(summary=summary)
+    except (ServerGone, UserError) as failure:
+        error = str(failure)
+    kept = db.table("eval_results").count_where("run_id = ?", [run_id])
+    return EvalOutcome(run_id, summary, error, kept)
+
+
+def _server_death(server) -> str:
+    if server.alive():
+        return "the server stopped answering"
+    detail = server.error_line() or f"exit code {server.process.returncode}"
+    return f"the server exited ({detail})"
+
+
+def format_summary(summary: dict) -> str:
+    overall = _percent(summary["overall"])
+    if summary["overall_ci_low"] is not None:
+        ci = f"{_percent(summary['overall_ci_low'])} – {_percent(summary['overall_ci_high'])}"
+        overall += f"  (95% CI {ci})"
+    rows = [["overall", overall], ["success rate", _percent(summary["success_rate"])]]
+    rows += [[category, _percent(score)] for category, score in summary["categories"].items()]
     return tabulate(rows, headers=["", "score"], tablefmt="simple")
 
 

@@ -64,7 +64,8 @@ class ServerProcess:
         """The last exception line the server logged, e.g. 'OSError: [Errno 98] Address ...'."""
         for line in reversed(self.log):
             if _ERROR_LINE.match(line):
-                return line.strip()
+                # "huggingface_hub.errors.HFValidationError: ..." -> "HFValidationError: ..."
+                return re.sub(r"^\s*(?:\w+\.)+(?=\w+:)", "", line).strip()
         return None
 
     def log_excerpt(self, lines: int = 15) -> str:

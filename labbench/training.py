@@ -1,0 +1,274 @@
+"""LoRA training through mlx-lm's Python API, with every report streamed into the ledger.
+
+Shared by `scripts/train.py` and `scripts/bench.py`. Numbers come from mlx-lm's
+`TrainingCallback` (mlx-lm 0.32 no longer prints it/s or peak memory), never from stdout.
+Verified gotchas handled here:
+- `mlx_lm.lora.run(args, training_callback=cb)` ignores `cb`, so we call `tuner.train()`.
+- `train()` does not write `adapter_config.json`, which the server and fuse need.
+- The last report window's `iterations_per_second` assumes a full window; we correct it.
+- `train()` always draws its rich UI; we replace it with one plain line per report.
+"""
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from labbench.cli import UserError
+
+ADAPTER_WEIGHTS = "adapters.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    iters: int = 200  # training iterations
+    batch_size: int = 4  # examples per iteration
+    learning_rate: float = 1e-4  # peak learning rate
+    warmup: int = 0  # linear warm-up iterations, then cosine decay (0: constant rate)
+    rank: int = 8  # LoRA rank
+    scale: float = 20.0  # LoRA scale (mlx-lm's name for alpha/rank)
+    dropout: float = 0.0
+    num_layers: int | None = None  # transformer blocks to adapt, from the last (None: all)
+    keys: tuple[str, ...] | None = None  # module names to adapt (None: mlx-lm's default)
+    seed: int = 0  # weights init, batch order
+    mask_prompt: bool = True  # loss on the assistant's answer only
+    max_seq_length: int = 2048
+    steps_per_report: int = 10
+    steps_per_eval: int = 50  # validation every N iterations (and at 1 and the end)
+    val_batches: int = 8  # batches per validation (-1: the whole split)
+    save_every: int = 50  # checkpoint every N iterations
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    load_seconds: float
+
+
+def load_model(model_path: str) -> LoadedModel:
+    from mlx_lm import load
+
+    started = time.perf_counter()
+    try:
+        model, tokenizer = load(model_path)[:2]
+    except Exception as error:  # mlx-lm raises many kinds for a bad path or hub id
+        raise UserError(f"--model {model_path}: cannot load: {error}") from error
+    return LoadedModel(model, tokenizer, time.perf_counter() - started)
+
+
+def load_data(data_dir: Path, tokenizer: Any, mask_prompt: bool, need_valid: bool = True):
+    """The train and valid splits of a chat-format JSONL directory, cached for training."""
+    import types
+
+    from mlx_lm.tuner.datasets import CacheDataset, load_dataset
+
+    if not (data_dir / "train.jsonl").is_file():
+        raise UserError(f"--data {data_dir}: no train.jsonl (make one with `just dummy-data`)")
+    config = types.SimpleNamespace(data=str(data_dir), train=True, test=False)
+    config.mask_prompt = mask_prompt
+    try:
+        train, valid, _ = load_dataset(config, tokenizer)
+    except (ValueError, KeyError, json.JSONDecodeError) as error:
+        raise UserError(f"--data {data_dir}: {error} (check it with `just check-data`)") from error
+    if need_valid and len(valid) == 0:
+        raise UserError(f"--data {data_dir}: valid.jsonl is missing or empty")
+    return CacheDataset(train), CacheDataset(valid) if len(valid) else None
+
+
+def apply_lora(model: Any, settings: LoraSettings) -> dict:
+    """Freeze the model and add LoRA layers; returns the adapter_config.json content."""
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    num_layers = settings.num_layers or len(model.layers)
+    if num_layers > len(model.layers):
+        raise UserError(f"--layers {num_layers}: the model has only {len(model.layers)} layers")
+    lora_parameters: dict[str, Any] = {
+        "rank": settings.rank,
+        "scale": settings.scale,
+        "dropout": settings.dropout,
+    }
+    if settings.keys:
+        lora_parameters["keys"] = list(settings.keys)
+    model.freeze()
+    linear_to_lora_layers(model, num_layers, lora_parameters)
+    return {"fine_tune_type": "lora", "num_layers": num_layers, "lora_parameters": lora_parameters}
+
+
+def write_adapter_config(adapter_dir: Path, adapter_config: dict, model_path: str) -> None:
+    adapter_dir.mkdir(parents=True, exist_ok=True)
+    config = {**adapter_config, "model": model_path}
+    (adapter_dir / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def make_optimizer(settings: LoraSettings):
+    import mlx.optimizers as optim
+
+    rate: Any = settings.learning_rate
+    if settings.warmup:
+        decay = optim.cosine_decay(settings.learning_rate, max(1, settings.iters - settings.warmup))
+        warmup = optim.linear_schedule(0.0, settings.learning_rate, settings.warmup)
+        rate = optim.join_schedules([warmup, decay], [settings.warmup])
+    return optim.Adam(learning_rate=rate)
+
+
+def seed_everything(seed: int) -> None:
+    import mlx.core as mx
+    import numpy as np
+
+    mx.random.seed(seed)
+    np.random.seed(seed)  # mlx-lm shuffles batches with numpy
+
+
+class _QuietUI:
+    """Stands in for mlx-lm's rich training UI (a context manager whose methods, and the
+    `advance` callables they hand out, do nothing): our writer prints one line per report."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __call__(self, *args, **kwargs):
+        return None
+
+    def __getattr__(self, name):
+        return _QuietUI
+
+
+class ReportWriter:
+    """Turns mlx-lm's report dicts into `train_reports` rows (and one printed line each).
+
+    Our own wall clock runs between reports, with validation time taken out, so the bench can
+    check mlx-lm's iterations_per_second against it. mlx-lm computes iterations_per_second as
+    steps_per_report / time, which is wrong for a final partial window: corrected here.
+    """
+
+    def __init__(self, db: Database, run_id: int, steps_per_report: int, echo: bool = True):
+        self.db = db
+        self.run_id = run_id
+        self.steps_per_report = steps_per_report
+        self.echo = echo
+        self.last_iteration = 0
+        self.val_seconds = 0.0
+        self.window_started = time.perf_counter()
+        self.reports: list[dict] = []
+
+    def start(self) -> None:
+        self.window_started = time.perf_counter()
+
+    def on_train_loss_report(self, info: dict) -> None:
+        now = time.perf_counter()
+        iterations = info["iteration"] - self.last_iteration
+        train_seconds = self.steps_per_report / info["iterations_per_second"]
+        row = {
+            "run_id": self.run_id,
+            "iteration": info["iteration"],
+            "split": "train",
+            "loss": info["train_loss"],
+            "learning_rate": info["learning_rate"],
+            "iterations_per_second": iterations / train_seconds,
+            "tokens_per_second": info["tokens_per_second"],
+            "trained_tokens": info["trained_tokens"],
+            "peak_memory_gb": info["peak_memory"],
+            "window_seconds": now - self.window_started - self.val_seconds,
+            "val_seconds": self.val_seconds,
+        }
+        self.db.table("train_reports").insert(row)
+        self.reports.append(row)
+        self.last_iteration = info["iteration"]
+        self.val_seconds = 0.0
+        if self.echo:
+            print(
+                f"iter {row['iteration']:>5}  loss {row['loss']:.3f}  "
+                f"{1 / row['iterations_per_second']:.3f} s/iter  "
+                f"{row['tokens_per_second']:.0f} tok/s  peak {row['peak_memory_gb']:.3f} GB",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.window_started = time.perf_counter()
+
+    def on_val_loss_report(self, info: dict) -> None:
+        self.val_seconds += info["val_time"]
+        self.db.table("train_reports").insert(
+            {
+                "run_id": self.run_id,
+                "iteration": info["iteration"],
+                "split": "val",
+                "loss": info["val_loss"],
+                "val_seconds": info["val_time"],
+            }
+        )
+        if self.echo:
+            print(
+                f"iter {info['iteration']:>5}  val loss {info['val_loss']:.3f}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def train_lora(
+    loaded: LoadedModel,
+    train_set: Any,
+    valid_set: Any,
+    settings: LoraSettings,
+    adapter_file: Path,
+    writer: ReportWriter,
+) -> None:
+    """Run mlx-lm's trainer in this process; checkpoints go beside `adapter_file`."""
+    import mlx_lm.tuner.trainer as trainer
+    from mlx_lm.tuner.callbacks import TrainingCallback
+
+    class Callback(TrainingCallback):
+        def on_train_loss_report(self, train_info: dict):
+            writer.on_train_loss_report(train_info)
+
+        def on_val_loss_report(self, val_info: dict):
+            writer.on_val_loss_report(val_info)
+
+    args = trainer.TrainingArgs(
+        batch_size=settings.batch_size,
+        iters=settings.iters,
+        val_batches=settings.val_batches,
+        steps_per_report=settings.steps_per_report,
+        steps_per_eval=settings.steps_per_eval,
+        steps_per_save=settings.save_every,
+        max_seq_length=settings.max_seq_length,
+        adapter_file=str(adapter_file),
+    )
+    trainer.TrainUI = _QuietUI  # ty: ignore[invalid-assignment]
+    writer.start()
+    trainer.train(
+        model=loaded.model,
+        optimizer=make_optimizer(settings),
+        train_dataset=train_set,
+        val_dataset=valid_set,
+        args=args,
+        training_callback=Callback(),
+    )
+
+
+def collect_checkpoints(adapter_dir: Path) -> list[tuple[int, Path]]:
+    """Give each of mlx-lm's `NNNNNNN_adapters.safetensors` files a loadable directory of its
+    own (`checkpoints/NNNNNNN/` with adapter_config.json), so a server can serve any of them."""
+    found = []
+    for weights in sorted(adapter_dir.glob("*_adapters.safetensors")):
+        iteration = int(weights.name.split("_", 1)[0])
+        checkpoint = adapter_dir / "checkpoints" / f"{iteration:07d}"
+        checkpoint.mkdir(parents=True, exist_ok=True)
+        weights.replace(checkpoint / ADAPTER_WEIGHTS)
+        shutil.copyfile(adapter_dir / ADAPTER_CONFIG, checkpoint / ADAPTER_CONFIG)
+    for checkpoint in sorted((adapter_dir / "checkpoints").glob("[0-9]*")):
+        if (checkpoint / ADAPTER_WEIGHTS).is_file():
+            found.append((int(checkpoint.name), checkpoint))
+    return found

@@ -1,0 +1,252 @@
+"""Train a LoRA adapter in-process, streaming every loss report into the ledger.
+
+    just train data=data/dummy iters=200
+    just train model=models/tiny-chat data=data/dummy rank=16 learning_rate=3e-4 eval_suite=baseline
+    just train model=mlx-community/Qwen2.5-Coder-1.5B-Instruct-4bit data=data/mine layers=8
+
+The adapter goes to adapters/<run-id>/ beside the ledger (adapter_config.json and
+adapters.safetensors), with a checkpoint every --save-every iterations under checkpoints/. With --eval-suite every checkpoint
+is evaluated through a real server and the best by eval score (not by validation loss) becomes
+the run's adapter. Ctrl-C leaves an `interrupted` run whose last checkpoint is usable.
+"""
+
+import argparse
+import shutil
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from labbench import cli
+from labbench.blas import reexec_with_openblas
+from labbench.cli import UserError
+from labbench.training import LoraSettings
+
+DEFAULT_DATA = "data/dummy"  # chat-format JSONL directory (train/valid/test.jsonl)
+DEFAULTS = LoraSettings()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Train a LoRA adapter and record the run.",
+        epilog="Make-style key=value words work too: iters=100 learning_rate=3e-4.",
+    )
+    parser.add_argument("--model", help="model directory or Hugging Face id (default: tiny)")
+    parser.add_argument("--data", default=DEFAULT_DATA, help="dataset directory")
+    parser.add_argument("--iters", type=int, default=DEFAULTS.iters)
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=DEFAULTS.learning_rate)
+    parser.add_argument(
+        "--warmup", type=int, default=DEFAULTS.warmup, help="warm-up iterations, then cosine"
+    )
+    parser.add_argument("--rank", type=int, default=DEFAULTS.rank, help="LoRA rank")
+    parser.add_argument("--scale", type=float, default=DEFAULTS.scale, help="LoRA scale")
+    parser.add_argument("--layers", type=int, help="blocks to adapt, from the last (all)")
+    parser.add_argument(
+        "--keys", help="comma-separated module names to adapt, e.g. self_attn.q_proj,mlp.up_proj"
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    parser.add_argument("--save-every", type=int, default=DEFAULTS.save_every)
+    parser.add_argument("--steps-per-report", type=int, default=DEFAULTS.steps_per_report)
+    parser.add_argument("--steps-per-eval", type=int, default=DEFAULTS.steps_per_eval)
+    parser.add_argument("--val-batches", type=int, default=DEFAULTS.val_batches)
+    parser.add_argument("--max-seq-length", type=int, default=DEFAULTS.max_seq_length)
+    parser.add_argument(
+        "--no-mask-prompt", action="store_true", help="train on the prompt tokens too"
+    )
+    parser.add_argument("--eval-suite", help="evaluate every checkpoint on this suite")
+    parser.add_argument("--eval-max-tokens", type=int, help="max_tokens for checkpoint evals")
+    cli.add_run_args(parser)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> LoraSettings:
+    settings = LoraSettings(
+        iters=args.iters,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        warmup=args.warmup,
+        rank=args.rank,
+        scale=args.scale,
+        num_layers=args.layers,
+        keys=tuple(args.keys.split(",")) if args.keys else None,
+        seed=args.seed,
+        mask_prompt=not args.no_mask_prompt,
+        max_seq_length=args.max_seq_length,
+        steps_per_report=min(args.steps_per_report, args.iters),
+        steps_per_eval=args.steps_per_eval,
+        val_batches=args.val_batches,
+        save_every=args.save_every,
+    )
+    for name in ("iters", "batch_size", "rank", "save_every", "steps_per_report"):
+        if getattr(settings, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if settings.learning_rate <= 0:
+        raise UserError("--learning-rate must be positive")
+    return settings
+
+
+def check_data(data: Path) -> str:
+    """Validate the dataset before anything heavy; returns its fingerprint."""
+    from labbench.data import check_dataset, dataset_fingerprint
+
+    if not data.is_dir():
+        raise UserError(f"--data {data}: no such directory (make one with `just dummy-data`)")
+    problems = check_dataset(data)
+    if problems:
+        more = f" (and {len(problems) - 1} more; see `just check-data {data}`)"
+        raise UserError(problems[0] + (more if len(problems) > 1 else ""))
+    return dataset_fingerprint(data)
+
+
+def evaluate_checkpoints(db, run, model: str, checkpoints, args) -> dict | None:
+    """Score each checkpoint on the suite through a real server; keep the best by score."""
+    from labbench.evaluation import EvalPlan, SamplingSettings, record_eval
+    from labbench.suite import load_suite
+
+    suite = load_suite(args.eval_suite)
+    scored = []
+    for iteration, path in checkpoints:
+        plan = EvalPlan(
+            suite=suite,
+            model=model,
+            adapter=str(path),
+            sampling=SamplingSettings(max_tokens=args.eval_max_tokens),
+            note=f"checkpoint {iteration} of train run {run.id}",
+            parent_run_id=run.id,
+        )
+        outcome = record_eval(db, plan)
+        score = outcome.summary["overall"] if outcome.summary else None
+        db.table("checkpoints").insert(
+            {
+                "run_id": run.id,
+                "iteration": iteration,
+                "path": str(path),
+                "eval_run_id": outcome.run_id,
+                "score": score,
+                "best": 0,
+            }
+        )
+        if outcome.error:
+            raise UserError(f"eval of checkpoint {iteration} failed: {outcome.error}")
+        scored.append((score, -iteration, iteration, path, outcome.run_id))
+    if not scored:
+        return None
+    # Best score; on a tie the earlier checkpoint (fewer iterations, less overfit).
+    score, _, iteration, path, eval_run_id = max(scored)
+    db.execute(
+        "UPDATE checkpoints SET best = 1 WHERE run_id = ? AND iteration = ?", [run.id, iteration]
+    )
+    return {"iteration": iteration, "path": str(path), "score": score, "eval_run_id": eval_run_id}
+
+
+def main() -> int:
+    reexec_with_openblas()
+    args = cli.parse_args(build_parser())
+    cli.raise_keyboard_interrupt_on_sigterm()
+    from labbench.journal import write_journal
+    from labbench.ledger import adapters_dir, journal_dir, open_ledger, recording_run
+    from labbench.server import resolve_model
+    from labbench.training import (
+        ADAPTER_WEIGHTS,
+        ReportWriter,
+        apply_lora,
+        collect_checkpoints,
+        load_data,
+        load_model,
+        seed_everything,
+        train_lora,
+        write_adapter_config,
+    )
+
+    try:
+        settings = settings_from(args)
+        data = Path(args.data)
+        data_fingerprint = check_data(data)
+        if args.eval_suite:
+            from labbench.suite import load_suite
+
+            load_suite(args.eval_suite)  # a bad suite fails now, not after training
+        model_path = resolve_model(args.model)
+    except UserError as error:
+        cli.fail(str(error))
+
+    ledger = cli.ledger_path(args.ledger)
+    db = open_ledger(ledger)
+    config = {
+        **asdict(settings),
+        "data": str(data.resolve()),
+        "dataset_fingerprint": data_fingerprint,
+        "eval_suite": args.eval_suite,
+    }
+    adapter_dir = None
+    exit_code = 1
+    try:
+        with recording_run(
+            db,
+            "train",
+            config,
+            model=model_path,
+            dataset=f"{args.data}@{data_fingerprint[:8]}",
+            goal=args.goal,
+            note=args.note,
+        ) as run:
+            adapter_dir = adapters_dir(ledger) / str(run.id)
+            run.update(adapter=str(adapter_dir))
+            if adapter_dir.exists() and any(adapter_dir.iterdir()):
+                raise UserError(f"{adapter_dir} already exists (left by another ledger?)")
+            print(f"run {run.id}: training a LoRA adapter into {adapter_dir}", file=sys.stderr)
+            try:
+                loaded = load_model(model_path)
+                train_set, valid_set = load_data(data, loaded.tokenizer, settings.mask_prompt)
+                seed_everything(settings.seed)
+                write_adapter_config(adapter_dir, apply_lora(loaded.model, settings), model_path)
+                writer = ReportWriter(db, run.id, settings.steps_per_report)
+                train_lora(
+                    loaded, train_set, valid_set, settings, adapter_dir / ADAPTER_WEIGHTS, writer
+                )
+            finally:
+                checkpoints = collect_checkpoints(adapter_dir) if adapter_dir.exists() else []
+                for _, path in checkpoints:
+                    db.table("run_files").insert(
+                        {"run_id": run.id, "kind": "checkpoint", "path": str(path)}, ignore=True
+                    )
+            last = {r["split"]: r["loss"] for r in writer.reports}
+            summary = {
+                "load_seconds": loaded.load_seconds,
+                "final_train_loss": last.get("train"),
+                "checkpoints": len(checkpoints),
+            }
+            if args.eval_suite:
+                best = evaluate_checkpoints(db, run, model_path, checkpoints, args)
+                if best:
+                    # The run's adapter is the best checkpoint by eval score.
+                    shutil.copyfile(
+                        Path(best["path"]) / ADAPTER_WEIGHTS, adapter_dir / ADAPTER_WEIGHTS
+                    )
+                    summary["best_checkpoint"] = best
+            run.update(summary=summary)
+            db.table("run_files").insert(
+                {"run_id": run.id, "kind": "adapter", "path": str(adapter_dir)}, ignore=True
+            )
+        print(f"adapter: {adapter_dir}", file=sys.stderr)
+        exit_code = 0
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        usable = adapter_dir is not None and (adapter_dir / ADAPTER_WEIGHTS).is_file()
+        state = (
+            f"the last checkpoint is usable: {adapter_dir}"
+            if usable
+            else "no checkpoint was saved yet"
+        )
+        print(f"interrupted; {state}", file=sys.stderr)
+        exit_code = 130
+    finally:
+        write_journal(db, journal_dir(ledger))
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
