@@ -7,7 +7,7 @@ Every resampling function takes a seed, so the same inputs always give the same 
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -76,6 +76,30 @@ def bootstrap_mean_interval(
     means = _resampled_means(values, resamples, seed)
     tail = (1 - confidence) / 2
     return (_percentile(means, tail), _percentile(means, 1 - tail))
+
+
+def mean_of_group_means_interval(
+    groups: Mapping[str, Sequence[float]],
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval for the mean of group means (an eval's overall score is
+    the mean of its category means): prompts are resampled within their own category."""
+    _z(confidence)  # validates
+    groups = {name: values for name, values in groups.items() if values}
+    if not groups:
+        raise ValueError("mean_of_group_means_interval needs at least one value")
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples}")
+    rng = random.Random(seed)
+    ordered = [groups[name] for name in sorted(groups)]
+    statistics = sorted(
+        _mean([_mean(rng.choices(values, k=len(values))) for values in ordered])
+        for _ in range(resamples)
+    )
+    tail = (1 - confidence) / 2
+    return (_percentile(statistics, tail), _percentile(statistics, 1 - tail))
 
 
 def mcnemar_exact(b: int, c: int) -> float:

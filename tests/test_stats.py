@@ -9,6 +9,7 @@ from labbench.stats import (
     bootstrap_mean_interval,
     compare_scores,
     mcnemar_exact,
+    mean_of_group_means_interval,
     paired_bootstrap,
     wilson_interval,
 )
@@ -169,3 +170,23 @@ def test_compare_rejects_bad_input():
         compare_scores([1.0], [1.0, 0.0])
     with pytest.raises(ValueError):
         compare_scores([1.0], [0.0], alpha=0)
+
+
+def test_mean_of_group_means_interval_with_one_group_is_the_plain_bootstrap():
+    values = [0.0, 0.5, 1.0, 1.0, 0.25, 0.0, 1.0]
+    assert mean_of_group_means_interval({"a": values}, seed=3) == bootstrap_mean_interval(
+        values, seed=3
+    )
+
+
+def test_mean_of_group_means_interval_weights_groups_equally():
+    # Category means 1.0 and 0.0 whatever is resampled: overall is exactly 0.5.
+    groups = {"big": [1.0] * 20, "small": [0.0, 0.0]}
+    assert mean_of_group_means_interval(groups) == (0.5, 0.5)
+    low, high = mean_of_group_means_interval({"a": [0.0, 1.0, 1.0], "b": [0.0, 0.5]})
+    assert 0.0 <= low < (2 / 3 + 0.25) / 2 < high <= 1.0
+
+
+def test_mean_of_group_means_interval_needs_values():
+    with pytest.raises(ValueError):
+        mean_of_group_means_interval({"a": []})
