@@ -1,23 +1,37 @@
 """Render journal/JOURNAL.md from the ledger alone, in the shape of the reference journal.
 
-The same ledger always gives the same bytes: nothing here reads the clock, the file system
-or the environment, and every query has an explicit order.
+The same ledger always gives the same bytes: nothing here reads the clock or the environment,
+and every query has an explicit order. The Cumulative Results table is rendered from the
+ledger's `cumulative_results` view, so the ledger and the journal cannot disagree.
 """
 
 import json
+import os
+import re
 import shlex
+from collections import defaultdict
 from pathlib import Path
 
 from sqlite_utils import Database
 from tabulate import tabulate
 
+from labbench import plots
+
 JOURNAL_NAME = "JOURNAL.md"
 DASH = "—"
+EXCERPT_CHARS = 300
 CATEGORY_TITLES = {
     "tool_calling": "Tool Calling",
     "code_generation": "Code Gen",
     "reasoning": "Reasoning",
 }
+KIND_TITLES = {"eval": "Eval", "bench": "Benchmark", "train": "Training", "demo": "Demo"}
+
+
+def category_order(category: str) -> tuple[int, str]:
+    """The reference journal's order (Tool Calling, Code Gen, Reasoning), then by name."""
+    known = list(CATEGORY_TITLES)
+    return (known.index(category) if category in known else len(known), category)
 
 
 def category_title(category: str) -> str:
@@ -28,51 +42,163 @@ def percent(value: float | None) -> str:
     return DASH if value is None else f"{value:.1%}"
 
 
-def load_runs(db: Database) -> list[dict]:
-    return list(db.query("SELECT * FROM runs ORDER BY id"))
+def signed_points(value: float | None) -> str:
+    return DASH if value is None else f"{value * 100:+.1f} pts"
 
 
-def load_category_scores(db: Database) -> dict[int, dict[str, dict]]:
-    scores: dict[int, dict[str, dict]] = {}
-    for row in db.query("SELECT * FROM category_scores ORDER BY run_id, category"):
-        scores.setdefault(row["run_id"], {})[row["category"]] = row
-    return scores
+def with_ci(overall: float | None, low: float | None, high: float | None) -> str:
+    if overall is None:
+        return DASH
+    if low is None or high is None:
+        return percent(overall)
+    return f"{percent(overall)} ({percent(low)}–{percent(high)})"
 
 
-def load_summaries(db: Database) -> dict[int, dict]:
-    return {row["run_id"]: row for row in db.query("SELECT * FROM eval_summaries")}
+def table(rows: list[list], headers: list[str]) -> str:
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def step_label(run: dict) -> str:
-    return f"#{run['id']} " + ("Trained" if run["adapter"] else "Baseline")
+class LedgerView:
+    """Everything the journal shows, read in a few ordered bulk queries."""
+
+    def __init__(self, db: Database):
+        self.runs = list(db.query("SELECT * FROM runs ORDER BY id"))
+        self.cumulative = list(db.query("SELECT * FROM cumulative_results ORDER BY suite, run_id"))
+        self.categories: dict[int, dict[str, dict]] = defaultdict(dict)
+        rows = db.query("SELECT * FROM category_scores ORDER BY run_id, category")
+        for row in sorted(rows, key=lambda r: (r["run_id"], category_order(r["category"]))):
+            self.categories[row["run_id"]][row["category"]] = row
+        self.summaries = {r["run_id"]: r for r in db.query("SELECT * FROM eval_summaries")}
+        self.notes: dict[int, list[dict]] = defaultdict(list)
+        for row in db.query("SELECT * FROM run_notes ORDER BY id"):
+            self.notes[row["run_id"]].append(row)
+        self.files: dict[int, list[dict]] = defaultdict(list)
+        for row in db.query("SELECT * FROM run_files ORDER BY id"):
+            self.files[row["run_id"]].append(row)
+        self.checkpoints: dict[int, list[dict]] = defaultdict(list)
+        for row in db.query("SELECT * FROM checkpoints ORDER BY run_id, iteration"):
+            self.checkpoints[row["run_id"]].append(row)
+        self.reports: dict[int, list[dict]] = defaultdict(list)
+        for row in db.query(
+            "SELECT * FROM train_reports WHERE run_id IN "
+            "(SELECT id FROM runs WHERE kind IN ('train', 'bench')) ORDER BY run_id, id"
+        ):
+            self.reports[row["run_id"]].append(row)
+        self.first_responses = {
+            r["run_id"]: r
+            for r in db.query(
+                "SELECT run_id, prompt_id, response, error FROM eval_results "
+                "WHERE id IN (SELECT MIN(id) FROM eval_results GROUP BY run_id)"
+            )
+        }
+        self.children: dict[int, list[dict]] = defaultdict(list)
+        for run in self.runs:
+            if run["parent_run_id"] is not None:
+                self.children[run["parent_run_id"]].append(run)
+        self.nondeterministic = same_fingerprint_different_score(self.cumulative)
 
 
-def cumulative_rows(db: Database) -> tuple[list[str], list[list[str]]]:
-    """Step | Dataset | Adapter | Overall | one column per category | Notes: finished evals."""
-    runs = [r for r in load_runs(db) if r["kind"] == "eval" and r["status"] == "ok"]
-    categories = load_category_scores(db)
-    summaries = load_summaries(db)
-    all_categories: list[str] = []
-    for run in runs:
-        for category in categories.get(run["id"], {}):
-            if category not in all_categories:
-                all_categories.append(category)
-    headers = ["Step", "Dataset", "Adapter", "Overall"]
-    headers += [category_title(c) for c in all_categories] + ["Notes"]
-    rows = []
-    for run in runs:
-        scores = categories.get(run["id"], {})
-        summary = summaries.get(run["id"], {})
-        notes = [f"{run['model']}", f"suite {run['suite']}"]
-        if run["note"]:
-            notes.append(run["note"])
-        rows.append(
-            [step_label(run), run["dataset"] or DASH, run["adapter"] or DASH]
-            + [percent(summary.get("overall"))]
-            + [percent(scores[c]["score"]) if c in scores else DASH for c in all_categories]
-            + ["; ".join(notes)]
+def same_fingerprint_different_score(cumulative: list[dict]) -> dict[int, list[int]]:
+    """Run id -> the other runs with its fingerprint but a different overall score."""
+    by_fingerprint: dict[str, list[dict]] = defaultdict(list)
+    for row in cumulative:
+        if row["fingerprint"]:
+            by_fingerprint[row["fingerprint"]].append(row)
+    flagged: dict[int, list[int]] = {}
+    for rows in by_fingerprint.values():
+        for row in rows:
+            others = [
+                o["run_id"]
+                for o in rows
+                if o["run_id"] != row["run_id"] and abs(o["overall"] - row["overall"]) > 1e-9
+            ]
+            if others:
+                flagged[row["run_id"]] = others
+    return flagged
+
+
+def notes_text(view: LedgerView, run: dict, kind: str = "note") -> list[str]:
+    texts = [run["note"]] if kind == "note" and run["note"] else []
+    if kind == "goal" and run["goal"]:
+        texts.append(run["goal"])
+    return texts + [n["text"] for n in view.notes.get(run["id"], []) if n["kind"] == kind]
+
+
+def cumulative_tables(view: LedgerView, journal_dir: Path) -> list[str]:
+    """One Cumulative Results table per suite, rows in run order, from the ledger's view."""
+    runs = {r["id"]: r for r in view.runs}
+    by_suite: dict[str, list[dict]] = defaultdict(list)
+    for row in view.cumulative:
+        by_suite[row["suite"]].append(row)
+    parts = []
+    for suite, rows in by_suite.items():
+        categories = sorted(
+            {c for row in rows for c in view.categories.get(row["run_id"], {})},
+            key=category_order,
         )
-    return headers, rows
+        headers = ["Step", "Dataset", "Adapter", "Overall (95% CI)", "Δ"]
+        headers += [category_title(c) for c in categories] + ["Notes"]
+        body = []
+        for row in rows:
+            scores = view.categories.get(row["run_id"], {})
+            notes = [Path(row["model"] or "").name or DASH]
+            notes += notes_text(view, runs[row["run_id"]])
+            if row["run_id"] in view.nondeterministic:
+                others = ", ".join(f"#{o}" for o in view.nondeterministic[row["run_id"]])
+                notes.append(f"⚠ same fingerprint as {others}, different score")
+            body.append(
+                [
+                    row["step"],
+                    row["dataset"] or DASH,
+                    short_path(row["adapter"]) if row["adapter"] else DASH,
+                    with_ci(row["overall"], row["ci_low"], row["ci_high"]),
+                    signed_points(row["delta"]),
+                ]
+                + [percent(scores[c]["score"]) if c in scores else DASH for c in categories]
+                + ["; ".join(notes)]
+            )
+        plot = plots.scores_by_step(
+            journal_dir / plots.PLOTS_DIR_NAME / f"scores-{slug(suite)}.png",
+            suite,
+            [
+                {
+                    "run_id": r["run_id"],
+                    "overall": r["overall"],
+                    "ci_low": r["ci_low"],
+                    "ci_high": r["ci_high"],
+                    "categories": {
+                        c: s["score"] for c, s in view.categories.get(r["run_id"], {}).items()
+                    },
+                }
+                for r in rows
+            ],
+            categories,
+        )
+        parts += [
+            f"### Suite: {suite}",
+            "",
+            table(body, headers),
+            "",
+            f"![Scores by step, suite {suite}]({relative(plot, journal_dir)})",
+            "",
+        ]
+    return parts or ["_No finished evals yet._", ""]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "suite"
+
+
+def short_path(path: str) -> str:
+    """adapters/7 rather than /home/me/lab/adapters/7 where the path has that shape."""
+    parts = Path(path).parts
+    if "adapters" in parts:
+        return "/".join(parts[parts.index("adapters") :])
+    return path
+
+
+def relative(path: Path | str, journal_dir: Path) -> str:
+    return Path(os.path.relpath(path, journal_dir)).as_posix()
 
 
 def render_command(run: dict) -> str:
@@ -82,69 +208,191 @@ def render_command(run: dict) -> str:
         return str(run["command"])
 
 
-def render_entry(run: dict, scores: dict[str, dict], summary: dict | None) -> str:
+def entry_title(run: dict) -> str:
+    kind = KIND_TITLES.get(run["kind"], run["kind"].title())
+    what = Path(run["model"] or "").name or run["model"] or ""
+    if run["adapter"]:
+        what += f" + {short_path(run['adapter'])}"
+    if run["suite"]:
+        what += f" on {run['suite']}"
     date = (run["started_at"] or "")[:10]
-    title = f"### Run {run['id']}: {run['kind']} {run['status']} ({date})"
-    lines = [title, ""]
-    if run["goal"]:
-        lines += [f"**Goal:** {run['goal']}", ""]
-    lines += [
-        f"**Model:** `{run['model']}`"
-        + (f" with adapter `{run['adapter']}`" if run["adapter"] else ""),
+    status = "" if run["status"] == "ok" else f" [{run['status']}]"
+    return f"### Run {run['id']}: {kind} — {what} ({date}){status}"
+
+
+def eval_results(view: LedgerView, run: dict) -> list[str]:
+    summary = view.summaries.get(run["id"])
+    if not summary:
+        return ["**Results:** no prompt was answered.", ""]
+    stored = json.loads(run["summary"] or "{}")
+    answered = summary["prompts"] - summary["failures"]
+    lines = [
+        "**Results:**",
+        "",
+        f"- Overall: {with_ci(summary['overall'], stored.get('overall_ci_low'), stored.get('overall_ci_high'))}",  # noqa: E501
+        f"- Success rate: {percent(summary['success_rate'])} "
+        f"({answered} of {summary['prompts']} prompts answered)",
         "",
     ]
-    if run["suite"]:
-        lines += [f"**Suite:** {run['suite']}", ""]
+    rows = [
+        [category_title(c), percent(s["score"]), s["prompts"], s["failures"]]
+        for c, s in view.categories.get(run["id"], {}).items()
+    ]
+    lines += [table(rows, ["Category", "Score", "Prompts", "Failed"]), ""]
+    if run["fingerprint"]:
+        flag = ""
+        if run["id"] in view.nondeterministic:
+            others = ", ".join(f"#{o}" for o in view.nondeterministic[run["id"]])
+            flag = f" ⚠ runs {others} have the same fingerprint and a different score"
+        lines += [f"**Fingerprint:** `{run['fingerprint']}`{flag}", ""]
+    return lines
+
+
+def bench_results(run: dict) -> list[str]:
+    result = json.loads(run["summary"] or "{}")
+    if not result:
+        return []
+    rows = [
+        ["model load", f"{result['load_seconds']:.2f} s"],
+        ["warm-up iterations (excluded)", result["warmup_iterations"]],
+        ["measured iterations", result["measured_iterations"]],
+        ["sec/iter", f"{result['sec_per_iter']:.3f}"],
+        ["sec/iter (mlx-lm's own)", f"{result['mlx_sec_per_iter']:.3f}"],
+        ["tokens/s", f"{result['tokens_per_second']:.0f}"],
+        ["peak memory", f"{result['peak_memory_gb']:.3f} GB"],
+    ]
+    return [
+        "**Results:**",
+        "",
+        table(rows, ["Measure", "Value"]),
+        "",
+        f"**Verdict:** {result['verdict']}",
+        "",
+    ]
+
+
+def train_results(view: LedgerView, run: dict, journal_dir: Path) -> list[str]:
+    reports = view.reports.get(run["id"], [])
+    train = [(r["iteration"], r["loss"]) for r in reports if r["split"] == "train"]
+    val = [(r["iteration"], r["loss"]) for r in reports if r["split"] == "val"]
+    config = json.loads(run["config"] or "{}")
+    settings = ", ".join(
+        f"{key} {config[key]}"
+        for key in ("iters", "batch_size", "learning_rate", "rank", "scale", "num_layers", "seed")
+        if key in config
+    )
+    lines = [f"**Settings:** {settings}", ""] if settings else []
+    if train or val:
+        lines += ["**Results:**", ""]
+        if train:
+            lines.append(f"- Last train loss: {train[-1][1]:.3f} at iteration {train[-1][0]}")
+        if val:
+            lines.append(f"- Last validation loss: {val[-1][1]:.3f} at iteration {val[-1][0]}")
+        lines.append("")
+        plot = plots.loss_curves(
+            journal_dir / plots.PLOTS_DIR_NAME / f"loss-run-{run['id']}.png", run["id"], train, val
+        )
+        lines += [f"![Training loss, run {run['id']}]({relative(plot, journal_dir)})", ""]
+    checkpoints = view.checkpoints.get(run["id"], [])
+    if checkpoints:
+        rows = [
+            [
+                c["iteration"],
+                f"#{c['eval_run_id']}",
+                percent(c["score"]),
+                "best" if c["best"] else "",
+            ]
+            for c in checkpoints
+        ]
+        lines += [table(rows, ["Checkpoint", "Eval run", "Overall", ""]), ""]
+    return lines
+
+
+def demo_results(view: LedgerView, run: dict) -> list[str]:
+    evals = [c for c in view.children.get(run["id"], []) if c["kind"] == "eval"]
+    rows = []
+    for child in evals:
+        scores = view.categories.get(child["id"], {})
+        summary = view.summaries.get(child["id"], {})
+        rows.append(
+            [f"#{child['id']}", "adapter" if child["adapter"] else "baseline"]
+            + [percent(summary.get("overall"))]
+            + [percent(s["score"]) for s in scores.values()]
+        )
+    if not rows:
+        return []
+    categories = [category_title(c) for c in view.categories.get(evals[0]["id"], {})]
+    return ["**Results:**", "", table(rows, ["Run", "Model", "Overall", *categories]), ""]
+
+
+def raw_excerpt(view: LedgerView, run: dict) -> list[str]:
+    if run["output_excerpt"]:
+        text = run["output_excerpt"]
+    elif run["kind"] == "eval" and run["id"] in view.first_responses:
+        first = view.first_responses[run["id"]]
+        body = first["response"] if first["response"] is not None else first["error"] or ""
+        text = f"[{first['prompt_id']}] {body[:EXCERPT_CHARS]}"
+    elif view.reports.get(run["id"]):
+        text = "\n".join(
+            f"iter {r['iteration']}: {r['split']} loss {r['loss']:.3f}"
+            for r in view.reports[run["id"]][-5:]
+        )
+    else:
+        return []
+    return ["**Raw output (excerpt):**", "```text", text.replace("```", "'''"), "```", ""]
+
+
+def render_entry(view: LedgerView, run: dict, journal_dir: Path) -> str:
+    lines = [entry_title(run), ""]
+    for goal in notes_text(view, run, "goal"):
+        lines += [f"**Goal:** {goal}", ""]
+    if run["dataset"]:
+        lines += [f"**Dataset:** {run['dataset']}", ""]
     lines += ["**Command:**", "```bash", render_command(run), "```", ""]
-    if summary:
-        answered = summary["prompts"] - summary["failures"]
-        lines += [
-            "**Results:**",
-            "",
-            f"- Overall: {percent(summary['overall'])}",
-            f"- Success rate: {percent(summary['success_rate'])} "
-            f"({answered} of {summary['prompts']} prompts answered)",
-            "",
-        ]
-        table = [
-            [category_title(c), percent(s["score"]), s["prompts"], s["failures"]]
-            for c, s in scores.items()
-        ]
-        lines += [
-            tabulate(table, headers=["Category", "Score", "Prompts", "Failed"], tablefmt="github"),
-            "",
-        ]
-    if run["status"] in ("failed", "interrupted"):
-        lines += [f"**Failure:** {run['error'] or run['status']}", ""]
-        kept = summary["prompts"] if summary else 0
+    if run["kind"] == "eval":
+        lines += eval_results(view, run)
+    elif run["kind"] == "bench":
+        lines += bench_results(run)
+    elif run["kind"] == "train":
+        lines += train_results(view, run, journal_dir)
+    elif run["kind"] == "demo":
+        lines += demo_results(view, run)
+    if run["status"] in ("failed", "interrupted", "running"):
+        lines += [f"**Status:** {run['status']}: {run['error'] or 'not finished'}", ""]
         if run["kind"] == "eval":
-            lines += [f"**Kept:** {kept} results recorded before the run stopped.", ""]
-        if run["output_excerpt"]:
-            lines += ["**Raw output (last lines):**", "```", run["output_excerpt"], "```", ""]
-    if run["note"]:
-        lines += [f"**Notes:** {run['note']}", ""]
+            kept = view.summaries.get(run["id"], {}).get("prompts", 0)
+            lines += [f"**Kept:** {kept} prompt results recorded before the run stopped.", ""]
+        if run["kind"] == "train" and run["adapter"]:
+            lines += [f"**Kept:** checkpoints under `{short_path(run['adapter'])}`.", ""]
+    files = view.files.get(run["id"], [])
+    if files:
+        lines += ["**Files:**", ""]
+        for f in files:
+            target = relative(f["path"], journal_dir)
+            lines.append(f"- {f['kind']}: [{short_path(f['path'])}]({target})")
+        lines.append("")
+    lines += raw_excerpt(view, run)
+    for note in notes_text(view, run):
+        lines += [f"**Notes:** {note}", ""]
     lines += ["---", ""]
     return "\n".join(lines)
 
 
-def render_journal(db: Database) -> str:
-    headers, rows = cumulative_rows(db)
+def render_journal(db: Database, journal_dir: Path) -> str:
+    view = LedgerView(db)
     parts = [
         "# Training Experiment Journal",
         "",
-        "Generated from the ledger by `just journal`: do not edit by hand.",
+        "Generated from the ledger by `just journal` after every run: do not edit by hand.",
+        'Add goals and notes with `--goal` / `--note`, or later with `just note RUN "text"`.',
         "",
         "## Cumulative Results",
         "",
-        tabulate(rows, headers=headers, tablefmt="github") if rows else "_No finished evals yet._",
-        "",
+        *cumulative_tables(view, journal_dir),
         "## Experiments",
         "",
     ]
-    categories = load_category_scores(db)
-    summaries = load_summaries(db)
-    for run in reversed(load_runs(db)):
-        parts.append(render_entry(run, categories.get(run["id"], {}), summaries.get(run["id"])))
+    parts += [render_entry(view, run, journal_dir) for run in reversed(view.runs)]
     return "\n".join(parts).rstrip("\n") + "\n"
 
 
@@ -152,7 +400,7 @@ def write_journal(db: Database, out_dir: Path) -> Path:
     """Regenerate out_dir/JOURNAL.md; written atomically, so readers never see half a file."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / JOURNAL_NAME
-    text = render_journal(db)
+    text = render_journal(db, out_dir)
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)

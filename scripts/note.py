@@ -1,0 +1,47 @@
+"""Add a note (or a goal) to a run after the fact; it is stored in the ledger.
+
+just note 7 "the val loss spike at 150 is the lr warm-up ending"
+just note 7 --goal "does rank 16 beat rank 8?"
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from labbench import cli
+from labbench.journal import write_journal
+from labbench.ledger import journal_dir, now, open_ledger
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Add a note or a goal to a recorded run.")
+    parser.add_argument("run", type=int, help="run id (runs.id)")
+    parser.add_argument("text", help="the note")
+    parser.add_argument("--goal", action="store_true", help="record the text as the run's goal")
+    cli.add_ledger_args(parser)
+    return parser
+
+
+def main() -> int:
+    args = cli.parse_args(build_parser())
+    ledger = cli.ledger_path(args.ledger)
+    if not ledger.exists():
+        cli.fail(f"no ledger at {ledger} (pass --ledger PATH)")
+    if not args.text.strip():
+        cli.fail("the note is empty")
+    db = open_ledger(ledger)
+    if not db.table("runs").count_where("id = ?", [args.run]):
+        cli.fail(f"no run {args.run} in {ledger}")
+    kind = "goal" if args.goal else "note"
+    db.table("run_notes").insert(
+        {"run_id": args.run, "created_at": now(), "kind": kind, "text": args.text.strip()}
+    )
+    write_journal(db, journal_dir(ledger))
+    print(f"added a {kind} to run {args.run}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
