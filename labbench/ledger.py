@@ -121,6 +121,112 @@ def m003_fingerprints(db: Database) -> None:
     )
 
 
+@migrations()
+def m004_training_notes_files(db: Database) -> None:
+    db.table("runs").add_column("parent_run_id", int)  # e.g. a checkpoint eval's train run
+    db.table("train_reports").create(
+        {
+            "id": int,
+            "run_id": int,
+            "iteration": int,
+            "split": str,  # train or val
+            "loss": float,
+            "learning_rate": float,
+            "iterations_per_second": float,  # mlx-lm's own figure for the report window
+            "tokens_per_second": float,
+            "trained_tokens": int,
+            "peak_memory_gb": float,  # mx.get_peak_memory(), not the process RSS
+            "window_seconds": float,  # our wall clock between reports
+            "val_seconds": float,
+        },
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db.table("train_reports").create_index(["run_id", "iteration"])
+    db.table("checkpoints").create(
+        {
+            "id": int,
+            "run_id": int,
+            "iteration": int,
+            "path": str,
+            "eval_run_id": int,
+            "score": float,
+            "best": int,
+        },
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db.table("run_notes").create(
+        {"id": int, "run_id": int, "created_at": str, "kind": str, "text": str},
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db.table("run_files").create(
+        {"id": int, "run_id": int, "kind": str, "path": str},
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db.table("run_files").create_index(["run_id", "path"], unique=True)
+
+
+@migrations()
+def m005_views_for_datasette(db: Database) -> None:
+    # What `datasette ledger.db` (and `just browse`, with metadata.yaml) shows beside the tables.
+    # Views have no order: sort in the query (`ORDER BY suite, run_id`) or with Datasette's _sort.
+    # cumulative_results is the journal's Cumulative Results table, one row per finished eval;
+    # `categories` is a JSON object {category: score} for the per-category columns, and delta
+    # is the change of overall from the previous finished eval of the same suite.
+    db.create_view(
+        "cumulative_results",
+        """
+        SELECT runs.id AS run_id, runs.suite,
+               '#' || runs.id || CASE WHEN COALESCE(runs.adapter, '') = '' THEN ' Baseline'
+                                      ELSE ' Trained' END AS step,
+               runs.dataset, runs.adapter, runs.model, summaries.overall,
+               json_extract(runs.summary, '$.overall_ci_low') AS ci_low,
+               json_extract(runs.summary, '$.overall_ci_high') AS ci_high,
+               summaries.overall
+                 - LAG(summaries.overall) OVER (PARTITION BY runs.suite ORDER BY runs.id)
+                 AS delta,
+               (SELECT json_group_object(category, score)
+                FROM (SELECT category, score FROM category_scores
+                      WHERE category_scores.run_id = runs.id ORDER BY category)) AS categories,
+               summaries.success_rate, summaries.prompts, runs.fingerprint, runs.note,
+               runs.started_at
+        FROM runs JOIN eval_summaries AS summaries ON summaries.run_id = runs.id
+        WHERE runs.kind = 'eval' AND runs.status = 'ok'
+        """,
+    )
+    # Failed or interrupted runs of any kind (what = 'run'), and prompts that ended in an error
+    # in any run (what = 'prompt', with the prompt's own error).
+    db.create_view(
+        "failures",
+        """
+        SELECT 'run' AS what, id AS run_id, kind, status, model, adapter, suite,
+               NULL AS prompt_id, NULL AS category, error, started_at
+        FROM runs WHERE status IN ('failed', 'interrupted')
+        UNION ALL
+        SELECT 'prompt', runs.id, runs.kind, runs.status, runs.model, runs.adapter, runs.suite,
+               eval_results.prompt_id, eval_results.category, eval_results.error,
+               runs.started_at
+        FROM eval_results JOIN runs ON runs.id = eval_results.run_id
+        WHERE eval_results.error IS NOT NULL
+        """,
+    )
+    # One prompt across runs: filter on prompt_id (?prompt_id=... in Datasette).
+    db.create_view(
+        "prompt_history",
+        """
+        SELECT eval_results.prompt_id, eval_results.run_id, runs.suite, runs.model,
+               runs.adapter, runs.status, eval_results.category, eval_results.score,
+               eval_results.finish_reason, eval_results.error, eval_results.explanation,
+               eval_results.response, runs.started_at
+        FROM eval_results JOIN runs ON runs.id = eval_results.run_id
+        """,
+    )
+    db.table("eval_results").create_index(["prompt_id"])  # prompt_history for one prompt
+
+
 def resolve_path(path: Path) -> Path:
     return path.expanduser().resolve()
 
@@ -140,6 +246,11 @@ def open_ledger(path: Path) -> Database:
 def journal_dir(ledger: Path) -> Path:
     """The journal lives in `journal/` beside the ledger file."""
     return resolve_path(ledger).parent / "journal"
+
+
+def adapters_dir(ledger: Path) -> Path:
+    """Trained adapters live in `adapters/<run-id>/` beside the ledger, like the journal."""
+    return resolve_path(ledger).parent / "adapters"
 
 
 def now() -> str:
