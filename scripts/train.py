@@ -7,7 +7,8 @@
 The adapter goes to adapters/<run-id>/ beside the ledger (adapter_config.json and
 adapters.safetensors), with a checkpoint every --save-every iterations under checkpoints/.
 With --eval-suite every checkpoint is evaluated through a real server and the best by eval
-score (not by validation loss) becomes the run's adapter. Ctrl-C leaves an `interrupted` run whose last checkpoint is usable.
+score (not by validation loss) becomes the run's adapter. Ctrl-C leaves an `interrupted` run
+whose last checkpoint is usable.
 """
 
 import argparse
