@@ -20,21 +20,53 @@ eval *args:
 serve *args:
     "{{python}}" scripts/serve.py "$@"
 
-# Build the built-in tiny model into models/tiny (offline, deterministic): just tiny-model seed=0
-tiny-model *args:
-    "{{python}}" scripts/tiny_model.py "$@"
+# Benchmark LoRA training speed, with a verdict: just bench model=... iters=... batch=...
+bench *args:
+    "{{python}}" scripts/bench.py "$@"
+
+# Train a LoRA adapter into adapters/<run-id>: just train model=... data=... iters=... eval_suite=...
+train *args:
+    "{{python}}" scripts/train.py "$@"
+
+# Write a deterministic chat-format dataset, leakage-checked: just dummy-data out=... n=... seed=...
+dummy-data *args:
+    "{{python}}" scripts/dummy_data.py "$@"
+
+# Validate a dataset (file:line: problem): just check-data data/dummy
+check-data *args:
+    "{{python}}" scripts/check_data.py "$@"
+
+# The whole loop offline: baseline eval, dummy data, LoRA training, eval with the adapter, journal
+demo *args:
+    "{{python}}" scripts/demo.py "$@"
 
 # Compare two eval runs prompt by prompt, with a paired test: just compare A B [--gate]
 compare *args:
     "{{python}}" scripts/compare.py "$@"
 
+# Add a note (or --goal) to a recorded run: just note RUN "text"
+note *args:
+    "{{python}}" scripts/note.py "$@"
+
 # Regenerate journal/JOURNAL.md from the ledger
 journal *args:
     "{{python}}" scripts/journal.py "$@"
 
-# Browse the ledger in Datasette on 127.0.0.1
+# Browse the ledger in Datasette on 127.0.0.1, with titles, canned queries and charts
 browse *args:
-    "{{python}}" -m datasette ledger.db --host 127.0.0.1 "$@"
+    "{{python}}" scripts/browse.py "$@"
+
+# Build the built-in tiny model into models/tiny (offline, deterministic); --chat pre-trains
+tiny-model *args:
+    "{{python}}" scripts/tiny_model.py "$@"
+
+# Benchmark: eval throughput of our runner at concurrency 1 and 8 against a bare client
+bench-eval *args:
+    "{{python}}" benchmarks/bench_eval.py "$@"
+
+# Benchmark: journal regeneration time on a synthetic ledger of 10,000 runs x 30 prompts
+bench-journal *args:
+    "{{python}}" benchmarks/bench_journal.py "$@"
 
 # Lint, format check, type check, then the whole test suite: just test -k scoring
 test *args:

@@ -280,7 +280,7 @@ def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
             adapter = f" with {plan.adapter}" if plan.adapter else ""
             print(f"run {run.id}: evaluating {what}{adapter} on {plan.suite.name}", file=sys.stderr)
             parts = eval_fingerprint(
-                plan.model, plan.adapter, plan.suite.path, plan.sampling.as_dict(), db
+                plan.model or plan.url, plan.adapter, plan.suite.path, plan.sampling.as_dict(), db
             )
             run.update(
                 fingerprint=parts.pop("fingerprint"),

@@ -47,13 +47,14 @@ def scores_by_step(path: Path, suite: str, steps: list[dict], categories: list[s
     figure, axes = plt.subplots(figsize=(8, 4))
     x = list(range(len(steps)))
     overall = [s["overall"] for s in steps]
-    axes.plot(x, overall, "o-", color="black", label="overall", linewidth=2)
+    few = len(steps) <= 50  # markers and run labels only while they stay readable
+    axes.plot(x, overall, "o-" if few else "-", color="black", label="overall", linewidth=2)
     low = [s["ci_low"] if s["ci_low"] is not None else s["overall"] for s in steps]
     high = [s["ci_high"] if s["ci_high"] is not None else s["overall"] for s in steps]
     axes.fill_between(x, low, high, color="grey", alpha=0.2, label="overall 95% CI")
     for category in categories:
         values = [s["categories"].get(category) for s in steps]
-        axes.plot(x, values, ".--", label=category)
+        axes.plot(x, values, ".--" if few else "--", label=category, linewidth=1)
     if len(steps) <= 30:
         axes.set_xticks(x, [f"#{s['run_id']}" for s in steps], rotation=45)
     axes.set_ylim(0, 1)

@@ -13,13 +13,14 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 
 from labbench.cli import UserError
+from labbench.ledger import Run, recording_run
 
 ADAPTER_WEIGHTS = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -272,3 +273,131 @@ def collect_checkpoints(adapter_dir: Path) -> list[tuple[int, Path]]:
         if (checkpoint / ADAPTER_WEIGHTS).is_file():
             found.append((int(checkpoint.name), checkpoint))
     return found
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    model: str  # resolved: a directory or a hub id
+    data: Path
+    data_fingerprint: str
+    settings: LoraSettings
+    adapters_root: Path  # the adapter goes to adapters_root/<run-id>/
+    eval_suite: str | None = None  # evaluate every checkpoint on this suite, keep the best
+    eval_max_tokens: int | None = None
+    goal: str | None = None
+    note: str | None = None
+    parent_run_id: int | None = None
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    run_id: int
+    adapter_dir: Path
+    summary: dict
+
+
+def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcome:
+    """One LoRA training as a ledger run: `running` first, a row per report, then finalised.
+
+    Raises UserError (run `failed`) or KeyboardInterrupt (run `interrupted`; the last
+    checkpoint in the adapter directory stays usable). `on_start(run_id, adapter_dir)` is called once
+    the run exists, so a caller can tell the user where the adapter goes.
+    """
+    config = {
+        **asdict(plan.settings),
+        "data": str(plan.data.resolve()),
+        "dataset_fingerprint": plan.data_fingerprint,
+        "eval_suite": plan.eval_suite,
+    }
+    with recording_run(
+        db,
+        "train",
+        config,
+        model=plan.model,
+        dataset=f"{plan.data}@{plan.data_fingerprint[:8]}",
+        goal=plan.goal,
+        note=plan.note,
+        parent_run_id=plan.parent_run_id,
+    ) as run:
+        adapter_dir = plan.adapters_root / str(run.id)
+        run.update(adapter=str(adapter_dir))
+        if adapter_dir.exists() and any(adapter_dir.iterdir()):
+            raise UserError(f"{adapter_dir} already exists (left by another ledger?)")
+        if on_start:
+            on_start(run.id, adapter_dir)
+        settings = plan.settings
+        writer = ReportWriter(db, run.id, settings.steps_per_report)
+        try:
+            loaded = load_model(plan.model)
+            train_set, valid_set = load_data(plan.data, loaded.tokenizer, settings.mask_prompt)
+            seed_everything(settings.seed)
+            write_adapter_config(adapter_dir, apply_lora(loaded.model, settings), plan.model)
+            train_lora(
+                loaded, train_set, valid_set, settings, adapter_dir / ADAPTER_WEIGHTS, writer
+            )
+        finally:
+            checkpoints = collect_checkpoints(adapter_dir) if adapter_dir.exists() else []
+            for _, path in checkpoints:
+                db.table("run_files").insert(
+                    {"run_id": run.id, "kind": "checkpoint", "path": str(path)}, ignore=True
+                )
+        train_losses = [r["loss"] for r in writer.reports if r["split"] == "train"]
+        summary: dict[str, Any] = {
+            "load_seconds": loaded.load_seconds,
+            "final_train_loss": train_losses[-1] if train_losses else None,
+            "checkpoints": len(checkpoints),
+        }
+        if plan.eval_suite:
+            best = evaluate_checkpoints(db, run, plan, checkpoints)
+            if best:
+                # The run's adapter is the best checkpoint by eval score, not the last one.
+                shutil.copyfile(Path(best["path"]) / ADAPTER_WEIGHTS, adapter_dir / ADAPTER_WEIGHTS)
+                summary["best_checkpoint"] = best
+        run.update(summary=summary)
+        db.table("run_files").insert(
+            {"run_id": run.id, "kind": "adapter", "path": str(adapter_dir)}, ignore=True
+        )
+    return TrainOutcome(run.id, adapter_dir, summary)
+
+
+def evaluate_checkpoints(
+    db: Database, run: Run, plan: TrainPlan, checkpoints: list[tuple[int, Path]]
+) -> dict | None:
+    """Score each checkpoint on the suite through a real server; keep the best by score."""
+    from labbench.evaluation import EvalPlan, SamplingSettings, record_eval
+    from labbench.suite import load_suite
+
+    suite = load_suite(str(plan.eval_suite))
+    scored = []
+    for iteration, path in checkpoints:
+        eval_plan = EvalPlan(
+            suite=suite,
+            model=plan.model,
+            adapter=str(path),
+            sampling=SamplingSettings(max_tokens=plan.eval_max_tokens),
+            note=f"checkpoint {iteration} of train run {run.id}",
+            parent_run_id=run.id,
+        )
+        outcome = record_eval(db, eval_plan)
+        score = outcome.summary["overall"] if outcome.summary else None
+        db.table("checkpoints").insert(
+            {
+                "run_id": run.id,
+                "iteration": iteration,
+                "path": str(path),
+                "eval_run_id": outcome.run_id,
+                "score": score,
+                "best": 0,
+            }
+        )
+        if outcome.error or score is None:
+            raise UserError(f"eval of checkpoint {iteration} failed: {outcome.error}")
+        scored.append((score, -iteration, iteration, path, outcome.run_id))
+    if not scored:
+        return None
+    # Best score; on a tie the earlier checkpoint (fewer iterations, less overfit).
+    score, _, iteration, path, eval_run_id = max(scored)
+    db.execute(
+        "UPDATE checkpoints SET best = 1 WHERE run_id = ? AND iteration = ?", [run.id, iteration]
+    )
+    return {"iteration": iteration, "path": str(path), "score": score, "eval_run_id": eval_run_id}

@@ -12,9 +12,7 @@ whose last checkpoint is usable.
 """
 
 import argparse
-import shutil
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -101,152 +99,59 @@ def check_data(data: Path) -> str:
     return dataset_fingerprint(data)
 
 
-def evaluate_checkpoints(db, run, model: str, checkpoints, args) -> dict | None:
-    """Score each checkpoint on the suite through a real server; keep the best by score."""
-    from labbench.evaluation import EvalPlan, SamplingSettings, record_eval
-    from labbench.suite import load_suite
-
-    suite = load_suite(args.eval_suite)
-    scored = []
-    for iteration, path in checkpoints:
-        plan = EvalPlan(
-            suite=suite,
-            model=model,
-            adapter=str(path),
-            sampling=SamplingSettings(max_tokens=args.eval_max_tokens),
-            note=f"checkpoint {iteration} of train run {run.id}",
-            parent_run_id=run.id,
-        )
-        outcome = record_eval(db, plan)
-        score = outcome.summary["overall"] if outcome.summary else None
-        db.table("checkpoints").insert(
-            {
-                "run_id": run.id,
-                "iteration": iteration,
-                "path": str(path),
-                "eval_run_id": outcome.run_id,
-                "score": score,
-                "best": 0,
-            }
-        )
-        if outcome.error:
-            raise UserError(f"eval of checkpoint {iteration} failed: {outcome.error}")
-        scored.append((score, -iteration, iteration, path, outcome.run_id))
-    if not scored:
-        return None
-    # Best score; on a tie the earlier checkpoint (fewer iterations, less overfit).
-    score, _, iteration, path, eval_run_id = max(scored)
-    db.execute(
-        "UPDATE checkpoints SET best = 1 WHERE run_id = ? AND iteration = ?", [run.id, iteration]
-    )
-    return {"iteration": iteration, "path": str(path), "score": score, "eval_run_id": eval_run_id}
-
-
 def main() -> int:
     reexec_with_openblas()
     args = cli.parse_args(build_parser())
     cli.raise_keyboard_interrupt_on_sigterm()
     from labbench.journal import write_journal
-    from labbench.ledger import adapters_dir, journal_dir, open_ledger, recording_run
+    from labbench.ledger import adapters_dir, journal_dir, open_ledger
     from labbench.server import resolve_model
-    from labbench.training import (
-        ADAPTER_WEIGHTS,
-        ReportWriter,
-        apply_lora,
-        collect_checkpoints,
-        load_data,
-        load_model,
-        seed_everything,
-        train_lora,
-        write_adapter_config,
-    )
+    from labbench.training import ADAPTER_WEIGHTS, TrainPlan, record_training
 
     try:
-        settings = settings_from(args)
         data = Path(args.data)
-        data_fingerprint = check_data(data)
+        plan = TrainPlan(
+            model=resolve_model(args.model),
+            data=data,
+            data_fingerprint=check_data(data),
+            settings=settings_from(args),
+            adapters_root=adapters_dir(cli.ledger_path(args.ledger)),
+            eval_suite=args.eval_suite,
+            eval_max_tokens=args.eval_max_tokens,
+            goal=args.goal,
+            note=args.note,
+        )
         if args.eval_suite:
             from labbench.suite import load_suite
 
             load_suite(args.eval_suite)  # a bad suite fails now, not after training
-        model_path = resolve_model(args.model)
     except UserError as error:
         cli.fail(str(error))
 
     ledger = cli.ledger_path(args.ledger)
     db = open_ledger(ledger)
-    config = {
-        **asdict(settings),
-        "data": str(data.resolve()),
-        "dataset_fingerprint": data_fingerprint,
-        "eval_suite": args.eval_suite,
-    }
-    adapter_dir = None
-    exit_code = 1
+    started: dict[str, Path] = {}
+
+    def announce(run_id: int, adapter_dir: Path) -> None:
+        started["adapter_dir"] = adapter_dir
+        print(f"run {run_id}: training a LoRA adapter into {adapter_dir}", file=sys.stderr)
+
     try:
-        with recording_run(
-            db,
-            "train",
-            config,
-            model=model_path,
-            dataset=f"{args.data}@{data_fingerprint[:8]}",
-            goal=args.goal,
-            note=args.note,
-        ) as run:
-            adapter_dir = adapters_dir(ledger) / str(run.id)
-            run.update(adapter=str(adapter_dir))
-            if adapter_dir.exists() and any(adapter_dir.iterdir()):
-                raise UserError(f"{adapter_dir} already exists (left by another ledger?)")
-            print(f"run {run.id}: training a LoRA adapter into {adapter_dir}", file=sys.stderr)
-            try:
-                loaded = load_model(model_path)
-                train_set, valid_set = load_data(data, loaded.tokenizer, settings.mask_prompt)
-                seed_everything(settings.seed)
-                write_adapter_config(adapter_dir, apply_lora(loaded.model, settings), model_path)
-                writer = ReportWriter(db, run.id, settings.steps_per_report)
-                train_lora(
-                    loaded, train_set, valid_set, settings, adapter_dir / ADAPTER_WEIGHTS, writer
-                )
-            finally:
-                checkpoints = collect_checkpoints(adapter_dir) if adapter_dir.exists() else []
-                for _, path in checkpoints:
-                    db.table("run_files").insert(
-                        {"run_id": run.id, "kind": "checkpoint", "path": str(path)}, ignore=True
-                    )
-            last = {r["split"]: r["loss"] for r in writer.reports}
-            summary = {
-                "load_seconds": loaded.load_seconds,
-                "final_train_loss": last.get("train"),
-                "checkpoints": len(checkpoints),
-            }
-            if args.eval_suite:
-                best = evaluate_checkpoints(db, run, model_path, checkpoints, args)
-                if best:
-                    # The run's adapter is the best checkpoint by eval score.
-                    shutil.copyfile(
-                        Path(best["path"]) / ADAPTER_WEIGHTS, adapter_dir / ADAPTER_WEIGHTS
-                    )
-                    summary["best_checkpoint"] = best
-            run.update(summary=summary)
-            db.table("run_files").insert(
-                {"run_id": run.id, "kind": "adapter", "path": str(adapter_dir)}, ignore=True
-            )
-        print(f"adapter: {adapter_dir}", file=sys.stderr)
-        exit_code = 0
+        outcome = record_training(db, plan, on_start=announce)
+        print(f"adapter: {outcome.adapter_dir}", file=sys.stderr)
+        return 0
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        usable = adapter_dir is not None and (adapter_dir / ADAPTER_WEIGHTS).is_file()
-        state = (
-            f"the last checkpoint is usable: {adapter_dir}"
-            if usable
-            else "no checkpoint was saved yet"
-        )
-        print(f"interrupted; {state}", file=sys.stderr)
-        exit_code = 130
+        adapter_dir = started.get("adapter_dir")
+        if adapter_dir and (adapter_dir / ADAPTER_WEIGHTS).is_file():
+            print(f"interrupted; the last checkpoint is usable: {adapter_dir}", file=sys.stderr)
+        else:
+            print("interrupted before the first checkpoint was saved", file=sys.stderr)
+        return 130
     finally:
         write_journal(db, journal_dir(ledger))
-    return exit_code
 
 
 if __name__ == "__main__":
