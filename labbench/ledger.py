@@ -188,12 +188,12 @@ def m005_views_for_datasette(db: Database) -> None:
                summaries.overall
                  - LAG(summaries.overall) OVER (PARTITION BY runs.suite ORDER BY runs.id)
                  AS delta,
-               (SELECT json_group_object(category, score)
-                FROM (SELECT category, score FROM category_scores
-                      WHERE category_scores.run_id = runs.id ORDER BY category)) AS categories,
-               summaries.success_rate, summaries.prompts, runs.fingerprint, runs.note,
-               runs.started_at
+               categories.categories, summaries.success_rate, summaries.prompts,
+               runs.fingerprint, runs.note, runs.started_at
         FROM runs JOIN eval_summaries AS summaries ON summaries.run_id = runs.id
+        JOIN (SELECT run_id, json_group_object(category, score) AS categories
+              FROM category_scores GROUP BY run_id) AS categories
+          ON categories.run_id = runs.id
         WHERE runs.kind = 'eval' AND runs.status = 'ok'
         """,
     )
@@ -224,7 +224,10 @@ def m005_views_for_datasette(db: Database) -> None:
         FROM eval_results JOIN runs ON runs.id = eval_results.run_id
         """,
     )
-    db.table("eval_results").create_index(["prompt_id"])  # prompt_history for one prompt
+    # Covering indexes: the score views read (run_id, category, score, error) in order without
+    # touching the rows, and prompt_history finds one prompt's rows directly.
+    db.table("eval_results").create_index(["run_id", "category", "score", "error"])
+    db.table("eval_results").create_index(["prompt_id"])
 
 
 def resolve_path(path: Path) -> Path:

@@ -300,8 +300,8 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
     """One LoRA training as a ledger run: `running` first, a row per report, then finalised.
 
     Raises UserError (run `failed`) or KeyboardInterrupt (run `interrupted`; the last
-    checkpoint in the adapter directory stays usable). `on_start(run_id, adapter_dir)` is called once
-    the run exists, so a caller can tell the user where the adapter goes.
+    checkpoint in the adapter directory stays usable). `on_start(run_id, adapter_dir)` is
+    called once the run exists, so a caller can tell the user where the adapter goes.
     """
     config = {
         **asdict(plan.settings),
