@@ -1,0 +1,73 @@
+"""Browse the ledger in Datasette on 127.0.0.1, with metadata.yaml: titles, units, canned
+queries and charts (Dashboards menu). Runs may write to the ledger meanwhile. Ctrl-C stops it.
+
+just browse                                  # ./ledger.db (or $LEDGER_DB) on port 8001
+just browse port=8002
+just browse --ledger experiments/ledger.db
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from labbench import PROJECT_ROOT, cli
+from labbench.ledger import open_ledger
+from labbench.server import port_is_free
+
+HOST = "127.0.0.1"  # local only: the ledger holds commands, paths and model output
+DEFAULT_PORT = 8001  # Datasette's usual port; any free TCP port
+DB_NAME = "ledger"  # every ledger file is served under this name, the one metadata.yaml uses
+METADATA = PROJECT_ROOT / "metadata.yaml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Browse the ledger in Datasette on 127.0.0.1 until Ctrl-C.",
+        epilog="Make-style key=value words work too: port=8002 ledger=PATH.",
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: 8001)")
+    cli.add_ledger_args(parser)
+    return parser
+
+
+def datasette_app(ledger: Path):
+    """A Datasette serving `ledger` as /ledger (whatever the file is called), with our metadata."""
+    import yaml
+    from datasette.app import Datasette
+    from datasette.database import Database
+
+    metadata = yaml.safe_load(METADATA.read_text(encoding="utf-8"))
+    # No facet suggestions: each one re-runs a view, seconds per page on a big ledger.
+    datasette = Datasette(metadata=metadata, settings={"suggest_facets": False})
+    datasette.remove_database("_memory")  # added when no files are given; we add ours by name
+    datasette.add_database(Database(datasette, path=str(ledger), is_mutable=True), name=DB_NAME)
+    return datasette
+
+
+def main() -> int:
+    args = cli.parse_args(build_parser())
+    ledger = cli.ledger_path(args.ledger)
+    if not ledger.exists():
+        cli.fail(f"no ledger at {ledger} (run an eval first, or pass --ledger PATH)")
+    if not port_is_free(HOST, args.port):
+        cli.fail(f"port {args.port} on {HOST} is already in use (pass port=N)")
+    # uvicorn shuts down on SIGINT/SIGTERM, then re-raises the signal: end quietly either way.
+    cli.raise_keyboard_interrupt_on_sigterm()
+    try:
+        open_ledger(ledger).close()  # migrated, so the views exist; WAL, so runs write meanwhile
+        import uvicorn
+
+        app = datasette_app(ledger.resolve()).app()
+        print(
+            f"browsing {ledger} at http://{HOST}:{args.port}/{DB_NAME} (Ctrl-C stops)", flush=True
+        )
+        uvicorn.run(app, host=HOST, port=args.port, log_level="warning")
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
