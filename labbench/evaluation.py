@@ -19,7 +19,8 @@ from tabulate import tabulate
 
 from labbench.cli import UserError
 from labbench.fingerprint import eval_fingerprint
-from labbench.ledger import Run, dataset_of_adapter, recording_run
+from labbench.ledger import Run, dataset_of_adapter, journal_dir, ledger_file, recording_run
+from labbench.report import write_report
 from labbench.scoring import PromptScore, failed_score, score_response, summarize
 from labbench.stats import mean_of_group_means_interval
 from labbench.suite import Prompt, Suite
@@ -263,6 +264,7 @@ def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
 
     error = None
     summary = None
+    run_id = None
     try:
         with recording_run(
             db,
@@ -313,6 +315,14 @@ def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
                 run.update(summary=summary)
     except (ServerGone, UserError) as failure:
         error = str(failure)
+    finally:
+        if run_id is not None:  # the run is finalised by now, whatever happened
+            report = write_report(db, run_id, journal_dir(ledger_file(db)) / "reports")
+            db.table("run_files").insert(
+                {"run_id": run_id, "kind": "report", "path": str(report)}, ignore=True
+            )
+    if run_id is None:
+        raise RuntimeError(f"the eval run was not recorded: {error}")
     kept = db.table("eval_results").count_where("run_id = ?", [run_id])
     return EvalOutcome(run_id, summary, error, kept)
 

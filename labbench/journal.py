@@ -161,7 +161,7 @@ def cumulative_tables(view: LedgerView, journal_dir: Path) -> list[str]:
                 [
                     row["step"],
                     row["dataset"] or DASH,
-                    short_path(row["adapter"]) if row["adapter"] else DASH,
+                    short_path(row["adapter"], journal_dir) if row["adapter"] else DASH,
                     with_ci(row["overall"], row["ci_low"], row["ci_high"]),
                     signed_points(row["delta"]),
                 ]
@@ -200,11 +200,12 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "suite"
 
 
-def short_path(path: str) -> str:
-    """adapters/7 rather than /home/me/lab/adapters/7 where the path has that shape."""
-    parts = Path(path).parts
-    if "adapters" in parts:
-        return "/".join(parts[parts.index("adapters") :])
+def short_path(path: str, journal_dir: Path) -> str:
+    """A path relative to the ledger's directory (adapters/7, journal/reports/7.html) when it
+    is inside it, else as recorded."""
+    base = journal_dir.parent
+    if Path(path).is_relative_to(base):
+        return Path(path).relative_to(base).as_posix()
     return path
 
 
@@ -219,11 +220,11 @@ def render_command(run: dict) -> str:
         return str(run["command"])
 
 
-def entry_title(run: dict) -> str:
+def entry_title(run: dict, journal_dir: Path) -> str:
     kind = KIND_TITLES.get(run["kind"], run["kind"].title())
     what = Path(run["model"] or "").name or run["model"] or ""
     if run["adapter"]:
-        what += f" + {short_path(run['adapter'])}"
+        what += f" + {short_path(run['adapter'], journal_dir)}"
     if run["suite"]:
         what += f" on {run['suite']}"
     date = (run["started_at"] or "")[:10]
@@ -354,7 +355,7 @@ def raw_excerpt(view: LedgerView, run: dict) -> list[str]:
 
 
 def render_entry(view: LedgerView, run: dict, journal_dir: Path) -> str:
-    lines = [entry_title(run), ""]
+    lines = [entry_title(run, journal_dir), ""]
     for goal in notes_text(view, run, "goal"):
         lines += [f"**Goal:** {goal}", ""]
     if run["dataset"]:
@@ -374,13 +375,14 @@ def render_entry(view: LedgerView, run: dict, journal_dir: Path) -> str:
             kept = view.summaries.get(run["id"], {}).get("prompts", 0)
             lines += [f"**Kept:** {kept} prompt results recorded before the run stopped.", ""]
         if run["kind"] == "train" and run["adapter"]:
-            lines += [f"**Kept:** checkpoints under `{short_path(run['adapter'])}`.", ""]
+            kept = short_path(run["adapter"], journal_dir)
+            lines += [f"**Kept:** checkpoints under `{kept}`.", ""]
     files = view.files.get(run["id"], [])
     if files:
         lines += ["**Files:**", ""]
         for f in files:
             target = relative(f["path"], journal_dir)
-            lines.append(f"- {f['kind']}: [{short_path(f['path'])}]({target})")
+            lines.append(f"- {f['kind']}: [{short_path(f['path'], journal_dir)}]({target})")
         lines.append("")
     lines += raw_excerpt(view, run)
     for note in notes_text(view, run):

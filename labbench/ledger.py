@@ -246,6 +246,12 @@ def open_ledger(path: Path) -> Database:
     return db
 
 
+def ledger_file(db: Database) -> Path:
+    """The file behind an open ledger."""
+    [main] = [row for row in db.execute("PRAGMA database_list").fetchall() if row[1] == "main"]
+    return Path(main[2])
+
+
 def journal_dir(ledger: Path) -> Path:
     """The journal lives in `journal/` beside the ledger file."""
     return resolve_path(ledger).parent / "journal"

@@ -34,7 +34,8 @@ def add_eval(db, scores, suite="baseline", adapter=None, fingerprint="f1", statu
 def ledger(isolated_ledger):
     db = open_ledger(isolated_ledger)
     add_eval(db, [0.0, 0.5, 1.0, 0.0, 0.0, 1.0], note="untrained")
-    add_eval(db, [1.0, 0.5, 1.0, 1.0, 0.0, 1.0], adapter="/lab/adapters/7", fingerprint="f2")
+    adapter = str(isolated_ledger.parent / "adapters" / "7")
+    add_eval(db, [1.0, 0.5, 1.0, 1.0, 0.0, 1.0], adapter=adapter, fingerprint="f2")
     add_eval(db, [1.0] * 6, suite="extra", fingerprint="f3")
     add_eval(db, [0.0, 0.0], status="failed")
     add_eval(db, [1.0, 1.0, 1.0, 0.0, 0.0, 1.0], fingerprint="f1")  # same as run 1, new score

@@ -1,0 +1,152 @@
+"""Render one run's HTML report, journal/reports/<run-id>.html, from the ledger alone.
+
+Model output is untrusted (a response may hold `<script>`), so the template is rendered with
+autoescape on and nothing in it is marked safe. The same ledger always gives the same bytes:
+nothing here reads the clock or the environment, and every query has an explicit order.
+Failed and interrupted runs render too, with their error and the results that were kept.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from sqlite_utils import Database
+
+from labbench.cli import UserError
+from labbench.journal import DASH, category_title, percent, render_command
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+TEMPLATE_NAME = "report.html.j2"
+
+
+def _environment() -> Environment:
+    # autoescape=True rather than select_autoescape(): the name ends in .j2, not .html, and
+    # escaping must never depend on a file name.
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=StrictUndefined,  # a typo in the template fails, never renders blank
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    environment.filters["percent"] = percent
+    environment.filters["category_title"] = category_title
+    return environment
+
+
+def _json_value(text: str | None, default=None):
+    if text is None:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # shown as stored rather than hidden
+
+
+def _pretty_json(value) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def _duration(ms: float | None) -> str:
+    if ms is None:
+        return DASH
+    return f"{ms / 1000:.2f} s" if ms >= 1000 else f"{ms:.0f} ms"
+
+
+def _score_class(score: float | None, error: str | None) -> str:
+    if error is not None or score is None or score <= 0:
+        return "fail"
+    return "pass" if score >= 1 else "partial"
+
+
+def _prompt_row(row: dict) -> dict:
+    calls = _json_value(row["tool_calls"])
+    return {
+        "prompt_id": row["prompt_id"],
+        "category": row["category"],
+        "score": row["score"],
+        "score_text": DASH if row["score"] is None else f"{row['score']:.2f}",
+        "score_class": _score_class(row["score"], row["error"]),
+        "explanation": row["explanation"] or "",
+        "error": row["error"],
+        "response": row["response"],
+        "tool_calls": None if calls is None or calls == [] else _pretty_json(calls),
+        "finish_reason": row["finish_reason"] or DASH,
+        "duration": _duration(row["duration_ms"]),
+        "tokens": (
+            f"{row['prompt_tokens']} → {row['completion_tokens']} tokens"
+            if row["prompt_tokens"] is not None and row["completion_tokens"] is not None
+            else DASH
+        ),
+    }
+
+
+def report_context(db: Database, run_id: int) -> dict:
+    """Everything the template shows, read from the ledger (raises UserError for no such run)."""
+    runs = list(db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
+    if not runs:
+        raise UserError(f"no run {run_id} in the ledger")
+    run = runs[0]
+    stored = _json_value(run["summary"]) or {}
+    if not isinstance(stored, dict):
+        stored = {}
+    # Scores come from the views over eval_results, as in the journal and Datasette, so they
+    # agree and exist for failed runs too; only the confidence interval is stored alone.
+    totals = next(
+        iter(
+            db.query(
+                "SELECT COUNT(*) AS prompts, SUM(error IS NOT NULL) AS failures, "
+                "AVG(error IS NULL) AS success_rate FROM eval_results WHERE run_id = ?",
+                [run_id],
+            )
+        )
+    )
+    categories = list(
+        db.query(
+            "SELECT category, score, prompts, failures FROM category_scores "
+            "WHERE run_id = ? ORDER BY category",
+            [run_id],
+        )
+    )
+    overall = sum(c["score"] for c in categories) / len(categories) if categories else None
+    low, high = stored.get("overall_ci_low"), stored.get("overall_ci_high")
+    results = db.query(
+        "SELECT * FROM eval_results WHERE run_id = ? ORDER BY category, prompt_id, id", [run_id]
+    )
+    parts = _json_value(run["fingerprint_parts"])
+    return {
+        "run": run,
+        "title": f"Run {run['id']}: {run['kind']} {run['status']}",
+        "command": render_command(run) if run["command"] else None,
+        "fingerprint_parts": None if parts is None else _pretty_json(parts),
+        "stopped": run["status"] in ("failed", "interrupted", "running"),
+        "summary": {
+            "overall": overall,
+            "ci": None if low is None or high is None else (low, high),
+            "success_rate": totals["success_rate"],
+            "prompts": totals["prompts"],
+            "failures": totals["failures"] or 0,
+        },
+        "categories": categories,
+        "results": [_prompt_row(row) for row in results],
+    }
+
+
+def render_report(db: Database, run_id: int) -> str:
+    return _environment().get_template(TEMPLATE_NAME).render(report_context(db, run_id))
+
+
+def write_report(db: Database, run_id: int, reports_dir: Path) -> Path:
+    """Write reports_dir/<run_id>.html atomically (readers never see half a file); its path."""
+    html = render_report(db, run_id)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    path = reports_dir / f"{run_id}.html"
+    tmp = reports_dir / f".{run_id}.html.{os.getpid()}.tmp"
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
