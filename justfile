@@ -6,6 +6,7 @@
 set positional-arguments
 
 # The Python that sits beside this `just` (the project's venv when just came from pip).
+# Recipes `exec` their script, so Ctrl-C and SIGTERM sent to `just` reach the script itself.
 python := if path_exists(parent_directory(just_executable()) / "python") == "true" { parent_directory(just_executable()) / "python" } else { "python3" }
 
 # List the recipes
@@ -13,64 +14,79 @@ default:
     @"{{just_executable()}}" --list
 
 # Evaluate a model on a suite: just eval model=... adapter=... suite=... url=... served_model=...
+[no-exit-message]
 eval *args:
-    "{{python}}" scripts/eval.py "$@"
+    @exec "{{python}}" scripts/eval.py "$@"
 
 # Serve a model in the foreground until Ctrl-C: just serve model=... adapter=... port=...
+[no-exit-message]
 serve *args:
-    "{{python}}" scripts/serve.py "$@"
+    @exec "{{python}}" scripts/serve.py "$@"
 
 # Benchmark LoRA training speed, with a verdict: just bench model=... iters=... batch=...
+[no-exit-message]
 bench *args:
-    "{{python}}" scripts/bench.py "$@"
+    @exec "{{python}}" scripts/bench.py "$@"
 
 # Train a LoRA adapter into adapters/<run-id>: just train model=... data=... iters=... eval_suite=...
+[no-exit-message]
 train *args:
-    "{{python}}" scripts/train.py "$@"
+    @exec "{{python}}" scripts/train.py "$@"
 
 # Write a deterministic chat-format dataset, leakage-checked: just dummy-data out=... n=... seed=...
+[no-exit-message]
 dummy-data *args:
-    "{{python}}" scripts/dummy_data.py "$@"
+    @exec "{{python}}" scripts/dummy_data.py "$@"
 
 # Validate a dataset (file:line: problem): just check-data data/dummy
+[no-exit-message]
 check-data *args:
-    "{{python}}" scripts/check_data.py "$@"
+    @exec "{{python}}" scripts/check_data.py "$@"
 
 # The whole loop offline: baseline eval, dummy data, LoRA training, eval with the adapter, journal
+[no-exit-message]
 demo *args:
-    "{{python}}" scripts/demo.py "$@"
+    @exec "{{python}}" scripts/demo.py "$@"
 
 # Compare two eval runs prompt by prompt, with a paired test: just compare A B [--gate]
+[no-exit-message]
 compare *args:
-    "{{python}}" scripts/compare.py "$@"
+    @exec "{{python}}" scripts/compare.py "$@"
 
 # Add a note (or --goal) to a recorded run: just note RUN "text"
+[no-exit-message]
 note *args:
-    "{{python}}" scripts/note.py "$@"
+    @exec "{{python}}" scripts/note.py "$@"
 
 # Regenerate journal/JOURNAL.md from the ledger
+[no-exit-message]
 journal *args:
-    "{{python}}" scripts/journal.py "$@"
+    @exec "{{python}}" scripts/journal.py "$@"
 
 # Browse the ledger in Datasette on 127.0.0.1, with titles, canned queries and charts
+[no-exit-message]
 browse *args:
-    "{{python}}" scripts/browse.py "$@"
+    @exec "{{python}}" scripts/browse.py "$@"
 
 # Build the built-in tiny model into models/tiny (offline, deterministic); --chat pre-trains
+[no-exit-message]
 tiny-model *args:
-    "{{python}}" scripts/tiny_model.py "$@"
+    @exec "{{python}}" scripts/tiny_model.py "$@"
 
 # Benchmark: eval throughput of our runner at concurrency 1 and 8 against a bare client
+[no-exit-message]
 bench-eval *args:
-    "{{python}}" benchmarks/bench_eval.py "$@"
+    @exec "{{python}}" benchmarks/bench_eval.py "$@"
 
 # Benchmark: journal regeneration time on a synthetic ledger of 10,000 runs x 30 prompts
+[no-exit-message]
 bench-journal *args:
-    "{{python}}" benchmarks/bench_journal.py "$@"
+    @exec "{{python}}" benchmarks/bench_journal.py "$@"
 
 # Lint, format check, type check, then the whole test suite: just test -k scoring
+[no-exit-message]
 test *args:
-    "{{python}}" -m ruff check .
+    @exec "{{python}}" -m ruff check .
     "{{python}}" -m ruff format --check .
     "{{python}}" -m ty check
     "{{python}}" -m pytest "$@"

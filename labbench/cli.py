@@ -30,9 +30,25 @@ def expand_key_values(argv: list[str]) -> list[str]:
     return out
 
 
+class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each flag's default, unless it has none or already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parse_args(
     parser: argparse.ArgumentParser, argv: list[str] | None = None
 ) -> argparse.Namespace:
+    """Parse make-style words and flags; a bad one is a one-line error, not a usage block."""
+
+    def one_line_error(message: str) -> NoReturn:
+        fail(f"{message} (see --help)", code=2)
+
+    parser.error = one_line_error
+    parser.formatter_class = _ShowDefaults
     return parser.parse_args(expand_key_values(sys.argv[1:] if argv is None else argv))
 
 
