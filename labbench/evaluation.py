@@ -93,7 +93,7 @@ def post_chat(endpoint: Endpoint, payload: dict) -> dict:
             time.sleep(0.5 * 2**attempt)
             continue
         except requests.Timeout as error:
-            raise RuntimeError(f"no answer within {endpoint.timeout_s:.0f} s") from error
+            raise RuntimeError(f"no answer within {endpoint.timeout_s:g} s") from error
         if response.status_code != 200:
             raise RuntimeError(f"HTTP {response.status_code}: {response.text.strip()[:300]}")
         try:
@@ -239,6 +239,7 @@ class EvalPlan:
     def config(self) -> dict:
         return {
             "suite_path": str(self.suite.path),
+            "prompts_planned": len(self.suite.prompts),
             "url": self.url,
             "concurrency": self.concurrency,
             "request_timeout_s": self.timeout_s,
@@ -313,6 +314,9 @@ def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
                     raise
                 summary = summary_record(rows)
                 run.update(summary=summary)
+                if rows and all("error" in row for row in rows):
+                    # Scores of 0 from requests that never got an answer measure nothing.
+                    raise UserError(f"every request failed, e.g. {rows[0]['error']}")
     except (ServerGone, UserError) as failure:
         error = str(failure)
     finally:

@@ -46,6 +46,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError("--concurrency must be at least 1")
     if args.max_tokens is not None and args.max_tokens < 1:
         raise UserError("--max-tokens must be at least 1")
+    if args.temperature < 0:
+        raise UserError("--temperature must be at least 0")
+    if args.timeout <= 0:
+        raise UserError("--timeout must be a positive number of seconds")
 
 
 def main() -> int:
@@ -85,6 +89,10 @@ def main() -> int:
         write_journal(db, journal_dir(ledger))
     if outcome.summary:
         print(format_summary(outcome.summary))
+    print(
+        f"recorded as run {outcome.run_id} in {ledger}; journal: {journal_dir(ledger)}/JOURNAL.md",
+        file=sys.stderr,
+    )
     if outcome.error:
         print(
             f"error: run {outcome.run_id} failed: {outcome.error}; "
