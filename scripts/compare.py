@@ -152,11 +152,19 @@ def interval(scores: list[float]) -> tuple[float, float]:
     return bootstrap_mean_interval(scores)
 
 
-def format_header(run_a: dict, run_b: dict, scores_a: list[float], scores_b: list[float]) -> str:
+def format_header(
+    db, run_a: dict, run_b: dict, scores_a: list[float], scores_b: list[float]
+) -> str:
+    """Each run's overall as the journal shows it (mean of category means, whole run), and the
+    plain mean over the shared prompts that the paired test compares, with its 95 % CI."""
     rows = []
     for label, run, scores in (("A", run_a, scores_a), ("B", run_b, scores_b)):
         low, high = interval(scores)
         mean = sum(scores) / len(scores)
+        overall = next(
+            db.query("SELECT overall FROM eval_summaries WHERE run_id = ?", [run["id"]]),
+            {"overall": None},
+        )["overall"]
         rows.append(
             [
                 label,
@@ -165,11 +173,13 @@ def format_header(run_a: dict, run_b: dict, scores_a: list[float], scores_b: lis
                 run["adapter"] or "-",
                 run["suite"],
                 run["status"],
+                "-" if overall is None else _percent(overall),
                 _percent(mean),
                 f"{_percent(low)} - {_percent(high)}",
             ]
         )
-    headers = ["", "run", "model", "adapter", "suite", "status", "mean score", "95% CI"]
+    headers = ["", "run", "model", "adapter", "suite", "status", "overall", "prompt mean"]
+    headers.append("95% CI (prompt mean)")
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
 
 
@@ -219,6 +229,11 @@ def _points(diff: float) -> str:
 
 def gate_message(comparison: Comparison, run_a: dict, run_b: dict) -> str:
     c = comparison
+    unfinished = [run for run in (run_a, run_b) if run["status"] != "ok"]
+    if unfinished:
+        # A run that did not finish proves nothing either way: it cannot pass a gate.
+        run = unfinished[0]
+        return f"GATE FAILED: run {run['id']} did not finish (status {run['status']})"
     if c.verdict == "worse":
         return (
             f"GATE FAILED: run {run_b['id']} is significantly worse than run {run_a['id']}"
@@ -248,8 +263,8 @@ def main() -> int:
     scores_b = [results_b[p]["score"] for p in common]
     comparison = compare_scores(scores_a, scores_b, alpha=args.alpha)
 
-    print(format_header(run_a, run_b, scores_a, scores_b))
-    print(f"Δ mean score (B - A): {_points(comparison.mean_diff)}")
+    print(format_header(db, run_a, run_b, scores_a, scores_b))
+    print(f"Δ prompt mean (B - A): {_points(comparison.mean_diff)}")
     if note:
         print(note)
     print()
@@ -258,8 +273,9 @@ def main() -> int:
     print(format_test(comparison))
     if not args.gate:
         return 0
-    print(gate_message(comparison, run_a, run_b))
-    return 1 if comparison.verdict == "worse" else 0
+    message = gate_message(comparison, run_a, run_b)
+    print(message)
+    return 1 if message.startswith("GATE FAILED") else 0
 
 
 if __name__ == "__main__":

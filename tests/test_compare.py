@@ -75,7 +75,7 @@ def test_clearly_worse_fails_the_gate(isolated_ledger):
     assert result.returncode == 0, result.stderr
     assert verdict(result.stdout) == "worse"
     assert "exact McNemar" in result.stdout and "15 pass -> fail, 0 fail -> pass" in result.stdout
-    assert "Δ mean score (B - A): -50.0 pts" in result.stdout
+    assert "Δ prompt mean (B - A): -50.0 pts" in result.stdout
     assert "adapters/7" in result.stdout and "90.0%" in result.stdout
 
     gated = compare(str(a), str(b), "--gate")
@@ -219,10 +219,15 @@ def test_different_prompt_sets_compare_the_shared_prompts(isolated_ledger):
 def test_unfinished_runs_are_compared_with_a_warning(isolated_ledger):
     a = record_eval(isolated_ledger, BASE)
     b = record_eval(isolated_ledger, dict.fromkeys(PROMPTS[:20], 1.0), status="interrupted")
-    result = compare(str(a), str(b), "--gate")
+    result = compare(str(a), str(b))
     assert result.returncode == 0
     assert result.stderr.strip() == (
         f"warning: run {b} did not finish (status interrupted), so its results may be partial"
     )
     assert "left out 10" in result.stdout
     assert verdict(result.stdout) == "no significant difference"
+    # An unfinished run proves nothing either way, so it never passes a gate.
+    gated = compare(str(a), str(b), "--gate")
+    assert gated.returncode == 1
+    last = gated.stdout.strip().splitlines()[-1]
+    assert last == f"GATE FAILED: run {b} did not finish (status interrupted)"
