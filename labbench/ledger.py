@@ -285,7 +285,9 @@ def _version(package: str) -> str | None:
 
 def provenance() -> dict[str, Any]:
     """Where a run came from: code version and software versions (no mlx import needed)."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # Untracked files count as dirty (ignored ones, such as the ledger, do not): a run made
+    # with a new, uncommitted script cannot be reproduced from the commit alone.
+    status = _git("status", "--porcelain")
     return {
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": None if status is None else int(bool(status)),
