@@ -152,7 +152,7 @@ def cumulative_tables(view: LedgerView, journal_dir: Path) -> list[str]:
         body = []
         for row in rows:
             scores = view.categories.get(row["run_id"], {})
-            notes = [Path(row["model"] or "").name or DASH]
+            notes = [model_name(row["model"])]
             notes += notes_text(view, runs[row["run_id"]])
             if row["run_id"] in view.nondeterministic:
                 others = ", ".join(f"#{o}" for o in view.nondeterministic[row["run_id"]])
@@ -213,6 +213,13 @@ def relative(path: Path | str, journal_dir: Path) -> str:
     return Path(os.path.relpath(path, journal_dir)).as_posix()
 
 
+def model_name(model: str | None) -> str:
+    """A local model by its directory name (tiny), a hub id or a URL as it is."""
+    if not model:
+        return DASH
+    return Path(model).name if model.startswith("/") else model
+
+
 def render_command(run: dict) -> str:
     try:
         return shlex.join(json.loads(run["command"] or "[]"))
@@ -222,7 +229,7 @@ def render_command(run: dict) -> str:
 
 def entry_title(run: dict, journal_dir: Path) -> str:
     kind = KIND_TITLES.get(run["kind"], run["kind"].title())
-    what = Path(run["model"] or "").name or run["model"] or ""
+    what = model_name(run["model"])
     if run["adapter"]:
         what += f" + {short_path(run['adapter'], journal_dir)}"
     if run["suite"]:
@@ -288,8 +295,9 @@ def train_results(view: LedgerView, run: dict, journal_dir: Path) -> list[str]:
     train = [(r["iteration"], r["loss"]) for r in reports if r["split"] == "train"]
     val = [(r["iteration"], r["loss"]) for r in reports if r["split"] == "val"]
     config = json.loads(run["config"] or "{}")
+    shown = {**config, "num_layers": config.get("num_layers") or "all"}
     settings = ", ".join(
-        f"{key} {config[key]}"
+        f"{key} {shown[key]}"
         for key in ("iters", "batch_size", "learning_rate", "rank", "scale", "num_layers", "seed")
         if key in config
     )
@@ -310,13 +318,14 @@ def train_results(view: LedgerView, run: dict, journal_dir: Path) -> list[str]:
         rows = [
             [
                 c["iteration"],
-                f"#{c['eval_run_id']}",
+                f"`{short_path(c['path'], journal_dir)}`",
+                f"#{c['eval_run_id']}" if c["eval_run_id"] else DASH,
                 percent(c["score"]),
                 "best" if c["best"] else "",
             ]
             for c in checkpoints
         ]
-        lines += [table(rows, ["Checkpoint", "Eval run", "Overall", ""]), ""]
+        lines += [table(rows, ["Checkpoint", "Path", "Eval run", "Overall", ""]), ""]
     return lines
 
 
@@ -373,7 +382,9 @@ def render_entry(view: LedgerView, run: dict, journal_dir: Path) -> str:
         lines += [f"**Status:** {run['status']}: {run['error'] or 'not finished'}", ""]
         if run["kind"] == "eval":
             kept = view.summaries.get(run["id"], {}).get("prompts", 0)
-            lines += [f"**Kept:** {kept} prompt results recorded before the run stopped.", ""]
+            planned = json.loads(run["config"] or "{}").get("prompts_planned")
+            of = f" of {planned}" if planned else ""
+            lines += [f"**Kept:** {kept}{of} prompt results recorded before the run stopped.", ""]
         if run["kind"] == "train" and run["adapter"]:
             kept = short_path(run["adapter"], journal_dir)
             lines += [f"**Kept:** checkpoints under `{kept}`.", ""]

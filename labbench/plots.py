@@ -76,7 +76,7 @@ def loss_curves(path: Path, run_id: int, train: list[tuple], val: list[tuple]) -
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(8, 4))
     if train:
-        axes.plot(*zip(*train, strict=True), "-", label="train loss")
+        axes.plot(*zip(*train, strict=True), "-" if len(train) > 1 else "o", label="train loss")
     if val:
         axes.plot(*zip(*val, strict=True), "o-", label="validation loss")
     axes.set_xlabel("iteration")

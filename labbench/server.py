@@ -41,6 +41,10 @@ _FATAL_LOG = re.compile(r"Address already in use|Traceback \(most recent call la
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+(?:Error|Exception)|OSError|KeyError|ValueError)\b.*")
 
 
+# Per-request log lines that say nothing about why a server failed.
+_CHATTER = re.compile(r" - INFO - |^INFO:|HTTP/1\.[01]\" \d{3}")
+
+
 class ServerStartError(UserError):
     """The server could not be started; the message is the server's own error line."""
 
@@ -69,7 +73,9 @@ class ServerProcess:
         return None
 
     def log_excerpt(self, lines: int = 15) -> str:
-        return "\n".join(list(self.log)[-lines:])
+        """The last lines of the server's log, without its per-request INFO chatter."""
+        kept = [line for line in self.log if not _CHATTER.search(line)]
+        return "\n".join(kept[-lines:])
 
     def stop(self, grace: float = STOP_GRACE_S) -> None:
         """SIGTERM the server's process group, then SIGKILL after `grace` seconds."""
@@ -191,27 +197,34 @@ def _wait_until_ready(server: ServerProcess, timeout: float) -> None:
         if not server.alive():
             time.sleep(0.2)  # let the log pump catch the last lines
             reason = server.error_line() or f"exited with code {server.process.returncode}"
-            raise ServerStartError(f"server for {server.model} did not start: {reason}")
+            raise ServerStartError(f"server for {_named(server.model)} did not start: {reason}")
         if any(_FATAL_LOG.search(line) for line in server.log):
             time.sleep(0.5)  # the traceback's last line names the error
             reason = server.error_line() or _last_line_matching(server, _FATAL_LOG)
-            raise ServerStartError(f"server for {server.model} did not start: {reason}")
+            raise ServerStartError(f"server for {_named(server.model)} did not start: {reason}")
         if prober is None or not prober.is_alive():
             if probe.get("ready"):
                 return
             if probe.get("dead"):
                 time.sleep(0.5)
                 reason = server.error_line() or str(probe["dead"])
-                raise ServerStartError(f"server for {server.model} did not start: {reason}")
+                raise ServerStartError(f"server for {_named(server.model)} did not start: {reason}")
             probe.clear()
             prober = threading.Thread(target=_probe_once, args=(server, probe), daemon=True)
             prober.start()
         if time.monotonic() > deadline:
             reason = server.error_line() or "no answer to a test completion"
             raise ServerStartError(
-                f"server for {server.model} not ready after {timeout:.0f} s: {reason}"
+                f"server for {_named(server.model)} not ready after {timeout:.0f} s: {reason}"
             )
         time.sleep(0.1)
+
+
+def _named(model: str) -> str:
+    """How a model is named in errors: a hub id is said to be one (it may not be cached)."""
+    if Path(model).exists():
+        return model
+    return f"{model} (not a local directory, so tried as a Hugging Face id)"
 
 
 def _last_line_matching(server: ServerProcess, pattern: re.Pattern) -> str:

@@ -337,9 +337,9 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
             )
         finally:
             checkpoints = collect_checkpoints(adapter_dir) if adapter_dir.exists() else []
-            for _, path in checkpoints:
-                db.table("run_files").insert(
-                    {"run_id": run.id, "kind": "checkpoint", "path": str(path)}, ignore=True
+            for iteration, path in checkpoints:
+                db.table("checkpoints").insert(
+                    {"run_id": run.id, "iteration": iteration, "path": str(path), "best": 0}
                 )
         train_losses = [r["loss"] for r in writer.reports if r["split"] == "train"]
         summary: dict[str, Any] = {
@@ -380,15 +380,9 @@ def evaluate_checkpoints(
         )
         outcome = record_eval(db, eval_plan)
         score = outcome.summary["overall"] if outcome.summary else None
-        db.table("checkpoints").insert(
-            {
-                "run_id": run.id,
-                "iteration": iteration,
-                "path": str(path),
-                "eval_run_id": outcome.run_id,
-                "score": score,
-                "best": 0,
-            }
+        db.execute(
+            "UPDATE checkpoints SET eval_run_id = ?, score = ? WHERE run_id = ? AND iteration = ?",
+            [outcome.run_id, score, run.id, iteration],
         )
         if outcome.error or score is None:
             raise UserError(f"eval of checkpoint {iteration} failed: {outcome.error}")

@@ -4,9 +4,11 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from helpers import pid_alive, run_script
@@ -113,7 +115,10 @@ def server_pid_and_results(ledger) -> tuple[int, int] | None:
     if not ledger.exists():
         return None
     db = Database(ledger)
-    runs = list(db.query("SELECT id, config FROM runs"))
+    try:
+        runs = list(db.query("SELECT id, config FROM runs"))
+    except sqlite3.OperationalError:  # the eval is still creating the ledger
+        return None
     if not runs or "server_pid" not in json.loads(runs[0]["config"]):
         return None
     results = db["eval_results"].count
@@ -136,7 +141,9 @@ def test_killed_server_leaves_a_failed_run_with_earlier_results(tiny_model, isol
     assert kept >= 2
     assert f"kept {kept} of" in stderr
     journal = (isolated_ledger.parent / "journal" / "JOURNAL.md").read_text()
-    assert f"Run {run['id']}: eval failed" in journal
+    entry = journal[journal.index(f"### Run {run['id']}: Eval") :]
+    assert entry.splitlines()[0].endswith("[failed]")
+    assert f"**Kept:** {kept} of {len(load_suite('baseline').prompts)} prompt results" in entry
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -149,6 +156,26 @@ def test_interrupted_eval_stops_its_server_and_says_so(signum, tiny_model, isola
     finally:
         process.kill()
     assert process.returncode == 130
+    [run] = list(Database(isolated_ledger)["runs"].rows)
+    assert run["status"] == "interrupted"
+    wait_for(lambda: not pid_alive(server_pid), timeout=10)
+
+
+def test_sigterm_to_just_reaches_the_eval_and_stops_its_server(tiny_model, isolated_ledger):
+    just = Path(sys.executable).parent / "just"
+    process = subprocess.Popen(
+        [str(just), "eval", "concurrency=1", "max_tokens=512"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
+    )
+    try:
+        server_pid, _ = wait_for(lambda: server_pid_and_results(isolated_ledger), timeout=120)
+        process.terminate()
+        process.communicate(timeout=60)
+    finally:
+        process.kill()
     [run] = list(Database(isolated_ledger)["runs"].rows)
     assert run["status"] == "interrupted"
     wait_for(lambda: not pid_alive(server_pid), timeout=10)
