@@ -70,6 +70,14 @@ def ledger_path(arg: str | None) -> Path:
     return Path(arg or os.environ.get(LEDGER_ENV) or DEFAULT_LEDGER)
 
 
+def existing_ledger_path(arg: str | None) -> Path:
+    """The ledger a read-only script works on; it must exist (never create an empty one)."""
+    ledger = ledger_path(arg)
+    if not ledger.exists():
+        fail(f"no ledger at {ledger} (run an eval first, or pass --ledger PATH)")
+    return ledger
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)

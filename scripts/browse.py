@@ -48,9 +48,7 @@ def datasette_app(ledger: Path):
 
 def main() -> int:
     args = cli.parse_args(build_parser())
-    ledger = cli.ledger_path(args.ledger)
-    if not ledger.exists():
-        cli.fail(f"no ledger at {ledger} (run an eval first, or pass --ledger PATH)")
+    ledger = cli.existing_ledger_path(args.ledger)
     if not port_is_free(HOST, args.port):
         cli.fail(f"port {args.port} on {HOST} is already in use (pass port=N)")
     # uvicorn shuts down on SIGINT/SIGTERM, then re-raises the signal: end quietly either way.

@@ -246,9 +246,7 @@ def main() -> int:
     args = cli.parse_args(build_parser())
     if not 0 < args.alpha < 1:
         cli.fail(f"--alpha must be between 0 and 1, got {args.alpha}")
-    ledger = cli.ledger_path(args.ledger)
-    if not ledger.exists():
-        cli.fail(f"no ledger at {ledger} (run an eval first, or pass --ledger PATH)")
+    ledger = cli.existing_ledger_path(args.ledger)
     db = open_ledger(ledger)
     try:
         run_a, run_b = load_run(db, args.a), load_run(db, args.b)

@@ -23,9 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = cli.parse_args(build_parser())
-    ledger = cli.ledger_path(args.ledger)
-    if not ledger.exists():
-        cli.fail(f"no ledger at {ledger} (run an eval first, or pass --ledger PATH)")
+    ledger = cli.existing_ledger_path(args.ledger)
     path = write_journal(open_ledger(ledger), journal_dir(ledger))
     print(f"wrote {path}")
     return 0

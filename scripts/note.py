@@ -26,9 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = cli.parse_args(build_parser())
-    ledger = cli.ledger_path(args.ledger)
-    if not ledger.exists():
-        cli.fail(f"no ledger at {ledger} (pass --ledger PATH)")
+    ledger = cli.existing_ledger_path(args.ledger)
     if not args.text.strip():
         cli.fail("the note is empty")
     db = open_ledger(ledger)
