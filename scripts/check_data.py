@@ -1,0 +1,42 @@
+"""Validate a chat dataset before training on it: every problem as file:line: problem.
+
+just check-data data/dummy
+just check-data data/mine/train.jsonl
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from labbench import cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Check a dataset: bad JSON, wrong roles, empty content, a last message "
+        "that isn't the assistant's, an empty train split."
+    )
+    parser.add_argument("path", help="a directory with train/valid/test.jsonl, or one .jsonl")
+    return parser
+
+
+def main() -> int:
+    args = cli.parse_args(build_parser())
+    from labbench.data import check_dataset, count_examples
+
+    path = Path(args.path)
+    problems = check_dataset(path)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"error: {len(problems)} problems in {path}", file=sys.stderr)
+        return 1
+    counts = count_examples(path)
+    print("ok: " + ", ".join(f"{count} {split}" for split, count in counts.items()) + " examples")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

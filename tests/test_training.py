@@ -1,0 +1,128 @@
+"""Training side against the real thing: mlx-lm LoRA training in-process, real servers."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import run_script
+from sqlite_utils import Database
+
+from labbench import PROJECT_ROOT
+from labbench.data import write_dummy_data
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+
+SMALL_SUITE = """
+name = "small"
+[defaults]
+max_tokens = 16
+tools = ["read_file"]
+[tools.read_file]
+description = "Read a text file."
+parameters = { type = "object", properties = { path = { type = "string" } }, required = ["path"] }
+[[prompts]]
+id = "read"
+category = "tool_calling"
+prompt = "Read the file src/app.py."
+expect_tools = [ { name = "read_file", arguments = { path = "src/app.py" } } ]
+[[prompts]]
+id = "math"
+category = "reasoning"
+prompt = "What is 6 times 7?"
+expect_answer = "42"
+"""
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("data") / "dummy"
+    write_dummy_data(data, 40, seed=0)
+    return data
+
+
+def test_bench_records_every_report_and_a_verdict(tiny_model, dataset, isolated_ledger):
+    result = run_script("bench", f"data={dataset}", "iters=8", "warmup=3", "batch=2")
+    assert result.returncode == 0, result.stderr
+    db = Database(isolated_ledger)
+    [run] = list(db["runs"].rows)
+    assert run["kind"] == "bench" and run["status"] == "ok"
+    reports = list(
+        db.query("SELECT * FROM train_reports WHERE run_id = ? ORDER BY id", [run["id"]])
+    )
+    assert [r["iteration"] for r in reports] == list(range(1, 9))
+    summary = json.loads(run["summary"])
+    assert summary["measured_iterations"] == 5 and summary["warmup_iterations"] == 3
+    assert summary["load_seconds"] > 0 and summary["peak_memory_gb"] > 0
+    assert summary["verdict"].startswith("proceed")  # the tiny model is far below 5 s/iter
+    # Our wall clock and mlx-lm's own iterations_per_second measure the same thing.
+    assert 0.8 < summary["agreement"] < 1.25
+    journal = (isolated_ledger.parent / "journal" / "JOURNAL.md").read_text()
+    assert f"### Run {run['id']}: Benchmark" in journal and "**Verdict:** proceed" in journal
+
+
+def test_bench_refuses_bad_flags():
+    result = run_script("bench", "iters=2", "warmup=2")
+    assert result.returncode != 0
+    assert result.stderr.strip() == "error: --iters must be larger than --warmup"
+
+
+def test_interrupted_training_leaves_a_usable_checkpoint(tiny_model, dataset, isolated_ledger):
+    process = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), f"data={dataset}"]
+        + ["iters=2000", "save_every=3", "steps_per_report=3", "batch_size=2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    adapter = isolated_ledger.parent / "adapters" / "1"
+    try:
+        deadline = time.monotonic() + 240
+        while not (adapter / "adapters.safetensors").exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no checkpoint was saved"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert "the last checkpoint is usable" in stderr
+    db = Database(isolated_ledger)
+    [run] = list(db["runs"].rows)
+    assert run["status"] == "interrupted" and run["adapter"] == str(adapter)
+    assert db["train_reports"].count_where("run_id = 1 AND split = 'train'") >= 1
+
+    result = run_script("eval", f"adapter={adapter}", "max_tokens=16")
+    assert result.returncode == 0, result.stderr
+    [evaluated] = list(db.query("SELECT * FROM cumulative_results"))
+    assert evaluated["adapter"] == str(adapter) and evaluated["step"] == "#2 Trained"
+    assert evaluated["dataset"] == run["dataset"] and run["dataset"].startswith(str(dataset))
+    journal = (isolated_ledger.parent / "journal" / "JOURNAL.md").read_text()
+    assert "| #2 Trained | " + run["dataset"] + " | adapters/1 |" in journal
+    assert "Run 1: Training" in journal and "[interrupted]" in journal
+
+
+def test_train_keeps_the_best_checkpoint_by_eval_score(
+    tiny_model, dataset, isolated_ledger, tmp_path
+):
+    suite = tmp_path / "small.toml"
+    suite.write_text(SMALL_SUITE)
+    result = run_script(
+        "train", f"data={dataset}", "iters=6", "save_every=3", "batch_size=2", f"eval_suite={suite}"
+    )
+    assert result.returncode == 0, result.stderr
+    db = Database(isolated_ledger)
+    checkpoints = list(db.query("SELECT * FROM checkpoints ORDER BY iteration"))
+    assert [c["iteration"] for c in checkpoints] == [3, 6]
+    [best] = [c for c in checkpoints if c["best"]]
+    assert best["score"] == max(c["score"] for c in checkpoints)
+    evals = list(db.query("SELECT * FROM runs WHERE kind = 'eval' ORDER BY id"))
+    assert [e["parent_run_id"] for e in evals] == [1, 1]
+    adapter = isolated_ledger.parent / "adapters" / "1"
+    best_weights = (Path(best["path"]) / "adapters.safetensors").read_bytes()
+    assert (adapter / "adapters.safetensors").read_bytes() == best_weights
