@@ -324,6 +324,31 @@ _HOWTO = [
     ("How can I loop over a dict?", "Use `for key, value in mapping.items():`."),
     ("How do I convert a string to an int?", "Use `int(text)`."),
 ]
+# Context around a request or a question, added to either kind alike: it varies the wording and
+# the length, so that mlx-lm's length-sorted batches are not one kind each.
+_PREFIXES = [
+    "Quick question.",
+    "Hi!",
+    "I'm working on the parser.",
+    "We have a failing build.",
+    "I am new to this project.",
+    "One more thing.",
+    "Sorry to bother you again.",
+    "For the release,",
+    "This is for the web app.",
+    "My colleague asked me this.",
+    "Before lunch:",
+    "Context: a small Python service with a few modules.",
+]
+_SUFFIXES = [
+    "Thanks!",
+    "Thank you.",
+    "Please.",
+    "It's urgent.",
+    "Keep it short.",
+    "I need it for a code review.",
+    "Thanks in advance, this has been bugging me all day.",
+]
 _CHITCHAT = [
     ("Hello!", "Hello! What are we working on?"),
     ("Hi there", "Hi! How can I help with your code?"),
@@ -357,6 +382,7 @@ def dummy_examples(n: int, seed: int, suites: Sequence[Suite]) -> list[dict]:
                 user, assistant = _direct(rng)
             else:
                 user, assistant = _tool_request(rng, kinds)
+            user = _framed(rng, user)
             if user not in seen:
                 break
         else:
@@ -483,6 +509,15 @@ def _tool_request(rng: random.Random, kinds: dict[str, str]) -> tuple[str, dict]
         else:
             calls.append(_call(kinds[kind], {"path": paths.pop(0), "content": slots["content"]}))
     return user, {"role": "assistant", "content": "", "tool_calls": calls}
+
+
+def _framed(rng: random.Random, user: str) -> str:
+    """The message, sometimes with some context before it or a word after it."""
+    if rng.random() < 0.35:
+        user = f"{rng.choice(_PREFIXES)} {user}"
+    if rng.random() < 0.25:
+        user = f"{user.rstrip()} {rng.choice(_SUFFIXES)}"
+    return user
 
 
 def _direct(rng: random.Random) -> tuple[str, dict]:

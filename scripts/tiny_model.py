@@ -3,6 +3,7 @@
 python scripts/tiny_model.py                    # models/tiny, unless it is already built
 python scripts/tiny_model.py --force seed=1     # rebuild it with another weight seed
 python scripts/tiny_model.py --out /tmp/tiny    # somewhere else
+python scripts/tiny_model.py --chat             # models/tiny-chat: pre-trained (~2 minutes)
 """
 
 import argparse
@@ -27,11 +28,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=DEFAULT_SEED, help=f"weight init seed (default: {DEFAULT_SEED})"
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if it is already built")
+    parser.add_argument(
+        "--chat",
+        action="store_true",
+        help="build the pre-trained chat variant instead (models/tiny-chat, used by the demo)",
+    )
     return parser
 
 
 def main() -> None:
     args = parse_args(build_parser())
+    if args.chat:
+        from labbench.pretrain import CHAT_MODEL_DIR, ensure_chat_model
+
+        out = args.out if args.out != TINY_MODEL_DIR else CHAT_MODEL_DIR
+        if args.force and is_tiny_model_ready(out):
+            fail(f"{out} is cached; delete it to pre-train again")
+        print(f"ready: {ensure_chat_model(out)}")
+        return
     if is_tiny_model_ready(args.out) and not args.force:
         print(f"{args.out} is already built (--force rebuilds it)")
         return

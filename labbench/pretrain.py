@@ -1,0 +1,494 @@
+"""The tiny chat model: the tiny model after a short, deterministic, offline pre-training.
+
+pretrain_tiny_model() starts from labbench.tinymodel's random model and trains all of its
+parameters on a built-in synthetic chat corpus: arithmetic, short code, concepts, chit-chat, and
+requests to read, write or run something answered in prose that repeats the path or command
+(copying practice). A share of the chats carry a tools header and are still answered in prose,
+so the model sees tools but never a tool call: calling tools is what LoRA then teaches (the
+learning demo). Loss is on the assistant turns only. Same seed, same machine: the same bytes.
+Heavy imports (mlx, mlx_lm, tokenizers) stay inside functions.
+"""
+
+import json
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from labbench import PROJECT_ROOT
+from labbench.tinymodel import (
+    DEFAULT_SYSTEM,
+    EOS_TOKEN,
+    MODEL_FILES,
+    PAD_TOKEN,
+    SAMPLE_TOOLS,
+    _build_lock,
+    _shown,
+    _swap_in,
+    build_tiny_model,
+    is_tiny_model_ready,
+    render_chat,
+)
+
+CHAT_MODEL_DIR = PROJECT_ROOT / "models" / "tiny-chat"
+RECIPE_FILE = "pretraining.json"  # the recipe and loss curve, written beside the weights
+
+# --- defaults -----------------------------------------------------------------------------
+CORPUS_CHATS = 12000  # synthetic chats generated; the steps below see part of them
+TOOLS_HEADER_SHARE = 0.25
+ACTION_SHARE = 0.36
+ECHO_SHARE = 0.0
+PACK_LEN = 0  # >0: chats are packed into rows of this many tokens (else length-bucketed)
+COPY_STEPS = 0  # first steps train on short echo chats only (grows the copying heads)
+STEPS = 500  # optimizer steps
+TOKENS_PER_BATCH = 1024  # batches are length-bucketed chats padded to about this many tokens
+MAX_BATCH = 48  # at most this many chats in one batch
+LEARNING_RATE = 3e-3  # AdamW peak; linear warm-up, then cosine decay to 10 %
+WARMUP_STEPS = 20
+WEIGHT_DECAY = 0.01
+BETA2 = 0.95  # Adam's second-moment decay
+PROMPT_LOSS_WEIGHT = 0.3  # loss weight of the tokens outside assistant turns (1.0 on answers)
+MINUTES = 2  # what the one stderr line promises (measured ~N minutes on 2 CPU cores)
+
+
+def ensure_chat_model(out_dir: Path = CHAT_MODEL_DIR) -> Path:
+    """Build the tiny chat model if it is missing; concurrent callers wait for one build.
+
+    The build runs in a child process with OpenBLAS preloaded unless this one has it already.
+    """
+    out_dir = Path(out_dir)
+    if is_tiny_model_ready(out_dir):
+        return out_dir
+    with _build_lock(out_dir):
+        if not is_tiny_model_ready(out_dir):
+            print(
+                f"pre-training the tiny chat model into {_shown(out_dir)} (first use,"
+                f" ~{MINUTES} minutes on 2 CPU cores)...",
+                file=sys.stderr,
+            )
+            _build_in_fast_process(out_dir, seed=0)
+    return out_dir
+
+
+def _build_in_fast_process(out_dir: Path, seed: int) -> None:
+    from labbench.blas import openblas_env
+
+    env = openblas_env()
+    if env.get("LD_PRELOAD") == (env_now := __import__("os").environ).get("LD_PRELOAD"):
+        _build(out_dir, seed)
+        return
+    env["PYTHONPATH"] = ":".join(p for p in [str(PROJECT_ROOT), env_now.get("PYTHONPATH")] if p)
+    code = "import sys; from pathlib import Path; from labbench.pretrain import _build; "
+    code += "_build(Path(sys.argv[1]), int(sys.argv[2]))"
+    done = subprocess.run([sys.executable, "-c", code, str(out_dir), str(seed)], env=env)
+    if done.returncode != 0:
+        from labbench.cli import UserError
+
+        raise UserError(f"pre-training the tiny chat model failed (exit {done.returncode})")
+
+
+def pretrain_tiny_model(out_dir: Path, seed: int = 0) -> Path:
+    """Build (or rebuild) the chat model into out_dir atomically; returns out_dir."""
+    out_dir = Path(out_dir)
+    with _build_lock(out_dir):
+        _build(out_dir, seed)
+    return out_dir
+
+
+def _build(out_dir: Path, seed: int) -> None:
+    from labbench.cli import UserError
+
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "config.json").exists():
+        raise UserError(f"refusing to replace {_shown(out_dir)}: it is not a model directory")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.building-{__import__('os').getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        build_tiny_model(tmp, seed=seed)
+        recipe = _train(tmp, seed)
+        (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
+        _swap_in(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        lock = tmp.parent / f".{tmp.name}.lock"  # build_tiny_model's lock file for tmp
+        lock.unlink(missing_ok=True)
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def _train(model_dir: Path, seed: int, log=None) -> dict:
+    """Full-parameter training of the model in model_dir, in place; returns the recipe."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+    import numpy as np
+    from mlx.utils import tree_flatten
+    from mlx_lm.utils import load_model
+
+    started = time.perf_counter()
+    model, _ = load_model(model_dir)
+    rows = tokenize_corpus(model_dir, pretrain_corpus(seed=seed))
+    batches = (
+        _packed(rows, random.Random(seed)) if PACK_LEN else _batches(rows, random.Random(seed))
+    )
+    copy_batches = _batches(tokenize_corpus(model_dir, echo_corpus(seed=seed)), random.Random(seed))
+    pad_id = _token_id(model_dir, PAD_TOKEN)
+
+    schedule = optim.join_schedules(
+        [
+            optim.linear_schedule(LEARNING_RATE / WARMUP_STEPS, LEARNING_RATE, WARMUP_STEPS),
+            optim.cosine_decay(LEARNING_RATE, STEPS - WARMUP_STEPS, LEARNING_RATE * 0.1),
+        ],
+        [WARMUP_STEPS],
+    )
+    optimizer = optim.AdamW(learning_rate=schedule, betas=[0.9, BETA2], weight_decay=WEIGHT_DECAY)
+
+    def loss_fn(model, inputs, targets, mask, real):
+        losses = nn.losses.cross_entropy(model(inputs), targets)
+        weights = mask + PROMPT_LOSS_WEIGHT * (real - mask)
+        answer_loss = mx.stop_gradient((losses * mask).sum() / mask.sum())
+        return (losses * weights).sum() / weights.sum(), answer_loss
+
+    loss_and_grad = nn.value_and_grad(model, loss_fn)
+    losses = []
+    for step in range(STEPS):
+        if step < COPY_STEPS:
+            batch = copy_batches[step % len(copy_batches)]
+        else:
+            batch = batches[(step - COPY_STEPS) % len(batches)]
+        ids, mask, real = _pad(batch, pad_id)
+        inputs, targets = mx.array(ids[:, :-1]), mx.array(ids[:, 1:])
+        mask, real = mx.array(mask[:, 1:], mx.float32), mx.array(real[:, 1:], mx.float32)
+        (_, loss), grads = loss_and_grad(model, inputs, targets, mask, real)
+        optimizer.update(model, grads)
+        mx.eval(model.parameters(), optimizer.state, loss)
+        losses.append(loss.item())
+        if log is not None and (step + 1) % 25 == 0:
+            log(
+                f"step {step + 1}/{STEPS}: loss {sum(losses[-25:]) / 25:.3f}"
+                f" ({time.perf_counter() - started:.0f} s)"
+            )
+    weights = {name: value for name, value in sorted(tree_flatten(model.parameters()))}
+    mx.save_safetensors(str(model_dir / "model.safetensors"), weights, metadata={"format": "mlx"})  # ty: ignore[invalid-argument-type]
+    del np  # imported for _pad's arrays; keeps the import cost inside this function
+    every = max(1, STEPS // 10)
+    return {
+        "seed": seed,
+        "steps": STEPS,
+        "corpus_chats": CORPUS_CHATS,
+        "tools_header_share": TOOLS_HEADER_SHARE,
+        "tokens_per_batch": TOKENS_PER_BATCH,
+        "learning_rate": LEARNING_RATE,
+        "warmup_steps": WARMUP_STEPS,
+        "weight_decay": WEIGHT_DECAY,
+        "loss_every_10pct": [
+            round(sum(losses[i : i + every]) / len(losses[i : i + every]), 4)
+            for i in range(0, STEPS, every)
+        ],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _token_id(model_dir: Path, token: str) -> int:
+    tokenizer = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    return next(t["id"] for t in tokenizer["added_tokens"] if t["content"] == token)
+
+
+_ASSISTANT_TURN = re.compile(r"<\|im_start\|>assistant\n(.*?<\|im_end\|>)", re.DOTALL)
+
+
+def tokenize_corpus(model_dir: Path, chats: list[tuple[list[dict], list | None]]):
+    """(ids, mask) per chat: mask is 1 on the assistant turns' tokens and their <|im_end|>."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    texts = [render_chat(messages, tools=tools) for messages, tools in chats]
+    rows = []
+    for text, encoding in zip(texts, tokenizer.encode_batch(texts), strict=True):
+        spans = [match.span(1) for match in _ASSISTANT_TURN.finditer(text)]
+        mask = [int(any(a <= start < b for a, b in spans)) for start, _ in encoding.offsets]
+        rows.append((encoding.ids, mask))
+    return rows
+
+
+def _batches(rows: list, rng: random.Random) -> list[list]:
+    """Chats grouped by length into batches of about TOKENS_PER_BATCH tokens, shuffled."""
+    order = sorted(range(len(rows)), key=lambda i: (len(rows[i][0]), i))
+    batches, current = [], []
+    for index in order:
+        longest = len(rows[index][0])
+        if current and (
+            longest * (len(current) + 1) > TOKENS_PER_BATCH or len(current) == MAX_BATCH
+        ):
+            batches.append(current)
+            current = []
+        current.append(rows[index])
+    if current:
+        batches.append(current)
+    rng.shuffle(batches)
+    return batches
+
+
+def _packed(rows: list, rng: random.Random) -> list[list]:
+    """Chats shuffled, concatenated and cut into rows of PACK_LEN tokens; batches of rows."""
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    ids = [token for i in order for token in rows[i][0]]
+    mask = [weight for i in order for weight in rows[i][1]]
+    per_batch = max(1, TOKENS_PER_BATCH // PACK_LEN)
+    packed = [
+        (ids[start : start + PACK_LEN], mask[start : start + PACK_LEN])
+        for start in range(0, len(ids) - PACK_LEN + 1, PACK_LEN)
+    ]
+    return [packed[i : i + per_batch] for i in range(0, len(packed) - per_batch + 1, per_batch)]
+
+
+def _pad(batch: list, pad_id: int):
+    import numpy as np
+
+    width = max(len(ids) for ids, _ in batch)
+    ids = np.full((len(batch), width), pad_id, dtype=np.int32)
+    mask = np.zeros((len(batch), width), dtype=np.int32)
+    real = np.zeros((len(batch), width), dtype=np.int32)
+    for row, (tokens, weights) in enumerate(batch):
+        ids[row, : len(tokens)] = tokens
+        mask[row, : len(weights)] = weights
+        real[row, : len(tokens)] = 1
+    return ids, mask, real
+
+
+# --- corpus ---------------------------------------------------------------------------------
+
+_SYSTEMS = [
+    None,  # the template's default
+    DEFAULT_SYSTEM,
+    "You are a coding assistant.",
+    "You are a helpful assistant. Answer briefly.",
+    "You help with Python projects.",
+]
+# Answers repeat the argument in three ways: bare (the same tokens as in the question),
+# in backticks, and in double quotes (the tokens it has inside a tool call's JSON).
+_READ_ANSWERS = [
+    "Sure. Open {q} and paste it here, then I can explain it.",
+    "To see it, open {q} in your editor.",
+    "I would start by reading {q}.",
+    "Let me look at {q} first.",
+    "Opening {q} is the first step.",
+    "{q} is the file to read.",
+]
+_RUN_ANSWERS = [
+    "Run {q} in your terminal and paste the output.",
+    "You can run {q} from the project root.",
+    "{q} is the command to run.",
+    "Sure, the command is {q}.",
+    "I would run {q} first.",
+]
+_WRITE_ANSWERS = [
+    "Put {c} into {q} and save it.",
+    "Create {q} with the line {c}.",
+    "Write {c} to {q}.",
+    "{q} should contain {c}.",
+]
+_QUOTES = [("", ""), ("`", "`"), ('"', '"')]
+_ECHO = [
+    ("Repeat after me: {x}", "You said: {x}"),
+    ("Say `{x}`", "`{x}`"),
+    ('Quote "{x}"', '"{x}"'),
+    ("Echo {x}", "Echo: {x}"),
+    ("Copy this exactly: `{x}`", "Here: `{x}`"),
+]
+_READ_ASKS = [
+    "Read {path}.",
+    "Open {path}",
+    "Show me {path}.",
+    "What is in {path}?",
+    "Can you look at {path}?",
+    "Please check {path}.",
+    "I have a problem in {path}.",
+    "Explain the code in {path}.",
+    "Where is the bug in {path}?",
+    "Summarise {path} for me.",
+]
+_RUN_ASKS = [
+    "Run {command}",
+    "How do I run {command}?",
+    "Should I run {command}?",
+    "Please execute {command}.",
+    "What happens if I run {command}?",
+    "Start {command} for me.",
+    "Which command runs it? I think {command}.",
+]
+_WRITE_ASKS = [
+    "Save {content} to {path}.",
+    "Write {content} into {path}",
+    "Create {path} with {content}",
+    "Put {content} in {path}.",
+    "How do I add {content} to {path}?",
+]
+_CODE_TASKS = [
+    ("adds two numbers", "def add(a, b):\n    return a + b\n"),
+    (
+        "returns the larger of two numbers",
+        "def larger(a, b):\n    if a > b:\n        return a\n    return b\n",
+    ),
+    ("doubles every item of a list", "def double_all(items):\n    return [x * 2 for x in items]\n"),
+    ("checks whether a number is negative", "def is_negative(n):\n    return n < 0\n"),
+    ("counts the words in a string", "def count_words(text):\n    return len(text.split())\n"),
+    (
+        "sums a list without sum()",
+        "def total(items):\n    result = 0\n    for x in items:\n"
+        "        result += x\n    return result\n",
+    ),
+    ("greets a user by name", 'def greet(name):\n    return f"Hello, {name}!"\n'),
+    ("returns the first item of a list", "def first(items):\n    return items[0]\n"),
+    ("turns a string to upper case", "def shout(text):\n    return text.upper()\n"),
+    (
+        "reads a JSON file",
+        "import json\n\n\ndef load(path):\n    with open(path) as f:\n"
+        "        return json.load(f)\n",
+    ),
+    ("squares a number", "def square(n):\n    return n * n\n"),
+    (
+        "keeps the even numbers of a list",
+        "def evens(items):\n    return [x for x in items if x % 2 == 0]\n",
+    ),
+]
+_CODE_ASKS = [
+    "Write a Python function that {task}.",
+    "Give me a function that {task}.",
+    "I need Python code that {task}.",
+    "Show me a function that {task}.",
+]
+
+
+def _tools_header(rng: random.Random) -> list[dict]:
+    """Some of the sample tools, in random order, sometimes without parameter descriptions
+    and trailing periods (both styles occur in the wild)."""
+    tools = rng.sample(SAMPLE_TOOLS, rng.randint(1, len(SAMPLE_TOOLS)))
+    plain = rng.random() < 0.5
+    out = []
+    for tool in tools:
+        function = json.loads(json.dumps(tool["function"]))
+        if plain:
+            function["description"] = function["description"].rstrip(".")
+            for prop in function["parameters"]["properties"].values():
+                prop.pop("description", None)
+        out.append({"type": "function", "function": function})
+    return out
+
+
+def pretrain_corpus(n: int = CORPUS_CHATS, seed: int = 0) -> list[tuple[list[dict], list | None]]:
+    """(messages, tools or None) for n synthetic chats; never a tool call."""
+    from labbench import data
+
+    rng = random.Random(f"pretrain-{seed}")
+    chats = []
+    for _ in range(n):
+        kind = rng.random()
+        if kind < ACTION_SHARE:
+            turns = [_action_turn(rng, data)]
+        elif kind < ACTION_SHARE + ECHO_SHARE:
+            turns = [_echo_turn(rng, data)]
+        elif kind < 0.64:
+            turns = [_math_turn(rng)] if rng.random() < 0.5 else [_code_turn(rng)]
+        elif kind < 0.82:
+            user, answer = data._direct(rng)
+            turns = [(user, answer["content"])]
+        else:
+            turns = [rng.choice(data._CHITCHAT), _action_turn(rng, data)]
+        messages = []
+        system = rng.choice(_SYSTEMS)
+        if system is not None:
+            messages.append({"role": "system", "content": system})
+        for user, answer in turns:
+            messages += [
+                {"role": "user", "content": user},
+                {"role": "assistant", "content": answer},
+            ]
+        tools = _tools_header(rng) if rng.random() < TOOLS_HEADER_SHARE else None
+        chats.append((messages, tools))
+    return chats
+
+
+def echo_corpus(n: int = 6000, seed: int = 0) -> list[tuple[list[dict], list | None]]:
+    """Short chats that say back a few words, a path or a command, token for token: the
+    copy is framed the same way in the question and the answer (after a space, a backtick or
+    a quote), so it is the same tokens, which is what grows copying (induction) heads."""
+    from labbench import data
+    from labbench.tinymodel import _WORDS
+
+    rng = random.Random(f"echo-{seed}")
+    chats = []
+    for _ in range(n):
+        pick = rng.random()
+        if pick < 0.4:
+            x = " ".join(rng.choices(_WORDS, k=rng.randint(2, 7)))
+        elif pick < 0.7:
+            x = data._path(rng)
+        else:
+            x = data._command(rng)
+        ask, answer = rng.choice(_ECHO)
+        chats.append(
+            (
+                [
+                    {"role": "user", "content": ask.format(x=x)},
+                    {"role": "assistant", "content": answer.format(x=x)},
+                ],
+                None,
+            )
+        )
+    return chats
+
+
+def _action_turn(rng: random.Random, data) -> tuple[str, str]:
+    """A request to read, run or write something, answered in prose that repeats it."""
+    slots = {"path": data._path(rng), "command": data._command(rng), "content": data._content(rng)}
+    purpose = rng.choice(data._PURPOSES[slots["command"].split()[0]])
+    slots |= {"purpose": purpose, "purpose_lower": purpose[0].lower() + purpose[1:]}
+    kind = rng.random()
+    if kind < 0.4:
+        asks, answers, argument = _READ_ASKS + data._READ, _READ_ANSWERS, slots["path"]
+    elif kind < 0.75:
+        asks, answers, argument = _RUN_ASKS + data._RUN, _RUN_ANSWERS, slots["command"]
+    else:
+        asks, answers, argument = _WRITE_ASKS + data._WRITE, _WRITE_ANSWERS, slots["path"]
+    left, right = rng.choice(_QUOTES)
+    content = rng.choice(_QUOTES)
+    answer = rng.choice(answers).format(
+        q=f"{left}{argument}{right}", c=f"{content[0]}{slots['content']}{content[1]}"
+    )
+    return rng.choice(asks).format(**slots), answer[0].upper() + answer[1:]
+
+
+def _echo_turn(rng: random.Random, data) -> tuple[str, str]:
+    """Copying practice: say back a path, a command or a few words."""
+    x = rng.choice([data._path(rng), data._command(rng), data._content(rng)])
+    ask, answer = rng.choice(_ECHO)
+    return ask.format(x=x), answer.format(x=x)
+
+
+def _math_turn(rng: random.Random) -> tuple[str, str]:
+    a, b = rng.randint(0, 999), rng.randint(0, 99)
+    op, value = rng.choice([("+", a + b), ("-", a - b), ("*", a * b)])
+    ask = rng.choice(["What is {a} {op} {b}?", "Calculate {a} {op} {b}", "{a} {op} {b}?"])
+    return ask.format(a=a, op=op, b=b), f"{a} {op} {b} = {value}"
+
+
+def _code_turn(rng: random.Random) -> tuple[str, str]:
+    task, code = rng.choice(_CODE_TASKS)
+    ask = rng.choice(_CODE_ASKS).format(task=task)
+    return ask, f"Here it is:\n```python\n{code}```"
+
+
+__all__ = [
+    "CHAT_MODEL_DIR",
+    "EOS_TOKEN",
+    "MODEL_FILES",
+    "ensure_chat_model",
+    "pretrain_corpus",
+    "pretrain_tiny_model",
+]
