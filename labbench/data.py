@@ -26,10 +26,15 @@ from pathlib import Path
 
 from labbench.cli import UserError
 from labbench.suite import Suite, load_suite
+from labbench.tinymodel import _NOUNS as _TINY_NOUNS
+from labbench.tinymodel import _VERBS as _TINY_VERBS
 
 SPLITS = ("train", "valid", "test")
 SPLIT_SHARES = (0.8, 0.1, 0.1)  # shares of the examples in train, valid, test
 DIRECT_SHARE = 0.3  # examples answered without a tool call
+# A tool-call answer first says what it does ("Reading \"src/app.py\".") in these words, as
+# the pre-trained tiny model answers such requests in prose (labbench.pretrain).
+ACTION_WORDS = {"read": "reading", "run": "running", "write": "writing"}
 DEFAULT_SUITES = ("baseline",)
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -81,6 +86,8 @@ api auth cache cli client config data db error event handler helper index item j
 logger main math message model module node parser plugin queue record request response route
 router schema server session settings state store task token types user utils view worker
 """.split()
+# The tiny tokenizer's own words (labbench.tinymodel), minus the directory names.
+_MORE_STEMS = sorted(set(_TINY_NOUNS + _TINY_VERBS) - set(_DIRS))
 _EXTS = [".py", ".py", ".py", ".py", ".md", ".txt", ".json", ".toml", ".js", ".yaml", ".sh"]
 _ROOT_FILES = [
     "Makefile",
@@ -175,6 +182,10 @@ _READ = [
     "Go through {path} and summarise it.",
     "Could you open {path} and explain the main function?",
     "What's inside {path}?",
+    "Read the file {path}, please.",
+    "Open the file {path} and walk me through it.",
+    "Show the file {path} so I can see the code.",
+    "I think {path} has an error. Show it to me.",
 ]
 _RUN = [
     "Run {command}",
@@ -187,6 +198,8 @@ _RUN = [
     "In the shell, run {command}",
     "Start {command} in the terminal.",
     "Try running {command}.",
+    "Run the command: {command}",
+    "Please run this command: {command}",
     "{purpose} by running {command}",
     "{purpose} with {command}",
     "{purpose}: run {command}",
@@ -228,6 +241,12 @@ _WRITE = [
     "Create {path} and write {content} in it.",
     "Write a file {path} that contains {content}",
     "Please write {content} to the file {path}.",
+    "Create a new file {path} containing {content}",
+    "Save the line {content} to {path}",
+    "Store the text {content} in {path}.",
+    "Make a file called {path} that says {content}",
+    "Add a file {path} with the content {content}",
+    "New file {path} containing the code {content}",
 ]
 # Two calls: (template, kinds of the two calls).
 _MULTI = [
@@ -432,12 +451,17 @@ def _systems(suites: Sequence[Suite]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def _stem(rng: random.Random) -> str:
+    """A file stem: often one of many words, so a model must copy it rather than guess it."""
+    return rng.choice(_STEMS) if rng.random() < 0.5 else rng.choice(_MORE_STEMS)
+
+
 def _path(rng: random.Random) -> str:
     if rng.random() < 0.12:
         return rng.choice(_ROOT_FILES)
-    stem = rng.choice(_STEMS)
+    stem = _stem(rng)
     if rng.random() < 0.3:
-        stem = f"{stem}_{rng.choice(_STEMS)}"
+        stem = f"{stem}_{_stem(rng)}"
     ext = rng.choice(_EXTS)
     if ext == ".py" and rng.random() < 0.25:
         stem = "test_" + stem
@@ -501,6 +525,7 @@ def _tool_request(rng: random.Random, kinds: dict[str, str]) -> tuple[str, dict]
         [slots["path"], slots["path2"]],
         [slots["command"], slots["command2"]],
     )
+    clauses = []
     for kind in call_kinds:
         if kind == "read":
             calls.append(_call(kinds[kind], {"path": paths.pop(0)}))
@@ -508,7 +533,11 @@ def _tool_request(rng: random.Random, kinds: dict[str, str]) -> tuple[str, dict]
             calls.append(_call(kinds[kind], {"command": commands.pop(0)}))
         else:
             calls.append(_call(kinds[kind], {"path": paths.pop(0), "content": slots["content"]}))
-    return user, {"role": "assistant", "content": "", "tool_calls": calls}
+        argument = calls[-1]["function"]["arguments"]
+        clauses.append(f'{ACTION_WORDS[kind]} "{argument.get("command") or argument["path"]}"')
+    content = ", then ".join(clauses) + "."
+    content = content[0].upper() + content[1:]
+    return user, {"role": "assistant", "content": content, "tool_calls": calls}
 
 
 def _framed(rng: random.Random, user: str) -> str:
@@ -862,13 +891,15 @@ def _check_calls(calls: object, tool_names: set[str] | None) -> list[str]:
         return ["tool_calls must be a list"]
     problems = []
     for number, call in enumerate(calls, start=1):
-        function = call.get("function") if isinstance(call, dict) else None
-        function = function if isinstance(function, dict) else call
+        if not isinstance(call, dict):
+            problems.append(f"tool call {number}: not an object")
+            continue
+        function = call.get("function", call)  # OpenAI form, or a bare {"name", "arguments"}
         name = function.get("name") if isinstance(function, dict) else None
-        if not _nonempty_string(name):
+        if not isinstance(function, dict) or not _nonempty_string(name):
             problems.append(f"tool call {number}: no function name")
             continue
-        arguments = function.get("arguments", {})  # type: ignore[union-attr]
+        arguments = function.get("arguments", {})
         if isinstance(arguments, str):
             try:
                 arguments = json.loads(arguments)
