@@ -5,8 +5,15 @@ parameters on a built-in synthetic chat corpus: arithmetic, short code, concepts
 requests to read, write or run something answered in prose that repeats the path or command
 (copying practice). A share of the chats carry a tools header and are still answered in prose,
 so the model sees tools but never a tool call: calling tools is what LoRA then teaches (the
-learning demo). Loss is on the assistant turns only. Same seed, same machine: the same bytes.
-Heavy imports (mlx, mlx_lm, tokenizers) stay inside functions.
+learning demo). The loss weighs the assistant turns fully and the rest at PROMPT_LOSS_WEIGHT.
+
+Copying a path or command token for token is what tool calls need, and it grew only after about
+2,000 steps (~8 minutes here): 500-800 steps fitted the 3-minute budget but copied 2 of 24 paths,
+and LoRA then taught made-up arguments. So the build takes ~12 minutes, and its output is
+committed in models/tiny-chat (4 MB): users never wait for it. It runs with one BLAS thread and
+is deterministic: `just tiny-model --chat --force` rebuilds the same bytes (checked on Linux
+x86-64; another BLAS or CPU may differ in the last bits). Heavy imports (mlx, mlx_lm,
+tokenizers) stay inside functions.
 """
 
 import json
@@ -40,10 +47,10 @@ RECIPE_FILE = "pretraining.json"  # the recipe and loss curve, written beside th
 CORPUS_CHATS = 12000  # synthetic chats generated; the steps below see part of them
 TOOLS_HEADER_SHARE = 0.25
 ACTION_SHARE = 0.36
-ECHO_SHARE = 0.0
-PACK_LEN = 0  # >0: chats are packed into rows of this many tokens (else length-bucketed)
+ECHO_SHARE = 0.15  # chats that only say back a path, command or words (copying practice)
+PACK_LEN = 256  # >0: chats are packed into rows of this many tokens (else length-bucketed)
 COPY_STEPS = 0  # first steps train on short echo chats only (grows the copying heads)
-STEPS = 500  # optimizer steps
+STEPS = 3000  # optimizer steps (copying emerged only after ~2000: see the module docstring)
 TOKENS_PER_BATCH = 1024  # batches are length-bucketed chats padded to about this many tokens
 MAX_BATCH = 48  # at most this many chats in one batch
 LEARNING_RATE = 3e-3  # AdamW peak; linear warm-up, then cosine decay to 10 %
@@ -51,13 +58,14 @@ WARMUP_STEPS = 20
 WEIGHT_DECAY = 0.01
 BETA2 = 0.95  # Adam's second-moment decay
 PROMPT_LOSS_WEIGHT = 0.3  # loss weight of the tokens outside assistant turns (1.0 on answers)
-MINUTES = 2  # what the one stderr line promises (measured ~N minutes on 2 CPU cores)
+MINUTES = 12  # what the one stderr line promises (measured 11-12 minutes on 2 CPU cores)
 
 
 def ensure_chat_model(out_dir: Path = CHAT_MODEL_DIR) -> Path:
     """Build the tiny chat model if it is missing; concurrent callers wait for one build.
 
-    The build runs in a child process with OpenBLAS preloaded unless this one has it already.
+    The project ships models/tiny-chat built by this code, so this only builds elsewhere or
+    after the shipped copy was deleted.
     """
     out_dir = Path(out_dir)
     if is_tiny_model_ready(out_dir):
@@ -69,18 +77,27 @@ def ensure_chat_model(out_dir: Path = CHAT_MODEL_DIR) -> Path:
                 f" ~{MINUTES} minutes on 2 CPU cores)...",
                 file=sys.stderr,
             )
-            _build_in_fast_process(out_dir, seed=0)
+            _build_in_child(out_dir, seed=0)
     return out_dir
 
 
-def _build_in_fast_process(out_dir: Path, seed: int) -> None:
+def pretrain_tiny_model(out_dir: Path, seed: int = 0) -> Path:
+    """Build (or rebuild) the chat model into out_dir atomically; returns out_dir."""
+    out_dir = Path(out_dir)
+    with _build_lock(out_dir):
+        _build_in_child(out_dir, seed)
+    return out_dir
+
+
+def _build_in_child(out_dir: Path, seed: int) -> None:
+    """Build in a child process with OpenBLAS preloaded (~10x faster on Linux) and one BLAS
+    thread: multi-threaded BLAS may sum in another order, and the bytes must not depend on it."""
+    import os
+
     from labbench.blas import openblas_env
 
-    env = openblas_env()
-    if env.get("LD_PRELOAD") == (env_now := __import__("os").environ).get("LD_PRELOAD"):
-        _build(out_dir, seed)
-        return
-    env["PYTHONPATH"] = ":".join(p for p in [str(PROJECT_ROOT), env_now.get("PYTHONPATH")] if p)
+    env = openblas_env() | {"OPENBLAS_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = ":".join(p for p in [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")] if p)
     code = "import sys; from pathlib import Path; from labbench.pretrain import _build; "
     code += "_build(Path(sys.argv[1]), int(sys.argv[2]))"
     done = subprocess.run([sys.executable, "-c", code, str(out_dir), str(seed)], env=env)
@@ -88,14 +105,6 @@ def _build_in_fast_process(out_dir: Path, seed: int) -> None:
         from labbench.cli import UserError
 
         raise UserError(f"pre-training the tiny chat model failed (exit {done.returncode})")
-
-
-def pretrain_tiny_model(out_dir: Path, seed: int = 0) -> Path:
-    """Build (or rebuild) the chat model into out_dir atomically; returns out_dir."""
-    out_dir = Path(out_dir)
-    with _build_lock(out_dir):
-        _build(out_dir, seed)
-    return out_dir
 
 
 def _build(out_dir: Path, seed: int) -> None:
@@ -120,7 +129,7 @@ def _build(out_dir: Path, seed: int) -> None:
 # --- training -------------------------------------------------------------------------------
 
 
-def _train(model_dir: Path, seed: int, log=None) -> dict:
+def _train(model_dir: Path, seed: int, quiet: bool = False) -> dict:
     """Full-parameter training of the model in model_dir, in place; returns the recipe."""
     import mlx.core as mx
     import mlx.nn as nn
@@ -128,6 +137,7 @@ def _train(model_dir: Path, seed: int, log=None) -> dict:
     import numpy as np
     from mlx.utils import tree_flatten
     from mlx_lm.utils import load_model
+    from tqdm import tqdm
 
     started = time.perf_counter()
     model, _ = load_model(model_dir)
@@ -155,7 +165,8 @@ def _train(model_dir: Path, seed: int, log=None) -> dict:
 
     loss_and_grad = nn.value_and_grad(model, loss_fn)
     losses = []
-    for step in range(STEPS):
+    progress = tqdm(range(STEPS), desc="pre-training", unit="step", file=sys.stderr, disable=quiet)
+    for step in progress:
         if step < COPY_STEPS:
             batch = copy_batches[step % len(copy_batches)]
         else:
@@ -167,11 +178,8 @@ def _train(model_dir: Path, seed: int, log=None) -> dict:
         optimizer.update(model, grads)
         mx.eval(model.parameters(), optimizer.state, loss)
         losses.append(loss.item())
-        if log is not None and (step + 1) % 25 == 0:
-            log(
-                f"step {step + 1}/{STEPS}: loss {sum(losses[-25:]) / 25:.3f}"
-                f" ({time.perf_counter() - started:.0f} s)"
-            )
+        if (step + 1) % 25 == 0:
+            progress.set_postfix(answer_loss=f"{sum(losses[-25:]) / 25:.3f}")
     weights = {name: value for name, value in sorted(tree_flatten(model.parameters()))}
     mx.save_safetensors(str(model_dir / "model.safetensors"), weights, metadata={"format": "mlx"})  # ty: ignore[invalid-argument-type]
     del np  # imported for _pad's arrays; keeps the import cost inside this function
@@ -270,28 +278,23 @@ _SYSTEMS = [
     "You are a helpful assistant. Answer briefly.",
     "You help with Python projects.",
 ]
-# Answers repeat the argument in three ways: bare (the same tokens as in the question),
-# in backticks, and in double quotes (the tokens it has inside a tool call's JSON).
-_READ_ANSWERS = [
-    "Sure. Open {q} and paste it here, then I can explain it.",
-    "To see it, open {q} in your editor.",
-    "I would start by reading {q}.",
-    "Let me look at {q} first.",
-    "Opening {q} is the first step.",
-    "{q} is the file to read.",
-]
-_RUN_ANSWERS = [
-    "Run {q} in your terminal and paste the output.",
-    "You can run {q} from the project root.",
-    "{q} is the command to run.",
-    "Sure, the command is {q}.",
-    "I would run {q} first.",
-]
-_WRITE_ANSWERS = [
-    "Put {c} into {q} and save it.",
-    "Create {q} with the line {c}.",
-    "Write {c} to {q}.",
-    "{q} should contain {c}.",
+# Answers open with a word that names the kind of request (Reading, Running, Writing), so the
+# model decides the kind right where an answer starts, and repeat the argument bare (the same
+# tokens as in the question), in backticks, or in double quotes (its tokens inside JSON).
+_ENDINGS = [".", " now.", " first.", ": paste the result here and I will explain it."]
+# Half of those answers start with a few words before the kind: the model learns to decide the
+# kind wherever the content starts, which is where a tool call's name starts.
+_PREAMBLES = [
+    "Sure. ",
+    "OK. ",
+    "Alright: ",
+    "Got it. ",
+    "Right away: ",
+    "Sure thing! ",
+    "No problem, ",
+    "Here is the plan: ",
+    "Let me help. First, ",
+    "Good idea. ",
 ]
 _QUOTES = [("", ""), ("`", "`"), ('"', '"')]
 _ECHO = [
@@ -301,33 +304,33 @@ _ECHO = [
     ("Echo {x}", "Echo: {x}"),
     ("Copy this exactly: `{x}`", "Here: `{x}`"),
 ]
+# Requests in words of their own, besides the dummy data's (labbench.data) request templates.
 _READ_ASKS = [
     "Read {path}.",
     "Open {path}",
-    "Show me {path}.",
     "What is in {path}?",
     "Can you look at {path}?",
     "Please check {path}.",
-    "I have a problem in {path}.",
+    "I have a problem in {path}. Open it.",
     "Explain the code in {path}.",
-    "Where is the bug in {path}?",
+    "Find the bug in {path}.",
     "Summarise {path} for me.",
+    "Open up {path} please.",
 ]
 _RUN_ASKS = [
     "Run {command}",
-    "How do I run {command}?",
-    "Should I run {command}?",
     "Please execute {command}.",
-    "What happens if I run {command}?",
     "Start {command} for me.",
-    "Which command runs it? I think {command}.",
+    "Run this: {command}",
+    "Go ahead and run {command}.",
+    "{purpose}. Use {command}",
 ]
 _WRITE_ASKS = [
     "Save {content} to {path}.",
     "Write {content} into {path}",
     "Create {path} with {content}",
     "Put {content} in {path}.",
-    "How do I add {content} to {path}?",
+    "Add {content} to a new file {path}.",
 ]
 _CODE_TASKS = [
     ("adds two numbers", "def add(a, b):\n    return a + b\n"),
@@ -445,23 +448,41 @@ def echo_corpus(n: int = 6000, seed: int = 0) -> list[tuple[list[dict], list | N
 
 
 def _action_turn(rng: random.Random, data) -> tuple[str, str]:
-    """A request to read, run or write something, answered in prose that repeats it."""
-    slots = {"path": data._path(rng), "command": data._command(rng), "content": data._content(rng)}
+    """A request to read, run or write something (sometimes two things), answered in prose
+    that names each kind of action and repeats its argument."""
+    slots = {
+        "path": data._path(rng),
+        "path2": data._path(rng),
+        "command": data._command(rng),
+        "command2": data._command(rng),
+        "content": data._content(rng),
+    }
     purpose = rng.choice(data._PURPOSES[slots["command"].split()[0]])
     slots |= {"purpose": purpose, "purpose_lower": purpose[0].lower() + purpose[1:]}
-    kind = rng.random()
-    if kind < 0.4:
-        asks, answers, argument = _READ_ASKS + data._READ, _READ_ANSWERS, slots["path"]
-    elif kind < 0.75:
-        asks, answers, argument = _RUN_ASKS + data._RUN, _RUN_ANSWERS, slots["command"]
+    if rng.random() < 0.2:
+        ask, kinds = rng.choice(data._MULTI)
     else:
-        asks, answers, argument = _WRITE_ASKS + data._WRITE, _WRITE_ANSWERS, slots["path"]
-    left, right = rng.choice(_QUOTES)
-    content = rng.choice(_QUOTES)
-    answer = rng.choice(answers).format(
-        q=f"{left}{argument}{right}", c=f"{content[0]}{slots['content']}{content[1]}"
-    )
-    return rng.choice(asks).format(**slots), answer[0].upper() + answer[1:]
+        kind = rng.choices(["read", "run", "write"], weights=[0.4, 0.35, 0.25])[0]
+        asks = {"read": _READ_ASKS + data._READ, "run": _RUN_ASKS + data._RUN}
+        ask, kinds = rng.choice(asks.get(kind, _WRITE_ASKS + data._WRITE)), (kind,)
+    paths, commands = [slots["path"], slots["path2"]], [slots["command"], slots["command2"]]
+    clauses = []
+    for kind in kinds:
+        left, right = rng.choice(_QUOTES)
+        if kind == "run":
+            clauses.append(f"{data.ACTION_WORDS[kind]} {left}{commands.pop(0)}{right}")
+        elif kind == "read":
+            clauses.append(f"{data.ACTION_WORDS[kind]} {left}{paths.pop(0)}{right}")
+        else:
+            content = f"{left}{slots['content']}{right}"
+            clauses.append(f"{data.ACTION_WORDS[kind]} {content} to {left}{paths.pop(0)}{right}")
+    answer = ", then ".join(clauses) + rng.choice(_ENDINGS)
+    if rng.random() < 0.5:
+        preamble = rng.choice(_PREAMBLES)
+        if not preamble.endswith((": ", ", ")):  # a new sentence starts after the preamble
+            answer = answer[0].upper() + answer[1:]
+        answer = preamble + answer
+    return ask.format(**slots), answer[0].upper() + answer[1:]
 
 
 def _echo_turn(rng: random.Random, data) -> tuple[str, str]:

@@ -2,8 +2,8 @@
 
 python scripts/tiny_model.py                    # models/tiny, unless it is already built
 python scripts/tiny_model.py --force seed=1     # rebuild it with another weight seed
+python scripts/tiny_model.py --chat             # models/tiny-chat: pre-trained (shipped; ~12 min)
 python scripts/tiny_model.py --out /tmp/tiny    # somewhere else
-python scripts/tiny_model.py --chat             # models/tiny-chat: pre-trained (~2 minutes)
 """
 
 import argparse
@@ -22,39 +22,41 @@ DEFAULT_SEED = 0  # seed of the random weight init; the tokenizer is the same fo
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--out", type=Path, default=TINY_MODEL_DIR, help="model directory (default: models/tiny)"
+        "--out",
+        type=Path,
+        help="model directory (default: models/tiny, or models/tiny-chat with --chat)",
     )
     parser.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help=f"weight init seed (default: {DEFAULT_SEED})"
     )
-    parser.add_argument("--force", action="store_true", help="rebuild even if it is already built")
     parser.add_argument(
         "--chat",
         action="store_true",
-        help="build the pre-trained chat variant instead (models/tiny-chat, used by the demo)",
+        help="the pre-trained chat model (models/tiny-chat, shipped; --force rebuilds it, ~12 min)",
     )
+    parser.add_argument("--force", action="store_true", help="rebuild even if it is already built")
     return parser
 
 
 def main() -> None:
     args = parse_args(build_parser())
     if args.chat:
-        from labbench.pretrain import CHAT_MODEL_DIR, ensure_chat_model
+        from labbench.pretrain import CHAT_MODEL_DIR, pretrain_tiny_model
 
-        out = args.out if args.out != TINY_MODEL_DIR else CHAT_MODEL_DIR
-        if args.force and is_tiny_model_ready(out):
-            fail(f"{out} is cached; delete it to pre-train again")
-        print(f"ready: {ensure_chat_model(out)}")
-        return
-    if is_tiny_model_ready(args.out) and not args.force:
-        print(f"{args.out} is already built (--force rebuilds it)")
+        out, build = args.out or CHAT_MODEL_DIR, pretrain_tiny_model
+    else:
+        out, build = args.out or TINY_MODEL_DIR, build_tiny_model
+    if is_tiny_model_ready(out) and not args.force:
+        print(f"{out} is already built (--force rebuilds it)")
         return
     start = time.perf_counter()
     try:
-        build_tiny_model(args.out, seed=args.seed)
+        build(out, seed=args.seed)
     except UserError as error:
         fail(str(error))
-    print(f"built {args.out} (seed {args.seed}) in {time.perf_counter() - start:.1f} s")
+    except KeyboardInterrupt:
+        fail(f"interrupted: {out} was left as it was")
+    print(f"built {out} (seed {args.seed}) in {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":
