@@ -248,3 +248,50 @@ def test_script_leaves_a_built_model_alone(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "already built" in out.stdout
+
+
+# --- the pre-trained chat model (models/tiny-chat, shipped) -------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_the_shipped_chat_model_was_built_by_the_current_recipe(tiny_model):
+    """Changing the recipe or the tokenizer without rebuilding (`just tiny-model --chat --force`)
+    fails here."""
+    from labbench import pretrain
+
+    recipe = json.loads((pretrain.CHAT_MODEL_DIR / pretrain.RECIPE_FILE).read_text())
+    assert (recipe["seed"], recipe["steps"], recipe["learning_rate"]) == (
+        0,
+        pretrain.STEPS,
+        pretrain.LEARNING_RATE,
+    )
+    assert recipe["corpus_chats"] == pretrain.CORPUS_CHATS
+    assert recipe["tools_header_share"] == pretrain.TOOLS_HEADER_SHARE
+    for name in ["chat_template.jinja", "tokenizer.json", "tokenizer_config.json", "config.json"]:
+        assert (pretrain.CHAT_MODEL_DIR / name).read_bytes() == (tiny_model / name).read_bytes()
+    assert recipe["loss_every_10pct"][-1] < recipe["loss_every_10pct"][0] / 4
+
+
+@pytest.mark.timeout(120)
+def test_the_chat_model_answers_requests_in_prose_and_never_calls_a_tool():
+    """The base of the learning demo: it names the kind of request but has never seen a call."""
+    from mlx_lm import batch_generate, load
+
+    from labbench.pretrain import CHAT_MODEL_DIR
+    from labbench.suite import load_suite
+
+    suite = load_suite("baseline")
+    prompts = [p for p in suite.prompts if p.category == "tool_calling" and p.expect_tools]
+    model, tokenizer = load(str(CHAT_MODEL_DIR))[:2]
+    texts = [
+        tokenizer.apply_chat_template(
+            [{"role": "system", "content": p.system}, {"role": "user", "content": p.prompt}],
+            tools=suite.request_tools(p),
+            add_generation_prompt=True,
+        )
+        for p in prompts
+    ]
+    answers = batch_generate(model, tokenizer, texts, max_tokens=40, verbose=False).texts
+    assert not [a for a in answers if "<tool_call>" in a]
+    kinds = [a for a in answers if a.startswith(("Reading", "Running", "Writing"))]
+    assert len(kinds) >= len(prompts) // 2, answers
