@@ -343,7 +343,15 @@ def demo_results(view: LedgerView, run: dict) -> list[str]:
     if not rows:
         return []
     categories = [category_title(c) for c in view.categories.get(evals[0]["id"], {})]
-    return ["**Results:**", "", table(rows, ["Run", "Model", "Overall", *categories]), ""]
+    lines = ["**Results:**", "", table(rows, ["Run", "Model", "Overall", *categories]), ""]
+    demo = json.loads(run["summary"] or "{}")
+    if "rise" in demo:
+        lines += [
+            f"**Verdict:** {category_title(demo['category'])} {percent(demo['before'])} →"
+            f" {percent(demo['after'])} ({signed_points(demo['rise'])}; the demo aims at +30 pts)",
+            "",
+        ]
+    return lines
 
 
 def raw_excerpt(view: LedgerView, run: dict) -> list[str]:
