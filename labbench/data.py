@@ -534,10 +534,19 @@ def _tool_request(rng: random.Random, kinds: dict[str, str]) -> tuple[str, dict]
         else:
             calls.append(_call(kinds[kind], {"path": paths.pop(0), "content": slots["content"]}))
         argument = calls[-1]["function"]["arguments"]
-        clauses.append(f'{ACTION_WORDS[kind]} "{argument.get("command") or argument["path"]}"')
+        clauses.append(action_clause(kind, argument.get("command") or argument["path"]))
     content = ", then ".join(clauses) + "."
     content = content[0].upper() + content[1:]
     return user, {"role": "assistant", "content": content, "tool_calls": calls}
+
+
+def action_clause(kind: str, target: str, quotes=('"', '"'), content: str | None = None) -> str:
+    """What an answer says it does: 'reading "src/app.py"', 'writing "x = 1" to "a.py"'."""
+    left, right = quotes
+    what = f"{left}{target}{right}"
+    if content is not None:
+        what = f"{left}{content}{right} to {what}"
+    return f"{ACTION_WORDS[kind]} {what}"
 
 
 def _framed(rng: random.Random, user: str) -> str:

@@ -17,9 +17,9 @@ tokenizers) stay inside functions.
 """
 
 import json
+import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -33,11 +33,10 @@ from labbench.tinymodel import (
     PAD_TOKEN,
     SAMPLE_TOOLS,
     _build_lock,
-    _shown,
-    _swap_in,
-    build_tiny_model,
-    is_tiny_model_ready,
+    build_atomically,
+    ensure_model,
     render_chat,
+    write_tiny_model,
 )
 
 CHAT_MODEL_DIR = PROJECT_ROOT / "models" / "tiny-chat"
@@ -49,7 +48,6 @@ TOOLS_HEADER_SHARE = 0.25
 ACTION_SHARE = 0.36
 ECHO_SHARE = 0.15  # chats that only say back a path, command or words (copying practice)
 PACK_LEN = 256  # >0: chats are packed into rows of this many tokens (else length-bucketed)
-COPY_STEPS = 0  # first steps train on short echo chats only (grows the copying heads)
 STEPS = 3000  # optimizer steps (copying emerged only after ~2000: see the module docstring)
 TOKENS_PER_BATCH = 1024  # batches are length-bucketed chats padded to about this many tokens
 MAX_BATCH = 48  # at most this many chats in one batch
@@ -67,18 +65,11 @@ def ensure_chat_model(out_dir: Path = CHAT_MODEL_DIR) -> Path:
     The project ships models/tiny-chat built by this code, so this only builds elsewhere or
     after the shipped copy was deleted.
     """
-    out_dir = Path(out_dir)
-    if is_tiny_model_ready(out_dir):
-        return out_dir
-    with _build_lock(out_dir):
-        if not is_tiny_model_ready(out_dir):
-            print(
-                f"pre-training the tiny chat model into {_shown(out_dir)} (first use,"
-                f" ~{MINUTES} minutes on 2 CPU cores)...",
-                file=sys.stderr,
-            )
-            _build_in_child(out_dir, seed=0)
-    return out_dir
+    announce = (
+        "pre-training the tiny chat model into {dir} (first use,"
+        f" ~{MINUTES} minutes on 2 CPU cores)..."
+    )
+    return ensure_model(out_dir, _build_in_child, announce)
 
 
 def pretrain_tiny_model(out_dir: Path, seed: int = 0) -> Path:
@@ -92,8 +83,6 @@ def pretrain_tiny_model(out_dir: Path, seed: int = 0) -> Path:
 def _build_in_child(out_dir: Path, seed: int) -> None:
     """Build in a child process with OpenBLAS preloaded (~10x faster on Linux) and one BLAS
     thread: multi-threaded BLAS may sum in another order, and the bytes must not depend on it."""
-    import os
-
     from labbench.blas import openblas_env
 
     env = openblas_env() | {"OPENBLAS_NUM_THREADS": "1"}
@@ -108,28 +97,20 @@ def _build_in_child(out_dir: Path, seed: int) -> None:
 
 
 def _build(out_dir: Path, seed: int) -> None:
-    from labbench.cli import UserError
+    build_atomically(out_dir, lambda tmp: _pretrain(tmp, seed))
 
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "config.json").exists():
-        raise UserError(f"refusing to replace {_shown(out_dir)}: it is not a model directory")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.building-{__import__('os').getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        build_tiny_model(tmp, seed=seed)
-        recipe = _train(tmp, seed)
-        (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
-        _swap_in(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        lock = tmp.parent / f".{tmp.name}.lock"  # build_tiny_model's lock file for tmp
-        lock.unlink(missing_ok=True)
+
+def _pretrain(model_dir: Path, seed: int) -> None:
+    """The random tiny model, trained in place, with its recipe beside it."""
+    write_tiny_model(model_dir, seed)
+    recipe = _train(model_dir, seed)
+    (model_dir / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
 
 
 # --- training -------------------------------------------------------------------------------
 
 
-def _train(model_dir: Path, seed: int, quiet: bool = False) -> dict:
+def _train(model_dir: Path, seed: int) -> dict:
     """Full-parameter training of the model in model_dir, in place; returns the recipe."""
     import mlx.core as mx
     import mlx.nn as nn
@@ -145,7 +126,6 @@ def _train(model_dir: Path, seed: int, quiet: bool = False) -> dict:
     batches = (
         _packed(rows, random.Random(seed)) if PACK_LEN else _batches(rows, random.Random(seed))
     )
-    copy_batches = _batches(tokenize_corpus(model_dir, echo_corpus(seed=seed)), random.Random(seed))
     pad_id = _token_id(model_dir, PAD_TOKEN)
 
     schedule = optim.join_schedules(
@@ -165,13 +145,9 @@ def _train(model_dir: Path, seed: int, quiet: bool = False) -> dict:
 
     loss_and_grad = nn.value_and_grad(model, loss_fn)
     losses = []
-    progress = tqdm(range(STEPS), desc="pre-training", unit="step", file=sys.stderr, disable=quiet)
+    progress = tqdm(range(STEPS), desc="pre-training", unit="step", file=sys.stderr)
     for step in progress:
-        if step < COPY_STEPS:
-            batch = copy_batches[step % len(copy_batches)]
-        else:
-            batch = batches[(step - COPY_STEPS) % len(batches)]
-        ids, mask, real = _pad(batch, pad_id)
+        ids, mask, real = _pad(batches[step % len(batches)], pad_id)
         inputs, targets = mx.array(ids[:, :-1]), mx.array(ids[:, 1:])
         mask, real = mx.array(mask[:, 1:], mx.float32), mx.array(real[:, 1:], mx.float32)
         (_, loss), grads = loss_and_grad(model, inputs, targets, mask, real)
@@ -417,36 +393,6 @@ def pretrain_corpus(n: int = CORPUS_CHATS, seed: int = 0) -> list[tuple[list[dic
     return chats
 
 
-def echo_corpus(n: int = 6000, seed: int = 0) -> list[tuple[list[dict], list | None]]:
-    """Short chats that say back a few words, a path or a command, token for token: the
-    copy is framed the same way in the question and the answer (after a space, a backtick or
-    a quote), so it is the same tokens, which is what grows copying (induction) heads."""
-    from labbench import data
-    from labbench.tinymodel import _WORDS
-
-    rng = random.Random(f"echo-{seed}")
-    chats = []
-    for _ in range(n):
-        pick = rng.random()
-        if pick < 0.4:
-            x = " ".join(rng.choices(_WORDS, k=rng.randint(2, 7)))
-        elif pick < 0.7:
-            x = data._path(rng)
-        else:
-            x = data._command(rng)
-        ask, answer = rng.choice(_ECHO)
-        chats.append(
-            (
-                [
-                    {"role": "user", "content": ask.format(x=x)},
-                    {"role": "assistant", "content": answer.format(x=x)},
-                ],
-                None,
-            )
-        )
-    return chats
-
-
 def _action_turn(rng: random.Random, data) -> tuple[str, str]:
     """A request to read, run or write something (sometimes two things), answered in prose
     that names each kind of action and repeats its argument."""
@@ -468,14 +414,13 @@ def _action_turn(rng: random.Random, data) -> tuple[str, str]:
     paths, commands = [slots["path"], slots["path2"]], [slots["command"], slots["command2"]]
     clauses = []
     for kind in kinds:
-        left, right = rng.choice(_QUOTES)
+        quotes = rng.choice(_QUOTES)
         if kind == "run":
-            clauses.append(f"{data.ACTION_WORDS[kind]} {left}{commands.pop(0)}{right}")
+            clauses.append(data.action_clause(kind, commands.pop(0), quotes))
         elif kind == "read":
-            clauses.append(f"{data.ACTION_WORDS[kind]} {left}{paths.pop(0)}{right}")
+            clauses.append(data.action_clause(kind, paths.pop(0), quotes))
         else:
-            content = f"{left}{slots['content']}{right}"
-            clauses.append(f"{data.ACTION_WORDS[kind]} {content} to {left}{paths.pop(0)}{right}")
+            clauses.append(data.action_clause(kind, paths.pop(0), quotes, slots["content"]))
     answer = ", then ".join(clauses) + rng.choice(_ENDINGS)
     if rng.random() < 0.5:
         preamble = rng.choice(_PREAMBLES)

@@ -14,7 +14,7 @@ import random
 import re
 import shutil
 import sys
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -161,14 +161,7 @@ def is_tiny_model_ready(out_dir: Path) -> bool:
 
 def ensure_tiny_model(out_dir: Path = TINY_MODEL_DIR) -> Path:
     """Build the tiny model if it is missing; concurrent callers wait for one build."""
-    out_dir = Path(out_dir)
-    if is_tiny_model_ready(out_dir):
-        return out_dir
-    with _build_lock(out_dir):
-        if not is_tiny_model_ready(out_dir):
-            print(f"building the tiny model in {_shown(out_dir)} (first use)...", file=sys.stderr)
-            _build(out_dir, seed=0)
-    return out_dir
+    return ensure_model(out_dir, _build, "building the tiny model in {dir} (first use)...")
 
 
 def build_tiny_model(out_dir: Path, seed: int = 0) -> Path:
@@ -179,20 +172,40 @@ def build_tiny_model(out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
-def _build(out_dir: Path, seed: int) -> None:
+def ensure_model(out_dir: Path, build: Callable[[Path, int], None], announce: str) -> Path:
+    """Run build(out_dir, seed 0) if out_dir holds no model yet, saying `announce` (its {dir}
+    is the directory) first; concurrent callers wait for one build."""
+    out_dir = Path(out_dir)
+    if is_tiny_model_ready(out_dir):
+        return out_dir
+    with _build_lock(out_dir):
+        if not is_tiny_model_ready(out_dir):
+            print(announce.format(dir=_shown(out_dir)), file=sys.stderr)
+            build(out_dir, 0)
+    return out_dir
+
+
+def build_atomically(out_dir: Path, write: Callable[[Path], None]) -> None:
+    """write(tmp) into a temp dir beside out_dir, then swap it in: out_dir is never half-built.
+    Refuses to replace a directory that is not a model."""
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "config.json").exists():
         raise UserError(f"refusing to replace {_shown(out_dir)}: it is not a model directory")
     tmp = out_dir.parent / f".{out_dir.name}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp.mkdir(parents=True)
     try:
-        _write_model(tmp, seed)
+        write(tmp)
         _swap_in(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _write_model(out_dir: Path, seed: int) -> None:
+def _build(out_dir: Path, seed: int) -> None:
+    build_atomically(out_dir, lambda tmp: write_tiny_model(tmp, seed))
+
+
+def write_tiny_model(out_dir: Path, seed: int) -> None:
+    """The tokenizer, template, config and random weights of the tiny model, into out_dir."""
     tokenizer = train_tokenizer()
     tokenizer.save(str(out_dir / "tokenizer.json"), pretty=True)
     (out_dir / "chat_template.jinja").write_text(CHAT_TEMPLATE, encoding="utf-8")
