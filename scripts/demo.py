@@ -41,10 +41,9 @@ FULL = LoraSettings(
     val_batches=4,
     save_every=200,
 )
-FULL_EXAMPLES = 4000  # dummy examples (train/valid/test)
+EXAMPLES = 4000  # dummy examples (train/valid/test), for both variants
 # A quicker run of the same loop (tests/test_demo.py).
 SMALL = replace(FULL, iters=400)
-SMALL_EXAMPLES = 4000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,11 +76,10 @@ def main() -> int:
     except UserError as error:
         cli.fail(str(error))
     settings = replace(SMALL if args.small else FULL, seed=args.seed)
-    examples = SMALL_EXAMPLES if args.small else FULL_EXAMPLES
     ledger = cli.ledger_path(args.ledger)
     model = str(ensure_chat_model())
     db = open_ledger(ledger)
-    config = {"suite": suite.name, "seed": args.seed, "small": args.small, "examples": examples}
+    config = {"suite": suite.name, "seed": args.seed, "small": args.small, "examples": EXAMPLES}
     try:
         with recording_run(
             db,
@@ -101,7 +99,7 @@ def main() -> int:
 
             print(f"run {demo.id}: demo — 2/4 dummy data", file=sys.stderr)
             data_dir = ledger.resolve().parent / "data" / f"demo-seed{args.seed}"
-            data = write_dummy_data(data_dir, examples, args.seed, [suite.path])
+            data = write_dummy_data(data_dir, EXAMPLES, args.seed, [suite.path])
             leaks = f"{len(data.leaks)} of {data.checked} examples near a suite prompt"
             print(f"leakage check: {leaks}", file=sys.stderr)
             if data.leaks:
