@@ -26,10 +26,8 @@ from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from labbench import cli
-from labbench.cli import UserError
+from labbench.errors import UserError
 
 DEFAULT_SUITE = "baseline"  # a name in suites/ or a path to a .toml file
 DEFAULT_REPEATS = 3  # measured runs of each mode; the table shows the median

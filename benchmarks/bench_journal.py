@@ -17,8 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from labbench import cli
 from labbench.journal import write_journal
 from labbench.ledger import journal_dir, open_ledger

@@ -14,10 +14,6 @@ DEFAULT_LEDGER = "ledger.db"
 _KEY_VALUE = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)=(.*)$", re.DOTALL)
 
 
-class UserError(Exception):
-    """A problem the user can fix; shown as one line, never a traceback."""
-
-
 def expand_key_values(argv: list[str]) -> list[str]:
     """Turn make-style `model=x` words into `--model x` (`served_model=` -> `--served-model`)."""
     out: list[str] = []

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labbench.cli import UserError
+from labbench.errors import UserError
 from labbench.suite import Suite, load_suite
 from labbench.tinymodel import _NOUNS as _TINY_NOUNS
 from labbench.tinymodel import _VERBS as _TINY_VERBS

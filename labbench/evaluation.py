@@ -17,7 +17,7 @@ import requests
 from sqlite_utils import Database
 from tabulate import tabulate
 
-from labbench.cli import UserError
+from labbench.errors import UserError
 from labbench.fingerprint import eval_fingerprint
 from labbench.ledger import Run, dataset_of_adapter, journal_dir, ledger_file, recording_run
 from labbench.report import write_report

@@ -21,7 +21,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from labbench import PROJECT_ROOT
-from labbench.cli import UserError
+from labbench.errors import UserError
 
 migrations = Migrations("labbench")
 

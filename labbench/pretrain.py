@@ -91,7 +91,7 @@ def _build_in_child(out_dir: Path, seed: int) -> None:
     code += "_build(Path(sys.argv[1]), int(sys.argv[2]))"
     done = subprocess.run([sys.executable, "-c", code, str(out_dir), str(seed)], env=env)
     if done.returncode != 0:
-        from labbench.cli import UserError
+        from labbench.errors import UserError
 
         raise UserError(f"pre-training the tiny chat model failed (exit {done.returncode})")
 

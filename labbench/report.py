@@ -13,7 +13,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlite_utils import Database
 
-from labbench.cli import UserError
+from labbench.errors import UserError
 from labbench.journal import DASH, category_title, percent, render_command
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"

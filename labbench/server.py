@@ -28,7 +28,7 @@ from pathlib import Path
 import requests
 
 from labbench.blas import openblas_env
-from labbench.cli import UserError
+from labbench.errors import UserError
 
 DEFAULT_HOST = "127.0.0.1"  # loopback only unless the user asks for more
 STARTUP_TIMEOUT_S = 180.0  # a large model can take minutes to load on first use

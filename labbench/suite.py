@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labbench import PROJECT_ROOT
-from labbench.cli import UserError
+from labbench.errors import UserError
 
 if sys.version_info >= (3, 11):
     import tomllib

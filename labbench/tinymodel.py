@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from labbench import PROJECT_ROOT
-from labbench.cli import UserError
+from labbench.errors import UserError
 
 TINY_MODEL_DIR = PROJECT_ROOT / "models" / "tiny"
 

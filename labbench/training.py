@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from labbench.cli import UserError
+from labbench.errors import UserError
 from labbench.ledger import Run, recording_run
 
 ADAPTER_WEIGHTS = "adapters.safetensors"

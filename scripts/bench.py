@@ -16,11 +16,9 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from labbench import cli
 from labbench.blas import reexec_with_openblas
-from labbench.cli import UserError
+from labbench.errors import UserError
 
 DEFAULT_ITERS = 12  # measured iterations + warm-up
 DEFAULT_WARMUP = 2  # first iterations excluded: JIT compilation and allocator warm-up

@@ -10,8 +10,6 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from labbench import PROJECT_ROOT, cli
 from labbench.ledger import open_ledger
 from labbench.server import port_is_free

@@ -9,14 +9,11 @@ Examples:
 
 import argparse
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tabulate import tabulate
 
 from labbench import cli
-from labbench.cli import UserError
+from labbench.errors import UserError
 from labbench.ledger import open_ledger
 from labbench.stats import (
     PASS_THRESHOLD,

@@ -12,13 +12,10 @@ adapter, and the journal. Every step is its own run in the ledger, under one `de
 import argparse
 import sys
 from dataclasses import replace
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labbench import cli
 from labbench.blas import reexec_with_openblas
-from labbench.cli import UserError
+from labbench.errors import UserError
 from labbench.training import LoraSettings
 
 DEFAULT_SUITE = "baseline"

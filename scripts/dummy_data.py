@@ -14,10 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from labbench import cli
-from labbench.cli import UserError
+from labbench.errors import UserError
 
 DEFAULT_OUT = "data/dummy"  # a directory; train/valid/test.jsonl go inside
 DEFAULT_N = 600  # examples in all three splits (80/10/10)

@@ -7,12 +7,9 @@ just eval url=http://127.0.0.1:8080 served_model=qwen2.5-coder suite=suites/mine
 
 import argparse
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labbench import cli
-from labbench.cli import UserError
+from labbench.errors import UserError
 
 DEFAULT_SUITE = "baseline"  # a name in suites/ or a path to a .toml file
 DEFAULT_PORT = None  # None: a free port is picked

@@ -6,9 +6,6 @@ just journal --ledger experiments/ledger.db
 
 import argparse
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labbench import cli
 from labbench.journal import write_journal

@@ -6,9 +6,6 @@ just note 7 --goal "does rank 16 beat rank 8?"
 
 import argparse
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labbench import cli
 from labbench.journal import write_journal

@@ -8,12 +8,9 @@ just serve model=models/tiny adapter=adapters/7
 import argparse
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labbench import cli
-from labbench.cli import UserError
+from labbench.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:

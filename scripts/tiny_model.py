@@ -7,13 +7,11 @@ python scripts/tiny_model.py --out /tmp/tiny    # somewhere else
 """
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from labbench.cli import UserError, fail, parse_args
+from labbench.cli import fail, parse_args
+from labbench.errors import UserError
 from labbench.tinymodel import TINY_MODEL_DIR, build_tiny_model, is_tiny_model_ready
 
 DEFAULT_SEED = 0  # seed of the random weight init; the tokenizer is the same for every seed

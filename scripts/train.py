@@ -15,11 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from labbench import cli
 from labbench.blas import reexec_with_openblas
-from labbench.cli import UserError
+from labbench.errors import UserError
 from labbench.training import LoraSettings
 
 DEFAULT_DATA = "data/dummy"  # chat-format JSONL directory (train/valid/test.jsonl)

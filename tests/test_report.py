@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from labbench.cli import UserError
+from labbench.errors import UserError
 from labbench.ledger import finish_run, open_ledger, start_run
 from labbench.report import render_report, write_report
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from labbench import PROJECT_ROOT
-from labbench.cli import UserError
+from labbench.errors import UserError
 from labbench.suite import (
     ExpectedCall,
     Prompt,
