@@ -5,6 +5,9 @@
 
 set positional-arguments
 
+# Recipes run in the project root; paths the user types are relative to where they ran `just`.
+export LABBENCH_INVOCATION_DIR := invocation_directory()
+
 # The Python that sits beside this `just` (the project's venv when just came from pip).
 # Recipes `exec` their script, so Ctrl-C and SIGTERM sent to `just` reach the script itself.
 python := if path_exists(parent_directory(just_executable()) / "python") == "true" { parent_directory(just_executable()) / "python" } else { "python3" }
@@ -83,10 +86,19 @@ bench-eval *args:
 bench-journal *args:
     @exec "{{python}}" benchmarks/bench_journal.py "$@"
 
-# Lint, format check, type check, then the whole test suite: just test -k scoring
+# Lint, format check and type check (ruff, ty)
 [no-exit-message]
-test *args:
-    @exec "{{python}}" -m ruff check .
-    "{{python}}" -m ruff format --check .
-    "{{python}}" -m ty check
-    "{{python}}" -m pytest "$@"
+lint:
+    @"{{python}}" -m ruff check .
+    @"{{python}}" -m ruff format --check .
+    @"{{python}}" -m ty check
+
+# Lint, then the whole test suite (what CI runs): just test -k scoring
+[no-exit-message]
+test *args: lint
+    @exec env -u LABBENCH_INVOCATION_DIR "{{python}}" -m pytest "$@"
+
+# The quick inner loop: the tests not marked slow (no servers, no training): just test-fast -x
+[no-exit-message]
+test-fast *args:
+    @exec env -u LABBENCH_INVOCATION_DIR "{{python}}" -m pytest -m "not slow" "$@"

@@ -1,12 +1,25 @@
-"""Small helpers every script uses: make-style `key=value` words, the ledger path, errors."""
+"""What every script shares: make-style `key=value` words, paths as the user typed them, the
+ledger a script records into, and one way to end (`UserError` -> one line and exit 1,
+Ctrl-C or SIGTERM -> exit 130). A script is `main(argv=None)` run through `run(main)`.
+"""
 
 import argparse
 import os
 import re
 import signal
+import sqlite3
 import sys
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+from labbench.errors import UserError
+from labbench.paths import user_path
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 LEDGER_ENV = "LEDGER_DB"  # where the ledger lives when --ledger is not given
 DEFAULT_LEDGER = "ledger.db"
@@ -14,13 +27,46 @@ DEFAULT_LEDGER = "ledger.db"
 _KEY_VALUE = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)=(.*)$", re.DOTALL)
 
 
-def expand_key_values(argv: list[str]) -> list[str]:
-    """Turn make-style `model=x` words into `--model x` (`served_model=` -> `--served-model`)."""
+def run(main: Callable[[], int | None]) -> NoReturn:
+    """Run a script's `main` and exit with its code: a UserError is one line and exit 1,
+    Ctrl-C or SIGTERM exit 130, both without a traceback."""
+    raise_keyboard_interrupt_on_sigterm()
+    try:
+        code = main()
+    except UserError as error:
+        code = fail(str(error))
+    except sqlite3.DatabaseError as error:
+        code = fail(f"the ledger could not be read or written: {error}")
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code or 0)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def raise_keyboard_interrupt_on_sigterm() -> None:
+    """Treat SIGTERM like Ctrl-C, so `finally` blocks stop servers and finalise runs."""
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def expand_key_values(argv: list[str], options: set[str]) -> list[str]:
+    """Turn make-style `model=x` into `--model x` when `--model` is one of `options`
+    (`served_model=` -> `--served-model`); any other word, `lr=3e-4 was high` included, stays."""
     out: list[str] = []
     for word in argv:
         match = _KEY_VALUE.match(word)
-        if match and not word.startswith("-"):
-            out += ["--" + match.group(1).replace("_", "-"), match.group(2)]
+        flag = "--" + match.group(1).replace("_", "-") if match else ""
+        if match and flag in options:
+            out += [flag, match.group(2)]
         else:
             out.append(word)
     return out
@@ -45,7 +91,17 @@ def parse_args(
 
     parser.error = one_line_error
     parser.formatter_class = _ShowDefaults
-    return parser.parse_args(expand_key_values(sys.argv[1:] if argv is None else argv))
+    words = expand_key_values(
+        sys.argv[1:] if argv is None else argv, set(parser._option_string_actions)
+    )
+    args, extra = parser.parse_known_args(words)
+    for word in extra:
+        match = _KEY_VALUE.match(word)
+        if match:
+            one_line_error(f"unknown option {match.group(1)!r} in {word!r}")
+    if extra:
+        one_line_error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def add_ledger_args(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +119,9 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
 
 
 def ledger_path(arg: str | None) -> Path:
-    return Path(arg or os.environ.get(LEDGER_ENV) or DEFAULT_LEDGER)
+    if arg:
+        return user_path(arg)
+    return Path(os.environ.get(LEDGER_ENV) or DEFAULT_LEDGER).expanduser().absolute()
 
 
 def existing_ledger_path(arg: str | None) -> Path:
@@ -74,16 +132,37 @@ def existing_ledger_path(arg: str | None) -> Path:
     return ledger
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(code)
+@dataclass
+class Ledger:
+    """An open ledger and the directories beside it."""
+
+    path: Path
+    db: "Database"
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.path.parent / "journal"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.path.parent / "adapters"
 
 
-def raise_keyboard_interrupt_on_sigterm() -> None:
-    """Treat SIGTERM like Ctrl-C, so `finally` blocks stop servers and finalise runs."""
+@contextmanager
+def recording_ledger(arg: str | None) -> Generator[Ledger, None, None]:
+    """Open (creating if needed) the ledger a script records into; however the block ends,
+    the eval reports and the journal are written, so they always show what the ledger holds."""
+    from labbench.journal import write_journal
+    from labbench.ledger import open_ledger
+    from labbench.report import write_missing_reports
 
-    def handler(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
+    path = ledger_path(arg).resolve()
+    ledger = Ledger(path, open_ledger(path))
+    try:
+        yield ledger
+    finally:
+        try:
+            write_missing_reports(ledger.db, ledger.journal_dir)
+            write_journal(ledger.db, ledger.journal_dir)
+        except OSError as error:
+            print(f"warning: the journal was not written: {error}", file=sys.stderr)

@@ -15,36 +15,21 @@ from dataclasses import dataclass, field
 
 import requests
 from sqlite_utils import Database
-from tabulate import tabulate
 
 from labbench.errors import UserError
 from labbench.fingerprint import eval_fingerprint
-from labbench.ledger import Run, dataset_of_adapter, journal_dir, ledger_file, recording_run
-from labbench.report import write_report
-from labbench.scoring import PromptScore, failed_score, score_response, summarize
+from labbench.ledger import Run, dataset_of_adapter, recording_run, run_scores
+from labbench.scoring import PromptScore, failed_score, score_response
+from labbench.settings import EvalSettings, SamplingSettings
 from labbench.stats import mean_of_group_means_interval
 from labbench.suite import Prompt, Suite
 from labbench.toolcalls import extract_tool_calls
 
-DEFAULT_CONCURRENCY = 8  # mlx_lm.server batches concurrent requests: 2.5-3x throughput at 8-16
-DEFAULT_REQUEST_TIMEOUT_S = 300.0  # one prompt's whole answer
-DEFAULT_RETRIES = 3  # on connection errors only, with exponential backoff
-# Sent with every request: without them generation can run on to max_tokens.
-STOP_SEQUENCES = ["<|im_end|>", "<|endoftext|>"]
+DEFAULTS = EvalSettings()
 
 
 class ServerGone(Exception):
     """The server stopped answering: the run cannot go on."""
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    temperature: float = 0.0
-    max_tokens: int | None = None  # overrides the suite's max_tokens when set
-    stop: tuple[str, ...] = tuple(STOP_SEQUENCES)
-
-    def as_dict(self) -> dict:
-        return {"temperature": self.temperature, "max_tokens": self.max_tokens, "stop": self.stop}
 
 
 @dataclass
@@ -54,8 +39,8 @@ class Endpoint:
     base_url: str
     model: str | None
     alive: Callable[[], bool] = lambda: True
-    timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
-    retries: int = DEFAULT_RETRIES
+    timeout_s: float = DEFAULTS.request_timeout_s
+    retries: int = DEFAULTS.retries
     describe_death: Callable[[], str] = lambda: "the server stopped answering"
     session: requests.Session = field(default_factory=requests.Session)
 
@@ -148,7 +133,7 @@ def run_suite(
     suite: Suite,
     endpoint: Endpoint,
     sampling: SamplingSettings,
-    concurrency: int = DEFAULT_CONCURRENCY,
+    concurrency: int = DEFAULTS.concurrency,
 ) -> list[dict]:
     """Evaluate every prompt, writing each row to the ledger as it completes; returns the rows.
 
@@ -195,22 +180,14 @@ def run_suite(
     return rows
 
 
-def summary_record(rows: list[dict]) -> dict:
-    """The headline numbers stored with a finished eval run (runs.summary)."""
-    summary = summarize((r["category"], r["score"], "error" not in r) for r in rows)
+def interval_summary(rows: list[dict]) -> dict:
+    """What a finished eval stores in runs.summary: the 95% CI of overall, which SQL cannot
+    compute. The scores themselves are never stored: they come from the ledger's views."""
     by_category: dict[str, list[float]] = {}
     for row in rows:
         by_category.setdefault(row["category"], []).append(row["score"])
     low, high = mean_of_group_means_interval(by_category) if rows else (None, None)
-    return {
-        "overall": summary.overall,
-        "overall_ci_low": low,
-        "overall_ci_high": high,
-        "success_rate": summary.success_rate,
-        "prompts": summary.prompts,
-        "failures": summary.failures,
-        "categories": summary.categories,
-    }
+    return {"overall_ci_low": low, "overall_ci_high": high}
 
 
 def _progress(total: int):
@@ -230,8 +207,8 @@ class EvalPlan:
     url: str | None = None
     port: int | None = None
     sampling: SamplingSettings = SamplingSettings()
-    concurrency: int = DEFAULT_CONCURRENCY
-    timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    concurrency: int = DEFAULTS.concurrency
+    timeout_s: float = DEFAULTS.request_timeout_s
     goal: str | None = None
     note: str | None = None
     parent_run_id: int | None = None
@@ -250,7 +227,7 @@ class EvalPlan:
 @dataclass(frozen=True)
 class EvalOutcome:
     run_id: int
-    summary: dict | None  # set when every prompt was answered or scored
+    scores: dict | None  # ledger.run_scores, when every prompt was answered or scored
     error: str | None  # why the run failed; its finished results are kept in the ledger
     kept: int  # results recorded
 
@@ -264,7 +241,7 @@ def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
     from labbench.server import SERVED_MODEL, running_server
 
     error = None
-    summary = None
+    finished = False
     run_id = None
     try:
         with recording_run(
@@ -312,23 +289,17 @@ def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
                     if server is not None:
                         run.update(output_excerpt=server.log_excerpt())
                     raise
-                summary = summary_record(rows)
-                run.update(summary=summary)
+                run.update(summary=interval_summary(rows))
+                finished = True
                 if rows and all("error" in row for row in rows):
                     # Scores of 0 from requests that never got an answer measure nothing.
                     raise UserError(f"every request failed, e.g. {rows[0]['error']}")
     except (ServerGone, UserError) as failure:
         error = str(failure)
-    finally:
-        if run_id is not None:  # the run is finalised by now, whatever happened
-            report = write_report(db, run_id, journal_dir(ledger_file(db)) / "reports")
-            db.table("run_files").insert(
-                {"run_id": run_id, "kind": "report", "path": str(report)}, ignore=True
-            )
     if run_id is None:
         raise RuntimeError(f"the eval run was not recorded: {error}")
     kept = db.table("eval_results").count_where("run_id = ?", [run_id])
-    return EvalOutcome(run_id, summary, error, kept)
+    return EvalOutcome(run_id, run_scores(db, run_id) if finished else None, error, kept)
 
 
 def _server_death(server) -> str:
@@ -336,17 +307,3 @@ def _server_death(server) -> str:
         return "the server stopped answering"
     detail = server.error_line() or f"exit code {server.process.returncode}"
     return f"the server exited ({detail})"
-
-
-def format_summary(summary: dict) -> str:
-    overall = _percent(summary["overall"])
-    if summary["overall_ci_low"] is not None:
-        ci = f"{_percent(summary['overall_ci_low'])} – {_percent(summary['overall_ci_high'])}"
-        overall += f"  (95% CI {ci})"
-    rows = [["overall", overall], ["success rate", _percent(summary["success_rate"])]]
-    rows += [[category, _percent(score)] for category, score in summary["categories"].items()]
-    return tabulate(rows, headers=["", "score"], tablefmt="simple")
-
-
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1%}"

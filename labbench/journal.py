@@ -15,58 +15,19 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from labbench import plots
+from labbench.formatting import (
+    DASH,
+    category_order,
+    category_title,
+    markdown_table,
+    percent,
+    signed_points,
+    with_ci,
+)
 
 JOURNAL_NAME = "JOURNAL.md"
-DASH = "—"
 EXCERPT_CHARS = 300
-CATEGORY_TITLES = {
-    "tool_calling": "Tool Calling",
-    "code_generation": "Code Gen",
-    "reasoning": "Reasoning",
-}
 KIND_TITLES = {"eval": "Eval", "bench": "Benchmark", "train": "Training", "demo": "Demo"}
-
-
-def category_order(category: str) -> tuple[int, str]:
-    """The reference journal's order (Tool Calling, Code Gen, Reasoning), then by name."""
-    known = list(CATEGORY_TITLES)
-    return (known.index(category) if category in known else len(known), category)
-
-
-def category_title(category: str) -> str:
-    return CATEGORY_TITLES.get(category) or category.replace("_", " ").title()
-
-
-def percent(value: float | None) -> str:
-    return DASH if value is None else f"{value:.1%}"
-
-
-def signed_points(value: float | None) -> str:
-    return DASH if value is None else f"{value * 100:+.1f} pts"
-
-
-def with_ci(overall: float | None, low: float | None, high: float | None) -> str:
-    if overall is None:
-        return DASH
-    if low is None or high is None:
-        return percent(overall)
-    return f"{percent(overall)} ({percent(low)}–{percent(high)})"
-
-
-def table(rows: list[list], headers: list[str]) -> str:
-    """A GitHub Markdown table, columns padded to their widest cell.
-
-    Written out rather than through tabulate: the journal renders one or two tables per run,
-    and tabulate's per-cell type detection made regenerating 10,000 runs ~5x slower.
-    """
-    cells = [[str(cell) for cell in row] for row in [headers, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-
-    def line(row: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
-
-    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
 
 
 class LedgerView:
@@ -188,7 +149,7 @@ def cumulative_tables(view: LedgerView, journal_dir: Path) -> list[str]:
         parts += [
             f"### Suite: {suite}",
             "",
-            table(body, headers),
+            markdown_table(body, headers),
             "",
             f"![Scores by step, suite {suite}]({relative(plot, journal_dir)})",
             "",
@@ -257,7 +218,7 @@ def eval_results(view: LedgerView, run: dict) -> list[str]:
         [category_title(c), percent(s["score"]), s["prompts"], s["failures"]]
         for c, s in view.categories.get(run["id"], {}).items()
     ]
-    lines += [table(rows, ["Category", "Score", "Prompts", "Failed"]), ""]
+    lines += [markdown_table(rows, ["Category", "Score", "Prompts", "Failed"]), ""]
     if run["fingerprint"]:
         flag = ""
         if run["id"] in view.nondeterministic:
@@ -268,22 +229,15 @@ def eval_results(view: LedgerView, run: dict) -> list[str]:
 
 
 def bench_results(run: dict) -> list[str]:
+    from labbench.benchmark import result_rows
+
     result = json.loads(run["summary"] or "{}")
     if not result:
         return []
-    rows = [
-        ["model load", f"{result['load_seconds']:.2f} s"],
-        ["warm-up iterations (excluded)", result["warmup_iterations"]],
-        ["measured iterations", result["measured_iterations"]],
-        ["sec/iter", f"{result['sec_per_iter']:.3f}"],
-        ["sec/iter (mlx-lm's own)", f"{result['mlx_sec_per_iter']:.3f}"],
-        ["tokens/s", f"{result['tokens_per_second']:.0f}"],
-        ["peak memory", f"{result['peak_memory_gb']:.3f} GB"],
-    ]
     return [
         "**Results:**",
         "",
-        table(rows, ["Measure", "Value"]),
+        markdown_table(result_rows(result), ["Measure", "Value"]),
         "",
         f"**Verdict:** {result['verdict']}",
         "",
@@ -325,7 +279,7 @@ def train_results(view: LedgerView, run: dict, journal_dir: Path) -> list[str]:
             ]
             for c in checkpoints
         ]
-        lines += [table(rows, ["Checkpoint", "Path", "Eval run", "Overall", ""]), ""]
+        lines += [markdown_table(rows, ["Checkpoint", "Path", "Eval run", "Overall", ""]), ""]
     return lines
 
 
@@ -343,12 +297,16 @@ def demo_results(view: LedgerView, run: dict) -> list[str]:
     if not rows:
         return []
     categories = [category_title(c) for c in view.categories.get(evals[0]["id"], {})]
-    lines = ["**Results:**", "", table(rows, ["Run", "Model", "Overall", *categories]), ""]
+    lines = ["**Results:**", "", markdown_table(rows, ["Run", "Model", "Overall", *categories]), ""]
     demo = json.loads(run["summary"] or "{}")
-    if "rise" in demo:
+    category = demo.get("category")
+    before = view.categories.get(demo.get("baseline_run"), {}).get(category)
+    after = view.categories.get(demo.get("adapter_run"), {}).get(category)
+    if before and after:
+        rise = after["score"] - before["score"]
         lines += [
-            f"**Verdict:** {category_title(demo['category'])} {percent(demo['before'])} →"
-            f" {percent(demo['after'])} ({signed_points(demo['rise'])}; the demo aims at +30 pts)",
+            f"**Verdict:** {category_title(category)} {percent(before['score'])} →"
+            f" {percent(after['score'])} ({signed_points(rise)}; the demo aims at +30 pts)",
             "",
         ]
     return lines

@@ -1,16 +1,18 @@
 """The ledger: every run, good or failed, in one SQLite file (sqlite-utils, WAL mode).
 
 A run row is inserted as `running` before any work starts, each result is written as it
-completes, and the status is finalised on every exit path. The schema changes only through the
-migrations below: one named function per change, never edited after it shipped.
+completes, and the status is finalised on every exit path. The schema is in schema.py.
 """
 
 import json
+import os
 import platform
+import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Generator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -18,232 +20,97 @@ from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
 
 from labbench import PROJECT_ROOT
 from labbench.errors import UserError
-
-migrations = Migrations("labbench")
-
-
-@migrations()
-def m001_runs_and_eval_results(db: Database) -> None:
-    db.table("runs").create(
-        {
-            "id": int,
-            "kind": str,  # eval, bench, train, demo, ...
-            "status": str,  # running, ok, failed, interrupted
-            "model": str,
-            "adapter": str,
-            "suite": str,
-            "dataset": str,
-            "started_at": str,
-            "finished_at": str,
-            "duration_s": float,
-            "error": str,
-            "command": str,  # JSON list: the argv as typed
-            "config": str,  # JSON: the resolved configuration
-            "git_commit": str,
-            "git_dirty": int,
-            "python_version": str,
-            "mlx_version": str,
-            "mlx_lm_version": str,
-            "platform": str,
-            "goal": str,
-            "note": str,
-            "summary": str,  # JSON: the run's headline numbers
-            "output_excerpt": str,  # the last lines of raw output (server log, trainer)
-        },
-        pk="id",
-    )
-    db.table("runs").create_index(["kind", "status"])
-    db.table("eval_results").create(
-        {
-            "id": int,
-            "run_id": int,
-            "prompt_id": str,
-            "category": str,
-            "score": float,
-            "explanation": str,
-            "response": str,
-            "tool_calls": str,  # JSON list of {"name", "arguments"}
-            "finish_reason": str,
-            "error": str,
-            "duration_ms": float,
-            "prompt_tokens": int,
-            "completion_tokens": int,
-        },
-        pk="id",
-        foreign_keys=[("run_id", "runs", "id")],
-    )
-    db.table("eval_results").create_index(["run_id", "prompt_id"], unique=True)
-
-
-@migrations()
-def m002_score_views(db: Database) -> None:
-    # The scores of a run are derived from its eval_results in SQL, never stored twice, so the
-    # ledger, the journal and Datasette cannot disagree. Category = mean of its prompts
-    # (failed prompts count 0); overall = mean of the categories; success = share without error.
-    db.create_view(
-        "category_scores",
-        """
-        SELECT run_id, category, AVG(score) AS score, COUNT(*) AS prompts,
-               SUM(error IS NOT NULL) AS failures
-        FROM eval_results GROUP BY run_id, category
-        """,
-    )
-    db.create_view(
-        "eval_summaries",
-        """
-        SELECT runs.id AS run_id, runs.status, runs.model, runs.adapter, runs.suite,
-               runs.started_at, overall.score AS overall, totals.success_rate, totals.prompts,
-               totals.failures
-        FROM runs
-        JOIN (SELECT run_id, AVG(score) AS score FROM category_scores GROUP BY run_id) AS overall
-          ON overall.run_id = runs.id
-        JOIN (SELECT run_id, AVG(error IS NULL) AS success_rate, COUNT(*) AS prompts,
-                     SUM(error IS NOT NULL) AS failures
-              FROM eval_results GROUP BY run_id) AS totals
-          ON totals.run_id = runs.id
-        WHERE runs.kind = 'eval'
-        """,
-    )
-
-
-@migrations()
-def m003_fingerprints(db: Database) -> None:
-    db.table("runs").add_column("fingerprint", str)  # combined hash of what an eval ran
-    db.table("runs").add_column(
-        "fingerprint_parts", str
-    )  # JSON: model, adapter, suite, template, ...
-    db.table("file_hashes").create(
-        {"path": str, "size": int, "mtime_ns": int, "sha256": str}, pk="path"
-    )
-
-
-@migrations()
-def m004_training_notes_files(db: Database) -> None:
-    db.table("runs").add_column("parent_run_id", int)  # e.g. a checkpoint eval's train run
-    db.table("train_reports").create(
-        {
-            "id": int,
-            "run_id": int,
-            "iteration": int,
-            "split": str,  # train or val
-            "loss": float,
-            "learning_rate": float,
-            "iterations_per_second": float,  # mlx-lm's own figure for the report window
-            "tokens_per_second": float,
-            "trained_tokens": int,
-            "peak_memory_gb": float,  # mx.get_peak_memory(), not the process RSS
-            "window_seconds": float,  # our wall clock between reports
-            "val_seconds": float,
-        },
-        pk="id",
-        foreign_keys=[("run_id", "runs", "id")],
-    )
-    db.table("train_reports").create_index(["run_id", "iteration"])
-    db.table("checkpoints").create(
-        {
-            "id": int,
-            "run_id": int,
-            "iteration": int,
-            "path": str,
-            "eval_run_id": int,
-            "score": float,
-            "best": int,
-        },
-        pk="id",
-        foreign_keys=[("run_id", "runs", "id")],
-    )
-    db.table("run_notes").create(
-        {"id": int, "run_id": int, "created_at": str, "kind": str, "text": str},
-        pk="id",
-        foreign_keys=[("run_id", "runs", "id")],
-    )
-    db.table("run_files").create(
-        {"id": int, "run_id": int, "kind": str, "path": str},
-        pk="id",
-        foreign_keys=[("run_id", "runs", "id")],
-    )
-    db.table("run_files").create_index(["run_id", "path"], unique=True)
-
-
-@migrations()
-def m005_views_for_datasette(db: Database) -> None:
-    # What `datasette ledger.db` (and `just browse`, with metadata.yaml) shows beside the tables.
-    # Views have no order: sort in the query (`ORDER BY suite, run_id`) or with Datasette's _sort.
-    # cumulative_results is the journal's Cumulative Results table, one row per finished eval;
-    # `categories` is a JSON object {category: score} for the per-category columns, and delta
-    # is the change of overall from the previous finished eval of the same suite.
-    db.create_view(
-        "cumulative_results",
-        """
-        SELECT runs.id AS run_id, runs.suite,
-               '#' || runs.id || CASE WHEN COALESCE(runs.adapter, '') = '' THEN ' Baseline'
-                                      ELSE ' Trained' END AS step,
-               runs.dataset, runs.adapter, runs.model, summaries.overall,
-               json_extract(runs.summary, '$.overall_ci_low') AS ci_low,
-               json_extract(runs.summary, '$.overall_ci_high') AS ci_high,
-               summaries.overall
-                 - LAG(summaries.overall) OVER (PARTITION BY runs.suite ORDER BY runs.id)
-                 AS delta,
-               categories.categories, summaries.success_rate, summaries.prompts,
-               runs.fingerprint, runs.note, runs.started_at
-        FROM runs JOIN eval_summaries AS summaries ON summaries.run_id = runs.id
-        JOIN (SELECT run_id, json_group_object(category, score) AS categories
-              FROM category_scores GROUP BY run_id) AS categories
-          ON categories.run_id = runs.id
-        WHERE runs.kind = 'eval' AND runs.status = 'ok'
-        """,
-    )
-    # Failed or interrupted runs of any kind (what = 'run'), and prompts that ended in an error
-    # in any run (what = 'prompt', with the prompt's own error).
-    db.create_view(
-        "failures",
-        """
-        SELECT 'run' AS what, id AS run_id, kind, status, model, adapter, suite,
-               NULL AS prompt_id, NULL AS category, error, started_at
-        FROM runs WHERE status IN ('failed', 'interrupted')
-        UNION ALL
-        SELECT 'prompt', runs.id, runs.kind, runs.status, runs.model, runs.adapter, runs.suite,
-               eval_results.prompt_id, eval_results.category, eval_results.error,
-               runs.started_at
-        FROM eval_results JOIN runs ON runs.id = eval_results.run_id
-        WHERE eval_results.error IS NOT NULL
-        """,
-    )
-    # One prompt across runs: filter on prompt_id (?prompt_id=... in Datasette).
-    db.create_view(
-        "prompt_history",
-        """
-        SELECT eval_results.prompt_id, eval_results.run_id, runs.suite, runs.model,
-               runs.adapter, runs.status, eval_results.category, eval_results.score,
-               eval_results.finish_reason, eval_results.error, eval_results.explanation,
-               eval_results.response, runs.started_at
-        FROM eval_results JOIN runs ON runs.id = eval_results.run_id
-        """,
-    )
-    # Covering indexes: the score views read (run_id, category, score, error) in order without
-    # touching the rows, and prompt_history finds one prompt's rows directly.
-    db.table("eval_results").create_index(["run_id", "category", "score", "error"])
-    db.table("eval_results").create_index(["prompt_id"])
+from labbench.paths import INVOCATION_DIR_ENV
+from labbench.schema import migrations
 
 
 def resolve_path(path: Path) -> Path:
     return path.expanduser().resolve()
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
 def open_ledger(path: Path) -> Database:
-    """Open (creating if needed) and migrate the ledger at `path`."""
+    """Open (creating if needed) and migrate the ledger at `path` for recording.
+
+    A directory, a file that is not SQLite, a corrupt database or a read-only file or folder
+    is a UserError naming the path, raised before anything is written to it.
+    """
     path = resolve_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = Database(path)
-    db.enable_wal()
-    db.execute("PRAGMA busy_timeout = 10000")  # Datasette or another run may hold the lock
-    db.execute("PRAGMA foreign_keys = ON")
-    migrations.apply(db)
+    _check_is_database(path)
+    _check_writable(path)
+    try:
+        db = Database(path)
+        db.enable_wal()
+        db.execute("PRAGMA busy_timeout = 10000")  # Datasette or another run may hold the lock
+        db.execute("PRAGMA foreign_keys = ON")
+        migrations.apply(db)
+    except sqlite3.DatabaseError as error:
+        raise UserError(f"ledger {path} is corrupt ({error})") from None
     return db
+
+
+def open_ledger_for_reading(path: Path) -> Database:
+    """The ledger for commands that only read: a writable one as usual (migrated), a read-only
+    one without writing anything; it must be up to date then."""
+    path = resolve_path(path)
+    try:
+        _check_writable(path)
+    except UserError:
+        _check_is_database(path)
+        db = Database(sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False))
+        try:
+            pending = migrations.pending(db)
+        except sqlite3.DatabaseError as error:
+            raise UserError(f"ledger {path} is corrupt ({error})") from None
+        if pending:
+            raise UserError(
+                f"ledger {path} is read-only and was written by an older labbench: "
+                "open it once with write access to upgrade it"
+            ) from None
+        return db
+    return open_ledger(path)
+
+
+def _check_is_database(path: Path) -> None:
+    if path.is_dir():
+        raise UserError(f"ledger {path} is a directory, not a database file")
+    if path.is_file() and path.stat().st_size > 0:
+        with open(path, "rb") as file:
+            header = file.read(len(SQLITE_HEADER))
+        if header != SQLITE_HEADER:
+            raise UserError(f"ledger {path} is not a SQLite database; it was left untouched")
+        try:  # the schema is readable: a read-only look that writes nothing
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+                connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as error:
+            raise UserError(f"ledger {path} is corrupt ({error}); it was left untouched") from None
+
+
+def _check_writable(path: Path) -> None:
+    """Recording needs the file and its folder (WAL files beside it) to be writable. Tried for
+    real, not with os.access: root passes that for read-only files."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as error:
+        raise UserError(
+            f"ledger {path}: its folder {path.parent} is read-only ({error.strerror}); "
+            "pass --ledger PATH somewhere writable"
+        ) from None
+    if path.exists() and not path.is_dir():
+        try:
+            with open(path, "r+b"):
+                pass
+        except OSError as error:
+            raise UserError(
+                f"ledger {path} is read-only ({error.strerror}): runs cannot be recorded in it"
+            ) from None
 
 
 def ledger_file(db: Database) -> Path:
@@ -310,9 +177,35 @@ def dataset_of_adapter(db: Database, adapter: str | None) -> str | None:
     return next((row["dataset"] for row in rows), None)
 
 
+def run_scores(db: Database, run_id: int) -> dict | None:
+    """An eval run's scores, from the views over its results (never a stored copy): overall,
+    success rate, prompts, failures, categories {name: score}, and the stored 95% CI of overall.
+    None when the run has no results."""
+    from labbench.formatting import category_order
+
+    found = list(db.query("SELECT * FROM eval_summaries WHERE run_id = ?", [run_id]))
+    if not found:
+        return None
+    rows = db.query("SELECT category, score FROM category_scores WHERE run_id = ?", [run_id])
+    categories = {row["category"]: row["score"] for row in rows}
+    stored = json.loads(db.table("runs").get(run_id)["summary"] or "{}")
+    return {
+        "overall": found[0]["overall"],
+        "success_rate": found[0]["success_rate"],
+        "prompts": found[0]["prompts"],
+        "failures": found[0]["failures"],
+        "categories": {c: categories[c] for c in sorted(categories, key=category_order)},
+        "ci_low": stored.get("overall_ci_low"),
+        "ci_high": stored.get("overall_ci_high"),
+    }
+
+
 def command_line() -> list[str]:
-    """This process's argv, with the script path relative to the project when it is inside."""
+    """The command as the user typed it: `just eval model=...` when the justfile ran the script
+    (recipe names are the script names with dashes), else this process's argv."""
     script = Path(sys.argv[0]).resolve()
+    if os.environ.get(INVOCATION_DIR_ENV) and script.parent.parent == PROJECT_ROOT:
+        return ["just", script.stem.replace("_", "-"), *sys.argv[1:]]
     if script.is_relative_to(PROJECT_ROOT):
         return ["python", str(script.relative_to(PROJECT_ROOT)), *sys.argv[1:]]
     return [sys.argv[0], *sys.argv[1:]]

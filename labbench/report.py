@@ -14,7 +14,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlite_utils import Database
 
 from labbench.errors import UserError
-from labbench.journal import DASH, category_title, percent, render_command
+from labbench.formatting import DASH, category_title, percent
+from labbench.journal import render_command
+from labbench.ledger import run_scores
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE_NAME = "report.html.j2"
@@ -89,20 +91,9 @@ def report_context(db: Database, run_id: int) -> dict:
     if not runs:
         raise UserError(f"no run {run_id} in the ledger")
     run = runs[0]
-    stored = _json_value(run["summary"]) or {}
-    if not isinstance(stored, dict):
-        stored = {}
     # Scores come from the views over eval_results, as in the journal and Datasette, so they
-    # agree and exist for failed runs too; only the confidence interval is stored alone.
-    totals = next(
-        iter(
-            db.query(
-                "SELECT COUNT(*) AS prompts, SUM(error IS NOT NULL) AS failures, "
-                "AVG(error IS NULL) AS success_rate FROM eval_results WHERE run_id = ?",
-                [run_id],
-            )
-        )
-    )
+    # agree and exist for failed runs too.
+    scores = run_scores(db, run_id) or {}
     categories = list(
         db.query(
             "SELECT category, score, prompts, failures FROM category_scores "
@@ -110,8 +101,7 @@ def report_context(db: Database, run_id: int) -> dict:
             [run_id],
         )
     )
-    overall = sum(c["score"] for c in categories) / len(categories) if categories else None
-    low, high = stored.get("overall_ci_low"), stored.get("overall_ci_high")
+    low, high = scores.get("ci_low"), scores.get("ci_high")
     results = db.query(
         "SELECT * FROM eval_results WHERE run_id = ? ORDER BY category, prompt_id, id", [run_id]
     )
@@ -123,11 +113,11 @@ def report_context(db: Database, run_id: int) -> dict:
         "fingerprint_parts": None if parts is None else _pretty_json(parts),
         "stopped": run["status"] in ("failed", "interrupted", "running"),
         "summary": {
-            "overall": overall,
+            "overall": scores.get("overall"),
             "ci": None if low is None or high is None else (low, high),
-            "success_rate": totals["success_rate"],
-            "prompts": totals["prompts"],
-            "failures": totals["failures"] or 0,
+            "success_rate": scores.get("success_rate"),
+            "prompts": scores.get("prompts", 0),
+            "failures": scores.get("failures") or 0,
         },
         "categories": categories,
         "results": [_prompt_row(row) for row in results],
@@ -136,6 +126,19 @@ def report_context(db: Database, run_id: int) -> dict:
 
 def render_report(db: Database, run_id: int) -> str:
     return _environment().get_template(TEMPLATE_NAME).render(report_context(db, run_id))
+
+
+def write_missing_reports(db: Database, journal_dir: Path) -> None:
+    """A report for every finished eval run that has none yet (the journal links them)."""
+    missing = db.query(
+        "SELECT id FROM runs WHERE kind = 'eval' AND status != 'running' AND id NOT IN "
+        "(SELECT run_id FROM run_files WHERE kind = 'report') ORDER BY id"
+    )
+    for row in list(missing):
+        path = write_report(db, row["id"], journal_dir / "reports")
+        db.table("run_files").insert(
+            {"run_id": row["id"], "kind": "report", "path": str(path)}, ignore=True
+        )
 
 
 def write_report(db: Database, run_id: int, reports_dir: Path) -> Path:

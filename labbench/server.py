@@ -27,8 +27,10 @@ from pathlib import Path
 
 import requests
 
+from labbench import PROJECT_ROOT
 from labbench.blas import openblas_env
 from labbench.errors import UserError
+from labbench.paths import user_path
 
 DEFAULT_HOST = "127.0.0.1"  # loopback only unless the user asks for more
 STARTUP_TIMEOUT_S = 180.0  # a large model can take minutes to load on first use
@@ -274,23 +276,41 @@ def running_server(
 
 def resolve_model(model: str | None) -> str:
     """The built-in tiny model when none is given (built on first use), a local directory as an
-    absolute path, anything else as a Hugging Face id."""
+    absolute path, anything else as a Hugging Face id. A path that is clearly local and missing
+    fails here, before any server starts or the network is tried."""
     if model is None:
         from labbench.tinymodel import ensure_tiny_model
 
         return str(ensure_tiny_model())
-    path = Path(model).expanduser()
-    if path.exists():
+    path = user_path(model)
+    if path.is_dir():
         return str(path.resolve())
-    if model.startswith(("/", ".", "~")):
-        raise UserError(f"--model {model}: no such directory")
+    if path.exists():
+        raise UserError(f"--model {model}: {path} is a file, not a model directory")
+    if looks_local(model):
+        raise UserError(f"--model {model}: no such directory ({path})")
     return model
+
+
+def looks_local(model: str) -> bool:
+    """A path, not a hub id (`org/name`): it starts with `.`, `/` or `~`, has more than one
+    `/`, or its first part is a folder where the user ran the command or in the project."""
+    first = model.split("/")[0]
+    return (
+        model.startswith((".", "/", "~"))
+        or model.count("/") > 1
+        or user_path(first).is_dir()
+        or (PROJECT_ROOT / first).is_dir()
+    )
 
 
 def check_adapter(adapter: str | None) -> str | None:
     """An adapter directory as an absolute path; it must hold adapter_config.json."""
     if adapter is None:
         return None
-    if not (Path(adapter) / "adapter_config.json").is_file():
-        raise UserError(f"--adapter {adapter}: no adapter_config.json in that directory")
-    return str(Path(adapter).resolve())
+    path = user_path(adapter)
+    if not path.is_dir():
+        raise UserError(f"--adapter {adapter}: no such directory ({path})")
+    if not (path / "adapter_config.json").is_file():
+        raise UserError(f"--adapter {adapter}: no adapter_config.json in {path}")
+    return str(path.resolve())

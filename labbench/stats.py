@@ -12,6 +12,18 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 PASS_THRESHOLD = 0.5  # a prompt passes when its score is at least this
+
+
+def flip(score_a: float, score_b: float) -> str:
+    """Whether a prompt crossed the pass mark from run A to run B: "pass -> fail",
+    "fail -> pass", or "" when both pass or both fail. metadata.yaml's compare_runs query
+    writes the same rule in SQL; tests/test_datasette.py keeps the two in agreement."""
+    passed_a, passed_b = score_a >= PASS_THRESHOLD, score_b >= PASS_THRESHOLD
+    if passed_a == passed_b:
+        return ""
+    return "pass -> fail" if passed_a else "fail -> pass"
+
+
 _ZERO = 1e-12  # a mean difference this close to 0 is 0 (float noise from summing differences)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from labbench import PROJECT_ROOT
 from labbench.errors import UserError
+from labbench.paths import invocation_dir, user_path
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -91,8 +92,8 @@ class SuiteError(UserError):
 
 
 def resolve_suite_path(name_or_path: str) -> Path:
-    """An existing file path as given, else suites/NAME.toml in the project."""
-    given = Path(name_or_path)
+    """An existing file (relative to where the user ran `just`), else suites/NAME.toml."""
+    given = user_path(name_or_path)
     if given.is_file():
         return given
     file_name = name_or_path if name_or_path.endswith(".toml") else f"{name_or_path}.toml"
@@ -101,7 +102,8 @@ def resolve_suite_path(name_or_path: str) -> Path:
         return in_suites
     available = ", ".join(sorted(path.stem for path in SUITES_DIR.glob("*.toml"))) or "none"
     raise SuiteError(
-        f"no suite {name_or_path!r}: no such file and no {_display(in_suites)}"
+        f"no suite {name_or_path!r}: no such file in {invocation_dir()}"
+        f" and no {_display(in_suites)}"
         f" (available: {available})"
     )
 

@@ -21,29 +21,10 @@ from sqlite_utils import Database
 
 from labbench.errors import UserError
 from labbench.ledger import Run, recording_run
+from labbench.settings import LoraSettings
 
 ADAPTER_WEIGHTS = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    iters: int = 200  # training iterations
-    batch_size: int = 4  # examples per iteration
-    learning_rate: float = 1e-4  # peak learning rate
-    warmup: int = 0  # linear warm-up iterations, then cosine decay (0: constant rate)
-    rank: int = 8  # LoRA rank
-    scale: float = 20.0  # LoRA scale (mlx-lm's name for alpha/rank)
-    dropout: float = 0.0
-    num_layers: int | None = None  # transformer blocks to adapt, from the last (None: all)
-    keys: tuple[str, ...] | None = None  # module names to adapt (None: mlx-lm's default)
-    seed: int = 0  # weights init, batch order
-    mask_prompt: bool = True  # loss on the assistant's answer only
-    max_seq_length: int = 2048
-    steps_per_report: int = 10
-    steps_per_eval: int = 50  # validation every N iterations (and at 1 and the end)
-    val_batches: int = 8  # batches per validation (-1: the whole split)
-    save_every: int = 50  # checkpoint every N iterations
 
 
 @dataclass
@@ -259,6 +240,19 @@ def train_lora(
     )
 
 
+def keep_final_adapter(adapter_dir: Path, iters: int) -> None:
+    """The finished adapter is a checkpoint too (mlx-lm saves only every `save_every`
+    iterations), so checkpoint evals always score what training ended with."""
+    final = adapter_dir / "checkpoints" / f"{iters:07d}"
+    if (final / ADAPTER_WEIGHTS).is_file() or (
+        adapter_dir / f"{iters:07d}_{ADAPTER_WEIGHTS}"
+    ).is_file():
+        return
+    final.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(adapter_dir / ADAPTER_WEIGHTS, final / ADAPTER_WEIGHTS)
+    shutil.copyfile(adapter_dir / ADAPTER_CONFIG, final / ADAPTER_CONFIG)
+
+
 def collect_checkpoints(adapter_dir: Path) -> list[tuple[int, Path]]:
     """Give each of mlx-lm's `NNNNNNN_adapters.safetensors` files a loadable directory of its
     own (`checkpoints/NNNNNNN/` with adapter_config.json), so a server can serve any of them."""
@@ -335,6 +329,8 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
             train_lora(
                 loaded, train_set, valid_set, settings, adapter_dir / ADAPTER_WEIGHTS, writer
             )
+            if settings.iters % settings.save_every:  # else mlx-lm saved it as a checkpoint
+                keep_final_adapter(adapter_dir, settings.iters)
         finally:
             checkpoints = collect_checkpoints(adapter_dir) if adapter_dir.exists() else []
             for iteration, path in checkpoints:
@@ -379,7 +375,7 @@ def evaluate_checkpoints(
             parent_run_id=run.id,
         )
         outcome = record_eval(db, eval_plan)
-        score = outcome.summary["overall"] if outcome.summary else None
+        score = outcome.scores["overall"] if outcome.scores else None
         db.execute(
             "UPDATE checkpoints SET eval_run_id = ?, score = ? WHERE run_id = ? AND iteration = ?",
             [outcome.run_id, score, run.id, iteration],

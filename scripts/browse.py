@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from labbench import PROJECT_ROOT, cli
-from labbench.ledger import open_ledger
+from labbench.errors import UserError
+from labbench.ledger import open_ledger_for_reading
 from labbench.server import port_is_free
 
 HOST = "127.0.0.1"  # local only: the ledger holds commands, paths and model output
@@ -44,15 +45,16 @@ def datasette_app(ledger: Path):
     return datasette
 
 
-def main() -> int:
-    args = cli.parse_args(build_parser())
+def main(argv: list[str] | None = None) -> int:
+    args = cli.parse_args(build_parser(), argv)
     ledger = cli.existing_ledger_path(args.ledger)
     if not port_is_free(HOST, args.port):
-        cli.fail(f"port {args.port} on {HOST} is already in use (pass port=N)")
+        raise UserError(f"port {args.port} on {HOST} is already in use (pass port=N)")
+    # Migrated, so the views exist (a read-only ledger must be up to date); WAL, so runs write
+    # meanwhile.
+    open_ledger_for_reading(ledger).close()
     # uvicorn shuts down on SIGINT/SIGTERM, then re-raises the signal: end quietly either way.
-    cli.raise_keyboard_interrupt_on_sigterm()
     try:
-        open_ledger(ledger).close()  # migrated, so the views exist; WAL, so runs write meanwhile
         import uvicorn
 
         app = datasette_app(ledger.resolve()).app()
@@ -62,8 +64,9 @@ def main() -> int:
         uvicorn.run(app, host=HOST, port=args.port, log_level="warning")
     except KeyboardInterrupt:
         pass
+    print("stopped browsing", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

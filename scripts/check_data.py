@@ -6,7 +6,6 @@ just check-data data/mine/train.jsonl
 
 import argparse
 import sys
-from pathlib import Path
 
 from labbench import cli
 
@@ -20,11 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main() -> int:
-    args = cli.parse_args(build_parser())
+def main(argv: list[str] | None = None) -> int:
+    args = cli.parse_args(build_parser(), argv)
     from labbench.data import check_dataset, count_examples
 
-    path = Path(args.path)
+    path = cli.user_path(args.path)
     problems = check_dataset(path)
     for problem in problems:
         print(problem)
@@ -37,4 +36,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -10,16 +10,16 @@ Examples:
 import argparse
 import sys
 
-from tabulate import tabulate
-
 from labbench import cli
 from labbench.errors import UserError
-from labbench.ledger import open_ledger
+from labbench.formatting import percent, signed_points, terminal_table
+from labbench.ledger import open_ledger_for_reading
 from labbench.stats import (
     PASS_THRESHOLD,
     Comparison,
     bootstrap_mean_interval,
     compare_scores,
+    flip,
     is_binary,
     wilson_interval,
 )
@@ -101,10 +101,6 @@ def common_prompts(results_a: dict, results_b: dict) -> tuple[list[str], str | N
     return common, note
 
 
-def passed(score: float) -> bool:
-    return score >= PASS_THRESHOLD
-
-
 def changes(common: list[str], results_a: dict, results_b: dict) -> tuple[list[list], int]:
     """Changed prompts as table rows, flips first, then by |change| descending; and the number
     unchanged."""
@@ -114,26 +110,19 @@ def changes(common: list[str], results_a: dict, results_b: dict) -> tuple[list[l
         delta = b["score"] - a["score"]
         if abs(delta) < UNCHANGED:
             continue
-        flip = _flip(a["score"], b["score"])
+        flipped = flip(a["score"], b["score"])
         row = [
             prompt_id,
             b["category"],
             f"{a['score']:.2f}",
             f"{b['score']:.2f}",
             f"{delta:+.2f}",
-            flip,
+            flipped,
             _why(b),
         ]
-        changed.append((not flip, -abs(delta), prompt_id, row))
+        changed.append((not flipped, -abs(delta), prompt_id, row))
     changed.sort(key=lambda item: item[:3])
     return [item[3] for item in changed], len(common) - len(changed)
-
-
-def _flip(a: float, b: float) -> str:
-    """The flip label: pass -> fail, fail -> pass, or "" when both pass or both fail."""
-    if passed(a) == passed(b):
-        return ""
-    return "pass -> fail" if passed(a) else "fail -> pass"
 
 
 def _why(row: dict) -> str:
@@ -170,21 +159,21 @@ def format_header(
                 run["adapter"] or "-",
                 run["suite"],
                 run["status"],
-                "-" if overall is None else _percent(overall),
-                _percent(mean),
-                f"{_percent(low)} - {_percent(high)}",
+                "-" if overall is None else percent(overall),
+                percent(mean),
+                f"{percent(low)} - {percent(high)}",
             ]
         )
     headers = ["", "run", "model", "adapter", "suite", "status", "overall", "prompt mean"]
     headers.append("95% CI (prompt mean)")
-    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+    return terminal_table(rows, headers)
 
 
 def format_changes(rows: list[list], unchanged: int) -> str:
     lines = []
     if rows:
         headers = ["prompt", "category", "A", "B", "change", "flip", "B's explanation"]
-        lines.append(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
+        lines.append(terminal_table(rows, headers))
     lines.append(f"{unchanged} prompt{'s' if unchanged != 1 else ''} unchanged")
     return "\n".join(lines)
 
@@ -199,7 +188,7 @@ def format_test(comparison: Comparison) -> str:
     else:
         test = (
             f"paired bootstrap on the scores ({c.resamples} resamples):"
-            f" 95% CI of the change {_points(c.low or 0.0)} to {_points(c.high or 0.0)}"
+            f" 95% CI of the change {signed_points(c.low or 0.0)} to {signed_points(c.high or 0.0)}"
         )
     return "\n".join(
         [
@@ -216,14 +205,6 @@ def _p_value(c: Comparison) -> str:
     return f"{c.p_value:.4f}" if c.p_value >= 0.0001 else f"{c.p_value:.1e}"
 
 
-def _percent(score: float) -> str:
-    return f"{score:.1%}"
-
-
-def _points(diff: float) -> str:
-    return f"{diff * 100:+.1f} pts"
-
-
 def gate_message(comparison: Comparison, run_a: dict, run_b: dict) -> str:
     c = comparison
     unfinished = [run for run in (run_a, run_b) if run["status"] != "ok"]
@@ -234,24 +215,20 @@ def gate_message(comparison: Comparison, run_a: dict, run_b: dict) -> str:
     if c.verdict == "worse":
         return (
             f"GATE FAILED: run {run_b['id']} is significantly worse than run {run_a['id']}"
-            f" ({_points(c.mean_diff)}, p = {_p_value(c)})"
+            f" ({signed_points(c.mean_diff)}, p = {_p_value(c)})"
         )
     return "gate passed"
 
 
-def main() -> int:
-    args = cli.parse_args(build_parser())
+def main(argv: list[str] | None = None) -> int:
+    args = cli.parse_args(build_parser(), argv)
     if not 0 < args.alpha < 1:
-        cli.fail(f"--alpha must be between 0 and 1, got {args.alpha}")
-    ledger = cli.existing_ledger_path(args.ledger)
-    db = open_ledger(ledger)
-    try:
-        run_a, run_b = load_run(db, args.a), load_run(db, args.b)
-        check_suites(run_a, run_b)
-        results_a, results_b = load_results(db, args.a), load_results(db, args.b)
-        common, note = common_prompts(results_a, results_b)
-    except UserError as error:
-        cli.fail(str(error))
+        raise UserError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    db = open_ledger_for_reading(cli.existing_ledger_path(args.ledger))
+    run_a, run_b = load_run(db, args.a), load_run(db, args.b)
+    check_suites(run_a, run_b)
+    results_a, results_b = load_results(db, args.a), load_results(db, args.b)
+    common, note = common_prompts(results_a, results_b)
     for warning in unfinished_warnings(run_a, run_b):
         print(warning, file=sys.stderr)
     scores_a = [results_a[p]["score"] for p in common]
@@ -259,7 +236,7 @@ def main() -> int:
     comparison = compare_scores(scores_a, scores_b, alpha=args.alpha)
 
     print(format_header(db, run_a, run_b, scores_a, scores_b))
-    print(f"Δ prompt mean (B - A): {_points(comparison.mean_diff)}")
+    print(f"Δ prompt mean (B - A): {signed_points(comparison.mean_diff)}")
     if note:
         print(note)
     print()
@@ -274,4 +251,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -16,7 +16,7 @@ from dataclasses import replace
 from labbench import cli
 from labbench.blas import reexec_with_openblas
 from labbench.errors import UserError
-from labbench.training import LoraSettings
+from labbench.settings import LoraSettings
 
 DEFAULT_SUITE = "baseline"
 WATCHED_CATEGORY = "tool_calling"  # the skill the dummy data teaches
@@ -52,32 +52,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def category_score(summary: dict | None, category: str) -> float | None:
-    return (summary or {}).get("categories", {}).get(category)
+def category_score(scores: dict | None, category: str) -> float | None:
+    return (scores or {}).get("categories", {}).get(category)
 
 
-def main() -> int:
-    reexec_with_openblas()
-    args = cli.parse_args(build_parser())
-    cli.raise_keyboard_interrupt_on_sigterm()
+def main(argv: list[str] | None = None) -> int:
+    args = cli.parse_args(build_parser(), argv)
     from labbench.data import write_dummy_data
     from labbench.evaluation import EvalPlan, record_eval
-    from labbench.journal import write_journal
-    from labbench.ledger import adapters_dir, journal_dir, open_ledger, recording_run
+    from labbench.formatting import percent, signed_points
+    from labbench.ledger import recording_run
     from labbench.pretrain import ensure_chat_model
     from labbench.suite import load_suite
     from labbench.training import TrainPlan, record_training
 
-    try:
-        suite = load_suite(args.suite)
-    except UserError as error:
-        cli.fail(str(error))
+    suite = load_suite(args.suite)
     settings = replace(SMALL if args.small else FULL, seed=args.seed)
-    ledger = cli.ledger_path(args.ledger)
     model = str(ensure_chat_model())
-    db = open_ledger(ledger)
     config = {"suite": suite.name, "seed": args.seed, "small": args.small, "examples": EXAMPLES}
-    try:
+    with cli.recording_ledger(args.ledger) as ledger:
+        db = ledger.db
         with recording_run(
             db,
             "demo",
@@ -95,7 +89,7 @@ def main() -> int:
                 raise UserError(f"baseline eval failed: {baseline.error}")
 
             print(f"run {demo.id}: demo — 2/4 dummy data", file=sys.stderr)
-            data_dir = ledger.resolve().parent / "data" / f"demo-seed{args.seed}"
+            data_dir = ledger.path.parent / "data" / f"demo-seed{args.seed}"
             data = write_dummy_data(data_dir, EXAMPLES, args.seed, [suite.path])
             leaks = f"{len(data.leaks)} of {data.checked} examples near a suite prompt"
             print(f"leakage check: {leaks}", file=sys.stderr)
@@ -111,7 +105,7 @@ def main() -> int:
                     data=data_dir,
                     data_fingerprint=data.fingerprint,
                     settings=settings,
-                    adapters_root=adapters_dir(ledger),
+                    adapters_root=ledger.adapters_dir,
                     note="demo: training",
                     parent_run_id=demo.id,
                 ),
@@ -130,35 +124,25 @@ def main() -> int:
             )
             if after.error:
                 raise UserError(f"eval with the adapter failed: {after.error}")
-            before_score = category_score(baseline.summary, WATCHED_CATEGORY)
-            after_score = category_score(after.summary, WATCHED_CATEGORY)
+            before_score = category_score(baseline.scores, WATCHED_CATEGORY)
+            after_score = category_score(after.scores, WATCHED_CATEGORY)
             if before_score is None or after_score is None:
                 raise UserError(f"suite {suite.name} has no {WATCHED_CATEGORY} prompts")
+            # Which runs the verdict compares; their scores stay in the ledger's views.
             summary = {
                 "baseline_run": baseline.run_id,
                 "train_run": trained.run_id,
                 "adapter_run": after.run_id,
                 "category": WATCHED_CATEGORY,
-                "before": before_score,
-                "after": after_score,
-                "rise": after_score - before_score,
             }
             demo.update(summary=summary)
-        print(
-            f"{WATCHED_CATEGORY}: {before_score:.1%} (run {baseline.run_id}) -> "
-            f"{after_score:.1%} (run {after.run_id}), "
-            f"{(after_score - before_score) * 100:+.1f} points"
-        )
-        return 0
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"interrupted; what was done is in {ledger}", file=sys.stderr)
-        return 130
-    finally:
-        write_journal(db, journal_dir(ledger))
+    print(
+        f"{WATCHED_CATEGORY}: {percent(before_score)} (run {baseline.run_id}) -> "
+        f"{percent(after_score)} (run {after.run_id}), {signed_points(after_score - before_score)}"
+    )
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    reexec_with_openblas()
+    cli.run(main)

@@ -11,8 +11,6 @@ back before anything is written.
 """
 
 import argparse
-import sys
-from pathlib import Path
 
 from labbench import cli
 from labbench.errors import UserError
@@ -34,18 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main() -> int:
-    args = cli.parse_args(build_parser())
+def main(argv: list[str] | None = None) -> int:
+    args = cli.parse_args(build_parser(), argv)
     from labbench.data import write_dummy_data
     from labbench.suite import resolve_suite_path
 
-    try:
-        if args.n < 10:
-            raise UserError("--n must be at least 10 (the valid and test splits need examples)")
-        suites = [resolve_suite_path(name) for name in args.suite] if args.suite else None
-        report = write_dummy_data(Path(args.out), args.n, args.seed, suites)
-    except UserError as error:
-        cli.fail(str(error))
+    if args.n < 10:
+        raise UserError("--n must be at least 10 (the valid and test splits need examples)")
+    suites = [resolve_suite_path(name) for name in args.suite] if args.suite else None
+    report = write_dummy_data(cli.user_path(args.out), args.n, args.seed, suites)
     counts = ", ".join(f"{count} {split}" for split, count in report.counts.items())
     tools = ", ".join(f"{name} {share:.0%}" for name, share in report.tool_share.items())
     print(f"wrote {report.total} examples to {report.out_dir}: {counts}")
@@ -59,4 +54,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

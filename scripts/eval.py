@@ -10,9 +10,9 @@ import sys
 
 from labbench import cli
 from labbench.errors import UserError
+from labbench.settings import EvalSettings, SamplingSettings
 
-DEFAULT_SUITE = "baseline"  # a name in suites/ or a path to a .toml file
-DEFAULT_PORT = None  # None: a free port is picked
+DEFAULTS = EvalSettings()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,14 +22,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", help="model directory or Hugging Face id (default: tiny)")
     parser.add_argument("--adapter", help="LoRA adapter directory, e.g. adapters/7")
-    parser.add_argument("--suite", default=DEFAULT_SUITE, help="suite name or TOML path")
+    parser.add_argument("--suite", default=DEFAULTS.suite, help="suite name or TOML path")
     parser.add_argument("--url", help="evaluate a running OpenAI-compatible server instead")
     parser.add_argument("--served-model", help="model name to send to a --url server")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port for our server")
-    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
-    parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature")
+    parser.add_argument("--port", type=int, help="port for our server (default: a free one)")
+    parser.add_argument(
+        "--concurrency", type=int, default=DEFAULTS.concurrency, help="requests in flight"
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=SamplingSettings.temperature,
+        help="sampling temperature",
+    )
     parser.add_argument("--max-tokens", type=int, help="override the suite's max_tokens")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULTS.request_timeout_s, help="seconds per request"
+    )
     cli.add_run_args(parser)
     return parser
 
@@ -49,56 +58,37 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError("--timeout must be a positive number of seconds")
 
 
-def main() -> int:
-    args = cli.parse_args(build_parser())
-    cli.raise_keyboard_interrupt_on_sigterm()
-    from labbench.evaluation import EvalPlan, SamplingSettings, format_summary, record_eval
-    from labbench.journal import write_journal
-    from labbench.ledger import journal_dir, open_ledger
+def main(argv: list[str] | None = None) -> int:
+    args = cli.parse_args(build_parser(), argv)
+    check_args(args)
+    from labbench.evaluation import EvalPlan, record_eval
+    from labbench.formatting import scores_table
     from labbench.server import check_adapter, resolve_model
     from labbench.suite import load_suite
 
-    try:
-        check_args(args)
-        suite = load_suite(args.suite)  # bad suites fail here, before any server starts
-        plan = EvalPlan(
-            suite=suite,
-            model=args.served_model if args.url else resolve_model(args.model),
-            adapter=check_adapter(args.adapter),
-            url=args.url,
-            port=args.port,
-            sampling=SamplingSettings(temperature=args.temperature, max_tokens=args.max_tokens),
-            concurrency=args.concurrency,
-            timeout_s=args.timeout,
-            goal=args.goal,
-            note=args.note,
-        )
-    except UserError as error:
-        cli.fail(str(error))
-    ledger = cli.ledger_path(args.ledger)
-    db = open_ledger(ledger)
-    try:
-        outcome = record_eval(db, plan)
-    except KeyboardInterrupt:
-        print(f"interrupted; the results so far are in {ledger}", file=sys.stderr)
-        return 130
-    finally:
-        write_journal(db, journal_dir(ledger))
-    if outcome.summary:
-        print(format_summary(outcome.summary))
-    print(
-        f"recorded as run {outcome.run_id} in {ledger}; journal: {journal_dir(ledger)}/JOURNAL.md",
-        file=sys.stderr,
+    suite = load_suite(args.suite)  # bad suites fail here, before any server starts
+    plan = EvalPlan(
+        suite=suite,
+        model=args.served_model if args.url else resolve_model(args.model),
+        adapter=check_adapter(args.adapter),
+        url=args.url,
+        port=args.port,
+        sampling=SamplingSettings(temperature=args.temperature, max_tokens=args.max_tokens),
+        concurrency=args.concurrency,
+        timeout_s=args.timeout,
+        goal=args.goal,
+        note=args.note,
     )
+    with cli.recording_ledger(args.ledger) as ledger:
+        outcome = record_eval(ledger.db, plan)
+    if outcome.scores:
+        print(scores_table(outcome.scores))
+    print(f"recorded as run {outcome.run_id} in {ledger.path}", file=sys.stderr)
     if outcome.error:
-        print(
-            f"error: run {outcome.run_id} failed: {outcome.error}; "
-            f"kept {outcome.kept} of {len(suite.prompts)} results",
-            file=sys.stderr,
-        )
-        return 1
+        kept = f"kept {outcome.kept} of {len(suite.prompts)} results"
+        raise UserError(f"run {outcome.run_id} failed: {outcome.error}; {kept}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

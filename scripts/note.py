@@ -5,11 +5,10 @@ just note 7 --goal "does rank 16 beat rank 8?"
 """
 
 import argparse
-import sys
 
 from labbench import cli
-from labbench.journal import write_journal
-from labbench.ledger import journal_dir, now, open_ledger
+from labbench.errors import UserError
+from labbench.ledger import now
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,22 +20,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main() -> int:
-    args = cli.parse_args(build_parser())
-    ledger = cli.existing_ledger_path(args.ledger)
+def main(argv: list[str] | None = None) -> int:
+    args = cli.parse_args(build_parser(), argv)
+    cli.existing_ledger_path(args.ledger)
     if not args.text.strip():
-        cli.fail("the note is empty")
-    db = open_ledger(ledger)
-    if not db.table("runs").count_where("id = ?", [args.run]):
-        cli.fail(f"no run {args.run} in {ledger}")
-    kind = "goal" if args.goal else "note"
-    db.table("run_notes").insert(
-        {"run_id": args.run, "created_at": now(), "kind": kind, "text": args.text.strip()}
-    )
-    write_journal(db, journal_dir(ledger))
+        raise UserError("the note is empty")
+    with cli.recording_ledger(args.ledger) as ledger:
+        if not ledger.db.table("runs").count_where("id = ?", [args.run]):
+            raise UserError(f"no run {args.run} in {ledger.path}")
+        kind = "goal" if args.goal else "note"
+        ledger.db.table("run_notes").insert(
+            {"run_id": args.run, "created_at": now(), "kind": kind, "text": args.text.strip()}
+        )
     print(f"added a {kind} to run {args.run}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -22,25 +22,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main() -> int:
-    args = cli.parse_args(build_parser())
-    cli.raise_keyboard_interrupt_on_sigterm()
+def main(argv: list[str] | None = None) -> int:
+    args = cli.parse_args(build_parser(), argv)
     from labbench.server import check_adapter, resolve_model, running_server
 
+    adapter = check_adapter(args.adapter)
+    model = resolve_model(args.model)
     try:
-        adapter = check_adapter(args.adapter)
-        model = resolve_model(args.model)
         with running_server(model, adapter, args.host, args.port, echo=True) as server:
             print(f"serving {model} at {server.base_url}  (Ctrl-C to stop)", flush=True)
             while server.alive():
                 time.sleep(0.5)
-            cli.fail(f"the server exited: {server.error_line() or server.process.returncode}")
-    except UserError as error:
-        cli.fail(str(error))
+            raise UserError(
+                f"the server exited: {server.error_line() or server.process.returncode}"
+            )
     except KeyboardInterrupt:
-        print("\nstopped", file=sys.stderr)
+        print("\nstopped the server", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

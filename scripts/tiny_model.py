@@ -10,7 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
-from labbench.cli import fail, parse_args
+from labbench import cli
 from labbench.errors import UserError
 from labbench.tinymodel import TINY_MODEL_DIR, build_tiny_model, is_tiny_model_ready
 
@@ -36,8 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main() -> None:
-    args = parse_args(build_parser())
+def main(argv: list[str] | None = None) -> int:
+    args = cli.parse_args(build_parser(), argv)
+    if args.out:
+        args.out = cli.user_path(args.out)
     if args.chat:
         from labbench.pretrain import CHAT_MODEL_DIR, pretrain_tiny_model
 
@@ -46,16 +48,15 @@ def main() -> None:
         out, build = args.out or TINY_MODEL_DIR, build_tiny_model
     if is_tiny_model_ready(out) and not args.force:
         print(f"{out} is already built (--force rebuilds it)")
-        return
+        return 0
     start = time.perf_counter()
     try:
         build(out, seed=args.seed)
-    except UserError as error:
-        fail(str(error))
     except KeyboardInterrupt:
-        fail(f"interrupted: {out} was left as it was")
+        raise UserError(f"interrupted: {out} was left as it was") from None
     print(f"built {out} (seed {args.seed}) in {time.perf_counter() - start:.1f} s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

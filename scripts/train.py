@@ -18,7 +18,7 @@ from pathlib import Path
 from labbench import cli
 from labbench.blas import reexec_with_openblas
 from labbench.errors import UserError
-from labbench.training import LoraSettings
+from labbench.settings import LoraSettings
 
 DEFAULT_DATA = "data/dummy"  # chat-format JSONL directory (train/valid/test.jsonl)
 DEFAULTS = LoraSettings()
@@ -97,60 +97,57 @@ def check_data(data: Path) -> str:
     return dataset_fingerprint(data)
 
 
-def main() -> int:
-    reexec_with_openblas()
-    args = cli.parse_args(build_parser())
-    cli.raise_keyboard_interrupt_on_sigterm()
-    from labbench.journal import write_journal
-    from labbench.ledger import adapters_dir, journal_dir, open_ledger
+def main(argv: list[str] | None = None) -> int:
+    args = cli.parse_args(build_parser(), argv)
     from labbench.server import resolve_model
     from labbench.training import ADAPTER_WEIGHTS, TrainPlan, record_training
 
-    try:
-        data = Path(args.data)
-        plan = TrainPlan(
-            model=resolve_model(args.model),
-            data=data,
-            data_fingerprint=check_data(data),
-            settings=settings_from(args),
-            adapters_root=adapters_dir(cli.ledger_path(args.ledger)),
-            eval_suite=args.eval_suite,
-            eval_max_tokens=args.eval_max_tokens,
-            goal=args.goal,
-            note=args.note,
-        )
-        if args.eval_suite:
-            from labbench.suite import load_suite
+    data = cli.user_path(args.data)
+    settings = settings_from(args)
+    model = resolve_model(args.model)
+    fingerprint = check_data(data)
+    if args.eval_suite:
+        from labbench.suite import load_suite
 
-            load_suite(args.eval_suite)  # a bad suite fails now, not after training
-    except UserError as error:
-        cli.fail(str(error))
-
-    ledger = cli.ledger_path(args.ledger)
-    db = open_ledger(ledger)
+        load_suite(args.eval_suite)  # a bad suite fails now, not after training
     started: dict[str, Path] = {}
 
     def announce(run_id: int, adapter_dir: Path) -> None:
         started["adapter_dir"] = adapter_dir
         print(f"run {run_id}: training a LoRA adapter into {adapter_dir}", file=sys.stderr)
 
-    try:
-        outcome = record_training(db, plan, on_start=announce)
-        print(f"adapter: {outcome.adapter_dir}", file=sys.stderr)
-        return 0
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        adapter_dir = started.get("adapter_dir")
-        if adapter_dir and (adapter_dir / ADAPTER_WEIGHTS).is_file():
-            print(f"interrupted; the last checkpoint is usable: {adapter_dir}", file=sys.stderr)
-        else:
-            print("interrupted before the first checkpoint was saved", file=sys.stderr)
-        return 130
-    finally:
-        write_journal(db, journal_dir(ledger))
+    with cli.recording_ledger(args.ledger) as ledger:
+        plan = TrainPlan(
+            model=model,
+            data=data,
+            data_fingerprint=fingerprint,
+            settings=settings,
+            adapters_root=ledger.adapters_dir,
+            eval_suite=args.eval_suite,
+            eval_max_tokens=args.eval_max_tokens,
+            goal=args.goal,
+            note=args.note,
+        )
+        try:
+            outcome = record_training(ledger.db, plan, on_start=announce)
+        except KeyboardInterrupt:
+            adapter_dir = started.get("adapter_dir")
+            if adapter_dir and (adapter_dir / ADAPTER_WEIGHTS).is_file():
+                print(f"interrupted; the last checkpoint is usable: {adapter_dir}", file=sys.stderr)
+            else:
+                print("interrupted before the first checkpoint was saved", file=sys.stderr)
+            return 130
+    print(f"recorded as run {outcome.run_id} in {ledger.path}")
+    print(f"adapter: {outcome.adapter_dir}")
+    best = outcome.summary.get("best_checkpoint")
+    if best:
+        print(
+            f"best checkpoint: iteration {best['iteration']} ({best['path']}), "
+            f"overall {best['score']:.1%} on {args.eval_suite} (eval run {best['eval_run_id']})"
+        )
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    reexec_with_openblas()
+    cli.run(main)

@@ -2,12 +2,16 @@ from pathlib import Path
 
 import pytest
 
+from labbench.paths import INVOCATION_DIR_ENV
+
 
 @pytest.fixture(autouse=True)
 def isolated_ledger(tmp_path, monkeypatch) -> Path:
-    """Every test gets its own ledger (and so its own journal/ beside it)."""
+    """Every test gets its own ledger (and so its own journal/ beside it), and scripts it runs
+    see no `just` around them, whatever ran pytest (`just test` exports the user's directory)."""
     ledger = tmp_path / "ledger.db"
     monkeypatch.setenv("LEDGER_DB", str(ledger))
+    monkeypatch.delenv(INVOCATION_DIR_ENV, raising=False)
     return ledger
 
 

@@ -24,7 +24,7 @@ from sqlite_utils import Database
 from labbench import PROJECT_ROOT
 from labbench.ledger import open_ledger
 from labbench.server import free_port
-from labbench.stats import PASS_THRESHOLD
+from labbench.stats import flip
 
 METADATA = yaml.safe_load((PROJECT_ROOT / "metadata.yaml").read_text(encoding="utf-8"))
 LEDGER_METADATA = METADATA["databases"]["ledger"]
@@ -219,6 +219,23 @@ def test_canned_queries(ledger):
     assert [r["run_id"] for r in canned(ledger, "results_by_suite", suite="")] == [1, 5, 7, 4]
 
 
+def test_compare_runs_flips_by_the_same_rule_as_compare(tmp_path):
+    """The canned query writes the pass mark in SQL; it must agree with stats.flip everywhere,
+    the boundary (exactly the pass mark) included."""
+    db = open_ledger(tmp_path / "flips.db")
+    db.table("runs").insert_all([run_row(1), run_row(2)])
+    values = [0.0, 0.25, 0.49, 0.5, 0.51, 1.0]
+    pairs = [(a, b) for a in values for b in values]
+    rows = []
+    for i, (a, b) in enumerate(pairs):
+        rows += [result_row(1, f"p-{i:02d}", a), result_row(2, f"p-{i:02d}", b)]
+    db.table("eval_results").insert_all(rows)
+    by_prompt = {r["prompt_id"]: r for r in canned(db, "compare_runs", a=1, b=2)}
+    for i, (a, b) in enumerate(pairs):
+        assert by_prompt[f"p-{i:02d}"]["flip"] == flip(a, b), (a, b)
+    assert {flip(a, b) for a, b in pairs} == {"", "pass -> fail", "fail -> pass"}
+
+
 def without_filters(sql: str) -> str:
     """A dashboard query as datasette-dashboards runs it when no filter is set."""
     return re.sub(r"\[\[.*?\]\]", "", sql)
@@ -312,9 +329,6 @@ def expected_comparison(db: Database, a: int, b: int) -> list[dict]:
         score_a = results_a[prompt_id]["score"] or 0.0
         row_b = results_b[prompt_id]
         score_b = row_b["score"] or 0.0
-        flip = ""
-        if (score_a >= PASS_THRESHOLD) != (score_b >= PASS_THRESHOLD):
-            flip = "pass -> fail" if score_a >= PASS_THRESHOLD else "fail -> pass"
         out.append(
             {
                 "prompt_id": prompt_id,
@@ -322,7 +336,7 @@ def expected_comparison(db: Database, a: int, b: int) -> list[dict]:
                 "score_a": score_a,
                 "score_b": score_b,
                 "delta": score_b - score_a,
-                "flip": flip,
+                "flip": flip(score_a, score_b),
                 "why_b": row_b["error"] or row_b["explanation"],
             }
         )

@@ -5,7 +5,7 @@ import json
 import pytest
 from helpers import run_script
 
-from labbench.evaluation import summary_record
+from labbench.evaluation import interval_summary
 from labbench.journal import render_journal, write_journal
 from labbench.ledger import finish_run, journal_dir, open_ledger, start_run
 
@@ -25,7 +25,7 @@ def add_eval(db, scores, suite="baseline", adapter=None, fingerprint="f1", statu
         }
         run.add_eval_result(row)
         rows.append(row)
-    run.update(fingerprint=fingerprint, summary=summary_record(rows))
+    run.update(fingerprint=fingerprint, summary=interval_summary(rows))
     finish_run(run, status, None if status == "ok" else "the server exited (exit code -9)")
     return run.id
 

@@ -1,11 +1,11 @@
 import re
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from labbench import PROJECT_ROOT
 from labbench.errors import UserError
+from labbench.paths import INVOCATION_DIR_ENV
 from labbench.suite import (
     ExpectedCall,
     Prompt,
@@ -370,16 +370,20 @@ def test_suite_error_is_a_user_error():
     assert issubclass(SuiteError, UserError)
 
 
-def test_resolve_suite_path(write_suite, tmp_path):
+def test_resolve_suite_path(write_suite, tmp_path, monkeypatch):
     write_suite(HEADER + READ_PROMPT)
-    assert resolve_suite_path("suite.toml") == Path("suite.toml")
+    # A relative path is from where the user ran `just` (the justfile passes it on).
+    assert resolve_suite_path("suite.toml") == tmp_path / "suite.toml"
+    monkeypatch.chdir(PROJECT_ROOT)
+    monkeypatch.setenv(INVOCATION_DIR_ENV, str(tmp_path))
+    assert resolve_suite_path("suite.toml") == tmp_path / "suite.toml"
     assert resolve_suite_path(str(tmp_path / "suite.toml")) == tmp_path / "suite.toml"
     assert resolve_suite_path("baseline") == PROJECT_ROOT / "suites" / "baseline.toml"
     assert resolve_suite_path("baseline.toml") == PROJECT_ROOT / "suites" / "baseline.toml"
     with pytest.raises(SuiteError) as caught:
         resolve_suite_path("no-such-suite")
     assert re.fullmatch(
-        r"no suite 'no-such-suite': no such file and no \S*suites/no-such-suite\.toml"
+        r"no suite 'no-such-suite': no such file in \S+ and no \S*suites/no-such-suite\.toml"
         r" \(available: (\S+, )*baseline(, \S+)*\)",
         str(caught.value),
     )

@@ -1,0 +1,139 @@
+"""How fast LoRA training runs here, recorded like any run: load time apart, warm-up
+iterations excluded, then sec/iter, tokens/s and peak memory (mlx's own figure, not the
+process RSS) over the measured iterations, checked against mlx-lm's own timing, and a verdict.
+"""
+
+import statistics
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from labbench.errors import UserError
+from labbench.ledger import recording_run
+from labbench.settings import BenchSettings, LoraSettings
+
+# The reference journal's decision criteria, as (upper bound of sec/iter, verdict).
+VERDICTS = [
+    (5.0, "proceed: fast iteration"),
+    (30.0, "still usable"),
+    (60.0, "slow: consider a smaller model"),
+    (float("inf"), "pivot to a smaller model"),
+]
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    model: str  # resolved: a directory or a hub id
+    data: Path | None  # None: a generated dummy dataset
+    settings: BenchSettings
+    num_layers: int | None = None
+    goal: str | None = None
+    note: str | None = None
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def verdict(sec_per_iter: float) -> str:
+    """The decision, with the estimate in the user's terms: `... (100 iterations ≈ 43 s)`."""
+    label = next(text for bound, text in VERDICTS if sec_per_iter <= bound)
+    return f"{label} (100 iterations ≈ {duration(100 * sec_per_iter)})"
+
+
+def measure(reports: list[dict], warmup: int) -> dict:
+    """Speed over the iterations after warm-up (one report per iteration)."""
+    measured = [r for r in reports if r["split"] == "train" and r["iteration"] > warmup]
+    if not measured:
+        raise UserError("no iterations left to measure: raise --iters above --warmup")
+    ours = statistics.mean(r["window_seconds"] for r in measured)
+    mlx = statistics.mean(1 / r["iterations_per_second"] for r in measured)
+    return {
+        "measured_iterations": len(measured),
+        "sec_per_iter": ours,
+        "mlx_sec_per_iter": mlx,
+        "agreement": ours / mlx,
+        "tokens_per_second": statistics.mean(r["tokens_per_second"] for r in measured),
+        "peak_memory_gb": max(r["peak_memory_gb"] for r in measured),
+    }
+
+
+def result_rows(result: dict) -> list[list]:
+    """The rows a bench result is shown as, in the terminal and in the journal."""
+    timing_gap = (result["agreement"] - 1) * 100
+    return [
+        ["model load", f"{result['load_seconds']:.2f} s"],
+        ["warm-up iterations (excluded)", result["warmup_iterations"]],
+        ["measured iterations", result["measured_iterations"]],
+        ["sec/iter", f"{result['sec_per_iter']:.3f}"],
+        [
+            "sec/iter (mlx-lm's own)",
+            f"{result['mlx_sec_per_iter']:.3f} (our clock is {timing_gap:+.1f}% from mlx-lm's)",
+        ],
+        ["tokens/s", f"{result['tokens_per_second']:.0f}"],
+        ["peak memory", f"{result['peak_memory_gb']:.3f} GB"],
+    ]
+
+
+def record_bench(db: Database, plan: BenchPlan) -> dict:
+    """One benchmark as a ledger run (kind `bench`); returns its result (runs.summary)."""
+    from labbench.data import write_dummy_data
+    from labbench.training import (
+        ReportWriter,
+        apply_lora,
+        load_data,
+        load_model,
+        seed_everything,
+        train_lora,
+    )
+
+    bench = plan.settings
+    lora = LoraSettings(
+        iters=bench.iters,
+        batch_size=bench.batch_size,
+        rank=bench.rank,
+        num_layers=plan.num_layers,
+        seed=bench.seed,
+        max_seq_length=bench.max_seq_length,
+        steps_per_report=1,  # one report per iteration, so warm-up can be cut exactly
+        save_every=bench.iters + 1,
+    )
+    config = {**asdict(lora), "warmup": bench.warmup, "data": plan.data and str(plan.data)}
+    with (
+        tempfile.TemporaryDirectory(prefix="labbench-bench-") as scratch,
+        recording_run(
+            db,
+            "bench",
+            config,
+            model=plan.model,
+            dataset=str(plan.data) if plan.data else f"dummy({bench.dummy_examples})",
+            goal=plan.goal or "Is LoRA training on this model fast enough here?",
+            note=plan.note,
+        ) as run,
+    ):
+        data = plan.data or Path(scratch) / "data"
+        if plan.data is None:
+            write_dummy_data(data, bench.dummy_examples, bench.seed)
+        print(f"run {run.id}: benchmarking LoRA training of {plan.model}", file=sys.stderr)
+        loaded = load_model(plan.model)
+        train_set, _ = load_data(data, loaded.tokenizer, True, need_valid=False)
+        seed_everything(lora.seed)
+        apply_lora(loaded.model, lora)
+        writer = ReportWriter(db, run.id, steps_per_report=1)
+        train_lora(loaded, train_set, None, lora, Path(scratch) / "adapters.safetensors", writer)
+        measured = measure(writer.reports, bench.warmup)
+        result = {
+            "load_seconds": loaded.load_seconds,
+            "warmup_iterations": bench.warmup,
+            **measured,
+            "verdict": verdict(measured["sec_per_iter"]),
+        }
+        run.update(summary=result)
+    return result

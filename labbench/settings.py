@@ -1,0 +1,59 @@
+"""Every setting a script shows in --help, with its default, defined once.
+
+Plain dataclasses with no heavy imports, so `--help` stays instant: the scripts build their
+parsers from these defaults, and the package's runners take the same dataclasses.
+"""
+
+from dataclasses import dataclass
+
+# Sent with every request: without them generation can run on to max_tokens.
+STOP_SEQUENCES = ("<|im_end|>", "<|endoftext|>")
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    temperature: float = 0.0
+    max_tokens: int | None = None  # overrides the suite's max_tokens when set
+    stop: tuple[str, ...] = STOP_SEQUENCES
+
+    def as_dict(self) -> dict:
+        return {"temperature": self.temperature, "max_tokens": self.max_tokens, "stop": self.stop}
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    suite: str = "baseline"  # a name in suites/ or a path to a .toml file
+    concurrency: int = 8  # requests in flight: mlx_lm.server batches them (2.5-3x at 8-16)
+    request_timeout_s: float = 300.0  # one prompt's whole answer
+    retries: int = 3  # on connection errors only, with exponential backoff
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    iters: int = 200  # training iterations
+    batch_size: int = 4  # examples per iteration
+    learning_rate: float = 1e-4  # peak learning rate
+    warmup: int = 0  # linear warm-up iterations, then cosine decay (0: constant rate)
+    rank: int = 8  # LoRA rank
+    scale: float = 20.0  # LoRA scale (mlx-lm's name for alpha/rank)
+    dropout: float = 0.0
+    num_layers: int | None = None  # transformer blocks to adapt, from the last (None: all)
+    keys: tuple[str, ...] | None = None  # module names to adapt (None: mlx-lm's default)
+    seed: int = 0  # weights init, batch order
+    mask_prompt: bool = True  # loss on the assistant's answer only
+    max_seq_length: int = 2048
+    steps_per_report: int = 10
+    steps_per_eval: int = 50  # validation every N iterations (and at 1 and the end)
+    val_batches: int = 8  # batches per validation (-1: the whole split)
+    save_every: int = 50  # checkpoint every N iterations
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    iters: int = 12  # measured iterations + warm-up
+    warmup: int = 2  # first iterations excluded: JIT compilation and allocator warm-up
+    batch_size: int = 4
+    rank: int = 8
+    max_seq_length: int = 2048
+    seed: int = 0
+    dummy_examples: int = 64  # dummy dataset size when no --data is given
