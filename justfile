@@ -6,6 +6,7 @@
 set positional-arguments
 
 # Recipes run in the project root; paths the user types are relative to where they ran `just`.
+# [continue] on serve and browse: Ctrl-C is their normal way to stop, not an error.
 export LABBENCH_INVOCATION_DIR := invocation_directory()
 
 # The Python that sits beside this `just` (the project's venv when just came from pip).
@@ -23,6 +24,7 @@ eval *args:
 
 # Serve a model in the foreground until Ctrl-C: just serve model=... adapter=... port=...
 [no-exit-message]
+[continue]
 serve *args:
     @exec "{{python}}" scripts/serve.py "$@"
 
@@ -68,6 +70,7 @@ journal *args:
 
 # Browse the ledger in Datasette on 127.0.0.1, with titles, canned queries and charts
 [no-exit-message]
+[continue]
 browse *args:
     @exec "{{python}}" scripts/browse.py "$@"
 
