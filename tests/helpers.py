@@ -1,10 +1,16 @@
 """Helpers for tests that run the scripts as a user would."""
 
+import importlib.util
+import io
 import os
+import signal
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 
-from labbench import PROJECT_ROOT
+from labbench import PROJECT_ROOT, cli
+
+SCRIPTS = PROJECT_ROOT / "scripts"
 
 
 def run_script(
@@ -12,7 +18,7 @@ def run_script(
 ) -> subprocess.CompletedProcess:
     """Run scripts/<name>.py as a user would, with this test's environment."""
     return subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "scripts" / f"{name}.py"), *args],
+        [sys.executable, str(SCRIPTS / f"{name}.py"), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -28,3 +34,23 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def run_main(name: str, *args: str) -> subprocess.CompletedProcess:
+    """Run scripts/<name>.py's main in this process, the way `cli.run` does: the same exit
+    code and output as `run_script`, without a new interpreter (for in-process scripts)."""
+    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out, err = io.StringIO(), io.StringIO()
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            cli.run(lambda: module.main(list(args)))
+    except SystemExit as exit_:
+        code = exit_.code
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+    assert isinstance(code, int)
+    return subprocess.CompletedProcess([name, *args], code, out.getvalue(), err.getvalue())

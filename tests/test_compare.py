@@ -1,7 +1,7 @@
 """`just compare A B` on recorded eval runs in a temporary ledger, run as a user would."""
 
 import pytest
-from helpers import run_script
+from helpers import run_main
 
 from labbench.ledger import finish_run, open_ledger, start_run
 
@@ -49,7 +49,7 @@ BETTER = [1.0] * 30
 
 
 def compare(*args: str):
-    result = run_script("compare", *args, timeout=60)
+    result = run_main("compare", *args)
     assert "Traceback" not in result.stderr
     return result
 

@@ -126,3 +126,26 @@ def test_train_keeps_the_best_checkpoint_by_eval_score(
     adapter = isolated_ledger.parent / "adapters" / "1"
     best_weights = (Path(best["path"]) / "adapters.safetensors").read_bytes()
     assert (adapter / "adapters.safetensors").read_bytes() == best_weights
+
+
+def test_train_scores_its_final_adapter_even_between_checkpoints(
+    tiny_model, dataset, isolated_ledger, tmp_path
+):
+    """7 iterations with checkpoints every 5: the final adapter is still evaluated."""
+    suite = tmp_path / "small.toml"
+    suite.write_text(SMALL_SUITE)
+    result = run_script(
+        "train", f"data={dataset}", "iters=7", "save_every=5", "batch_size=2", f"eval_suite={suite}"
+    )
+    assert result.returncode == 0, result.stderr
+    db = Database(isolated_ledger)
+    checkpoints = list(db.query("SELECT * FROM checkpoints ORDER BY iteration"))
+    assert [c["iteration"] for c in checkpoints] == [5, 7]
+    assert all(c["eval_run_id"] and c["score"] is not None for c in checkpoints)
+    [best] = [c for c in checkpoints if c["best"]]
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"recorded as run 1 in {isolated_ledger}"
+    assert lines[-1] == (
+        f"best checkpoint: iteration {best['iteration']} ({best['path']}), "
+        f"overall {best['score']:.1%} on {suite} (eval run {best['eval_run_id']})"
+    )
