@@ -76,7 +76,7 @@ def main() -> int:
     reexec_with_openblas()
     args = cli.parse_args(build_parser())
     cli.raise_keyboard_interrupt_on_sigterm()
-    from labbench.data import write_dummy_data
+    from labbench.dummydata import write_dummy_data
     from labbench.journal import write_journal
     from labbench.ledger import journal_dir, open_ledger, recording_run
     from labbench.server import resolve_model

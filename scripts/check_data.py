@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = cli.parse_args(build_parser())
-    from labbench.data import check_dataset, count_examples
+    from labbench.datacheck import check_dataset, count_examples
 
     path = Path(args.path)
     problems = check_dataset(path)

@@ -60,7 +60,7 @@ def main() -> int:
     reexec_with_openblas()
     args = cli.parse_args(build_parser())
     cli.raise_keyboard_interrupt_on_sigterm()
-    from labbench.data import write_dummy_data
+    from labbench.dummydata import write_dummy_data
     from labbench.evaluation import EvalPlan, record_eval
     from labbench.journal import write_journal
     from labbench.ledger import adapters_dir, journal_dir, open_ledger, recording_run

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = cli.parse_args(build_parser())
-    from labbench.data import write_dummy_data
+    from labbench.dummydata import write_dummy_data
     from labbench.suite import resolve_suite_path
 
     try:

@@ -86,7 +86,8 @@ def settings_from(args: argparse.Namespace) -> LoraSettings:
 
 def check_data(data: Path) -> str:
     """Validate the dataset before anything heavy; returns its fingerprint."""
-    from labbench.data import check_dataset, dataset_fingerprint
+    from labbench.datacheck import check_dataset
+    from labbench.fingerprint import dataset_fingerprint
 
     if not data.is_dir():
         raise UserError(f"--data {data}: no such directory (make one with `just dummy-data`)")

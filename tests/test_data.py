@@ -1,20 +1,20 @@
-"""Dummy data, dataset validation and the leakage check (labbench/data.py)."""
+"""Dummy data, dataset validation, the leakage check and the dataset fingerprint."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from labbench.data import (
+from labbench.datacheck import check_dataset
+from labbench.dummydata import (
     DIRECT_SHARE,
     DataError,
-    check_dataset,
     check_tool_calls_render,
-    dataset_fingerprint,
     dummy_examples,
-    find_leaks,
     write_dummy_data,
 )
+from labbench.fingerprint import dataset_fingerprint
+from labbench.leakage import find_leaks
 from labbench.suite import load_suite
 
 USER = {"role": "user", "content": "hi"}
