@@ -1,39 +1,66 @@
-"""Dataset validation: every problem of a chat dataset as "file:line: problem".
+"""Dataset validation: whether `just train` can use a dataset, every problem as file:line.
 
-Lines must be ones mlx-lm can read (no blank line, JSON objects in one format) and examples ones
-worth training on (known roles, non-empty content, the assistant's turn last). Pure Python.
+The rule `just check-data`, `just train` and `just bench` share (check_dataset): a dataset is a
+directory with train.jsonl, and valid.jsonl when training validates (`just train` always
+does); test.jsonl may be missing. mlx-lm reads every split file that is present, and fails on
+an empty one, on a blank line and on a line that is not JSON, so each present file needs at
+least one example and every line must be one it can read. Pure Python: no mlx here.
 """
 
 import json
 from pathlib import Path
 
+from labbench.errors import UserError
+
 SPLITS = ("train", "valid", "test")
 ROLES = ("system", "user", "assistant", "tool")
 
 
-def check_dataset(path: Path) -> list[str]:
-    """Problems as "file:line: problem". path: a directory with train/valid/test.jsonl, or one
-    .jsonl file. A directory needs a non-empty train.jsonl; valid and test may be missing."""
+def check_dataset(path: Path, need_valid: bool = True) -> list[str]:
+    """Problems as "file:line: problem"; none when training can use the dataset.
+
+    path: a dataset directory, or one .jsonl file (checked as one split). need_valid=False
+    for training without validation (`just bench`): valid.jsonl may then be missing.
+    """
     path = Path(path)
     if path.is_dir():
-        problems = []
-        train = path / "train.jsonl"
-        if not train.is_file():
-            problems.append(f"{train}: missing (the train split is required)")
-        for name in SPLITS:
-            file = path / f"{name}.jsonl"
-            if file.is_file():
-                found, count = _check_file(file)
-                problems += found
-                if name == "train" and count == 0:
-                    problems.append(f"{file}:1: empty train split (no examples)")
-        return problems
+        return _check_directory(path, need_valid)
     if not path.is_file():
         return [f"{path}: no such file or directory"]
     found, count = _check_file(path)
     if count == 0:
         found.append(f"{path}:1: no examples")
     return found
+
+
+def require_trainable(path: Path, need_valid: bool = True) -> None:
+    """Raise UserError with the first of check_dataset's problems, unless training can use
+    the directory at path; a file is not a dataset to train on."""
+    path = Path(path)
+    if path.is_file():
+        problems = [f"{path}: a file; training takes a directory with train.jsonl in it"]
+    else:
+        problems = check_dataset(path, need_valid)
+    if problems:
+        more = f" (and {len(problems) - 1} more; see `just check-data {path}`)"
+        raise UserError(problems[0] + (more if len(problems) > 1 else ""))
+
+
+def _check_directory(path: Path, need_valid: bool) -> list[str]:
+    problems = []
+    for name in SPLITS:
+        file = path / f"{name}.jsonl"
+        if not file.is_file():
+            if name == "train":
+                problems.append(f"{file}: missing (the train split is required)")
+            elif name == "valid" and need_valid:
+                problems.append(f"{file}: missing (training validates on the valid split)")
+            continue
+        found, count = _check_file(file)
+        problems += found
+        if count == 0:
+            problems.append(f"{file}:1: empty {name} split (no examples)")
+    return problems
 
 
 def count_examples(path: Path) -> dict[str, int]:

@@ -76,6 +76,7 @@ def main() -> int:
     reexec_with_openblas()
     args = cli.parse_args(build_parser())
     cli.raise_keyboard_interrupt_on_sigterm()
+    from labbench.datacheck import require_trainable
     from labbench.dummydata import write_dummy_data
     from labbench.journal import write_journal
     from labbench.ledger import journal_dir, open_ledger, recording_run
@@ -95,8 +96,8 @@ def main() -> int:
             raise UserError("--iters must be larger than --warmup")
         if args.batch < 1:
             raise UserError("--batch must be at least 1")
-        if args.data and not (Path(args.data) / "train.jsonl").is_file():
-            raise UserError(f"--data {args.data}: no train.jsonl in that directory")
+        if args.data:
+            require_trainable(Path(args.data), need_valid=False)  # bench does not validate
         model_path = resolve_model(args.model)
     except UserError as error:
         cli.fail(str(error))
