@@ -10,8 +10,11 @@ the same text, and the shipped models and datasets depend on that order.
 
 import random
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,7 +42,7 @@ class TokenizerWords:
     commands: tuple[str, ...]
     chitchat: tuple[Pair, ...]
 
-    @property
+    @cached_property
     def words(self) -> tuple[str, ...]:
         """Every word a sentence may hold."""
         return self.nouns + self.verbs + self.other_words
@@ -67,8 +70,8 @@ class DummyWords:
     prefixes: tuple[str, ...]
     suffixes: tuple[str, ...]
     chitchat: tuple[Pair, ...]
-    purposes: dict[str, tuple[str, ...]]
-    command_answers: dict[str, str]
+    purposes: Mapping[str, tuple[str, ...]]
+    command_answers: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -88,15 +91,16 @@ class PretrainWords:
 
 
 def _frozen(value):
-    """TOML arrays as tuples, all the way down, so no caller can change a shared word bank."""
+    """TOML arrays as tuples and tables as read-only mappings, all the way down, so no caller
+    can change a shared word bank."""
     if isinstance(value, list):
         return tuple(_frozen(item) for item in value)
     if isinstance(value, dict):
-        return {key: _frozen(item) for key, item in value.items()}
+        return MappingProxyType({key: _frozen(item) for key, item in value.items()})
     return value
 
 
-def _read_word_banks() -> dict:
+def _read_word_banks() -> Mapping:
     """corpus.toml's tables; a bank missing or unknown to its dataclass fails at import."""
     with CORPUS_FILE.open("rb") as file:
         return _frozen(tomllib.load(file))
@@ -109,7 +113,9 @@ PRETRAIN_WORDS = PretrainWords(**_BANKS["pretrain"])
 
 # File stems beyond DUMMY_WORDS.stems: the tiny tokenizer's own words, minus the directory
 # names, so paths are mostly whole tokens of the tiny model.
-MORE_STEMS = sorted(set(TOKENIZER_WORDS.nouns + TOKENIZER_WORDS.verbs) - set(DUMMY_WORDS.dirs))
+MORE_STEMS = tuple(
+    sorted(set(TOKENIZER_WORDS.nouns + TOKENIZER_WORDS.verbs) - set(DUMMY_WORDS.dirs))
+)
 
 
 def arithmetic(rng: random.Random, ops: str = "+-*") -> tuple[int, str, int, int]:
