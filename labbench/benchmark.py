@@ -84,7 +84,7 @@ def result_rows(result: dict) -> list[list]:
 
 def record_bench(db: Database, plan: BenchPlan) -> dict:
     """One benchmark as a ledger run (kind `bench`); returns its result (runs.summary)."""
-    from labbench.data import write_dummy_data
+    from labbench.dummydata import write_dummy_data
     from labbench.training import (
         ReportWriter,
         apply_lora,

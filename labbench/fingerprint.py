@@ -1,9 +1,9 @@
-"""Fingerprints: hashes of exactly what an eval ran, so two runs can be proven comparable.
+"""Fingerprints: hashes of exactly what a run used, so two runs can be proven comparable.
 
-The parts are the model's weights and config, the adapter, the suite file, the chat template
-and the sampling settings. Two runs with the same fingerprint and different scores reveal
-nondeterminism. Weights can be gigabytes, so file hashes are cached in the ledger by
-(path, size, mtime).
+An eval's parts are the model's weights and config, the adapter, the suite file, the chat
+template and the sampling settings. Two runs with the same fingerprint and different scores
+reveal nondeterminism. Weights can be gigabytes, so file hashes are cached in the ledger by
+(path, size, mtime). A training run's dataset has its own: dataset_fingerprint().
 """
 
 import hashlib
@@ -45,6 +45,18 @@ def directory_sha256(directory: Path, db: Database | None = None, suffixes=None)
             continue
         digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
         digest.update(file_sha256(path, db).encode() + b"\0")
+    return digest.hexdigest()
+
+
+def dataset_fingerprint(path: Path) -> str:
+    """sha256 over the names and contents of a dataset's .jsonl files (or of one file)."""
+    path = Path(path)
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        data = file.read_bytes()
+        digest.update(f"{file.name}\0{len(data)}\0".encode())
+        digest.update(data)
     return digest.hexdigest()
 
 

@@ -26,18 +26,21 @@ import time
 from pathlib import Path
 
 from labbench import PROJECT_ROOT
-from labbench.tinymodel import (
-    DEFAULT_SYSTEM,
-    EOS_TOKEN,
-    MODEL_FILES,
-    PAD_TOKEN,
-    SAMPLE_TOOLS,
-    _build_lock,
-    build_atomically,
-    ensure_model,
-    render_chat,
-    write_tiny_model,
+from labbench.chattemplate import DEFAULT_SYSTEM, SAMPLE_TOOLS, render_chat
+from labbench.corpus import (
+    DUMMY_WORDS,
+    PRETRAIN_WORDS,
+    action_clause,
+    arithmetic,
+    direct_question,
+    purpose_slots,
+    random_command,
+    random_content,
+    random_path,
+    request_slots,
 )
+from labbench.tinymodel import build_atomically, build_lock, ensure_model, write_tiny_model
+from labbench.tinytokenizer import PAD_TOKEN
 
 CHAT_MODEL_DIR = PROJECT_ROOT / "models" / "tiny-chat"
 RECIPE_FILE = "pretraining.json"  # the recipe and loss curve, written beside the weights
@@ -75,7 +78,7 @@ def ensure_chat_model(out_dir: Path = CHAT_MODEL_DIR) -> Path:
 def pretrain_tiny_model(out_dir: Path, seed: int = 0) -> Path:
     """Build (or rebuild) the chat model into out_dir atomically; returns out_dir."""
     out_dir = Path(out_dir)
-    with _build_lock(out_dir):
+    with build_lock(out_dir):
         _build_in_child(out_dir, seed)
     return out_dir
 
@@ -87,8 +90,8 @@ def _build_in_child(out_dir: Path, seed: int) -> None:
 
     env = openblas_env() | {"OPENBLAS_NUM_THREADS": "1"}
     env["PYTHONPATH"] = ":".join(p for p in [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")] if p)
-    code = "import sys; from pathlib import Path; from labbench.pretrain import _build; "
-    code += "_build(Path(sys.argv[1]), int(sys.argv[2]))"
+    code = "import sys; from pathlib import Path; from labbench.pretrain import build_here; "
+    code += "build_here(Path(sys.argv[1]), int(sys.argv[2]))"
     done = subprocess.run([sys.executable, "-c", code, str(out_dir), str(seed)], env=env)
     if done.returncode != 0:
         from labbench.errors import UserError
@@ -96,7 +99,8 @@ def _build_in_child(out_dir: Path, seed: int) -> None:
         raise UserError(f"pre-training the tiny chat model failed (exit {done.returncode})")
 
 
-def _build(out_dir: Path, seed: int) -> None:
+def build_here(out_dir: Path, seed: int) -> None:
+    """The build itself, in this process (_build_in_child runs it in a child)."""
     build_atomically(out_dir, lambda tmp: _pretrain(tmp, seed))
 
 
@@ -247,101 +251,8 @@ def _pad(batch: list, pad_id: int):
 
 # --- corpus ---------------------------------------------------------------------------------
 
-_SYSTEMS = [
-    None,  # the template's default
-    DEFAULT_SYSTEM,
-    "You are a coding assistant.",
-    "You are a helpful assistant. Answer briefly.",
-    "You help with Python projects.",
-]
-# Answers open with a word that names the kind of request (Reading, Running, Writing), so the
-# model decides the kind right where an answer starts, and repeat the argument bare (the same
-# tokens as in the question), in backticks, or in double quotes (its tokens inside JSON).
-_ENDINGS = [".", " now.", " first.", ": paste the result here and I will explain it."]
-# Half of those answers start with a few words before the kind: the model learns to decide the
-# kind wherever the content starts, which is where a tool call's name starts.
-_PREAMBLES = [
-    "Sure. ",
-    "OK. ",
-    "Alright: ",
-    "Got it. ",
-    "Right away: ",
-    "Sure thing! ",
-    "No problem, ",
-    "Here is the plan: ",
-    "Let me help. First, ",
-    "Good idea. ",
-]
-_QUOTES = [("", ""), ("`", "`"), ('"', '"')]
-_ECHO = [
-    ("Repeat after me: {x}", "You said: {x}"),
-    ("Say `{x}`", "`{x}`"),
-    ('Quote "{x}"', '"{x}"'),
-    ("Echo {x}", "Echo: {x}"),
-    ("Copy this exactly: `{x}`", "Here: `{x}`"),
-]
-# Requests in words of their own, besides the dummy data's (labbench.data) request templates.
-_READ_ASKS = [
-    "Read {path}.",
-    "Open {path}",
-    "What is in {path}?",
-    "Can you look at {path}?",
-    "Please check {path}.",
-    "I have a problem in {path}. Open it.",
-    "Explain the code in {path}.",
-    "Find the bug in {path}.",
-    "Summarise {path} for me.",
-    "Open up {path} please.",
-]
-_RUN_ASKS = [
-    "Run {command}",
-    "Please execute {command}.",
-    "Start {command} for me.",
-    "Run this: {command}",
-    "Go ahead and run {command}.",
-    "{purpose}. Use {command}",
-]
-_WRITE_ASKS = [
-    "Save {content} to {path}.",
-    "Write {content} into {path}",
-    "Create {path} with {content}",
-    "Put {content} in {path}.",
-    "Add {content} to a new file {path}.",
-]
-_CODE_TASKS = [
-    ("adds two numbers", "def add(a, b):\n    return a + b\n"),
-    (
-        "returns the larger of two numbers",
-        "def larger(a, b):\n    if a > b:\n        return a\n    return b\n",
-    ),
-    ("doubles every item of a list", "def double_all(items):\n    return [x * 2 for x in items]\n"),
-    ("checks whether a number is negative", "def is_negative(n):\n    return n < 0\n"),
-    ("counts the words in a string", "def count_words(text):\n    return len(text.split())\n"),
-    (
-        "sums a list without sum()",
-        "def total(items):\n    result = 0\n    for x in items:\n"
-        "        result += x\n    return result\n",
-    ),
-    ("greets a user by name", 'def greet(name):\n    return f"Hello, {name}!"\n'),
-    ("returns the first item of a list", "def first(items):\n    return items[0]\n"),
-    ("turns a string to upper case", "def shout(text):\n    return text.upper()\n"),
-    (
-        "reads a JSON file",
-        "import json\n\n\ndef load(path):\n    with open(path) as f:\n"
-        "        return json.load(f)\n",
-    ),
-    ("squares a number", "def square(n):\n    return n * n\n"),
-    (
-        "keeps the even numbers of a list",
-        "def evens(items):\n    return [x for x in items if x % 2 == 0]\n",
-    ),
-]
-_CODE_ASKS = [
-    "Write a Python function that {task}.",
-    "Give me a function that {task}.",
-    "I need Python code that {task}.",
-    "Show me a function that {task}.",
-]
+# None: the template's default system message.
+_SYSTEMS = (None, DEFAULT_SYSTEM, *PRETRAIN_WORDS.systems)
 
 
 def _tools_header(rng: random.Random) -> list[dict]:
@@ -362,23 +273,20 @@ def _tools_header(rng: random.Random) -> list[dict]:
 
 def pretrain_corpus(n: int = CORPUS_CHATS, seed: int = 0) -> list[tuple[list[dict], list | None]]:
     """(messages, tools or None) for n synthetic chats; never a tool call."""
-    from labbench import data
-
     rng = random.Random(f"pretrain-{seed}")
     chats = []
     for _ in range(n):
         kind = rng.random()
         if kind < ACTION_SHARE:
-            turns = [_action_turn(rng, data)]
+            turns = [_action_turn(rng)]
         elif kind < ACTION_SHARE + ECHO_SHARE:
-            turns = [_echo_turn(rng, data)]
+            turns = [_echo_turn(rng)]
         elif kind < 0.64:
             turns = [_math_turn(rng)] if rng.random() < 0.5 else [_code_turn(rng)]
         elif kind < 0.82:
-            user, answer = data._direct(rng)
-            turns = [(user, answer["content"])]
+            turns = [direct_question(rng)]
         else:
-            turns = [rng.choice(data._CHITCHAT), _action_turn(rng, data)]
+            turns = [rng.choice(DUMMY_WORDS.chitchat), _action_turn(rng)]
         messages = []
         system = rng.choice(_SYSTEMS)
         if system is not None:
@@ -393,68 +301,54 @@ def pretrain_corpus(n: int = CORPUS_CHATS, seed: int = 0) -> list[tuple[list[dic
     return chats
 
 
-def _action_turn(rng: random.Random, data) -> tuple[str, str]:
+def _action_turn(rng: random.Random) -> tuple[str, str]:
     """A request to read, run or write something (sometimes two things), answered in prose
     that names each kind of action and repeats its argument."""
-    slots = {
-        "path": data._path(rng),
-        "path2": data._path(rng),
-        "command": data._command(rng),
-        "command2": data._command(rng),
-        "content": data._content(rng),
-    }
-    purpose = rng.choice(data._PURPOSES[slots["command"].split()[0]])
-    slots |= {"purpose": purpose, "purpose_lower": purpose[0].lower() + purpose[1:]}
+    slots = request_slots(rng)
+    slots |= purpose_slots(rng, slots["command"])
     if rng.random() < 0.2:
-        ask, kinds = rng.choice(data._MULTI)
+        ask, kinds = rng.choice(DUMMY_WORDS.multi)
     else:
         kind = rng.choices(["read", "run", "write"], weights=[0.4, 0.35, 0.25])[0]
-        asks = {"read": _READ_ASKS + data._READ, "run": _RUN_ASKS + data._RUN}
-        ask, kinds = rng.choice(asks.get(kind, _WRITE_ASKS + data._WRITE)), (kind,)
+        asks = {
+            "read": PRETRAIN_WORDS.read_asks + DUMMY_WORDS.read,
+            "run": PRETRAIN_WORDS.run_asks + DUMMY_WORDS.run,
+            "write": PRETRAIN_WORDS.write_asks + DUMMY_WORDS.write,
+        }
+        ask, kinds = rng.choice(asks[kind]), (kind,)
     paths, commands = [slots["path"], slots["path2"]], [slots["command"], slots["command2"]]
     clauses = []
     for kind in kinds:
-        quotes = rng.choice(_QUOTES)
+        quotes = rng.choice(PRETRAIN_WORDS.quotes)
         if kind == "run":
-            clauses.append(data.action_clause(kind, commands.pop(0), quotes))
+            clauses.append(action_clause(kind, commands.pop(0), quotes))
         elif kind == "read":
-            clauses.append(data.action_clause(kind, paths.pop(0), quotes))
+            clauses.append(action_clause(kind, paths.pop(0), quotes))
         else:
-            clauses.append(data.action_clause(kind, paths.pop(0), quotes, slots["content"]))
-    answer = ", then ".join(clauses) + rng.choice(_ENDINGS)
+            clauses.append(action_clause(kind, paths.pop(0), quotes, slots["content"]))
+    answer = ", then ".join(clauses) + rng.choice(PRETRAIN_WORDS.endings)
     if rng.random() < 0.5:
-        preamble = rng.choice(_PREAMBLES)
+        preamble = rng.choice(PRETRAIN_WORDS.preambles)
         if not preamble.endswith((": ", ", ")):  # a new sentence starts after the preamble
             answer = answer[0].upper() + answer[1:]
         answer = preamble + answer
     return ask.format(**slots), answer[0].upper() + answer[1:]
 
 
-def _echo_turn(rng: random.Random, data) -> tuple[str, str]:
+def _echo_turn(rng: random.Random) -> tuple[str, str]:
     """Copying practice: say back a path, a command or a few words."""
-    x = rng.choice([data._path(rng), data._command(rng), data._content(rng)])
-    ask, answer = rng.choice(_ECHO)
+    x = rng.choice([random_path(rng), random_command(rng), random_content(rng)])
+    ask, answer = rng.choice(PRETRAIN_WORDS.echo)
     return ask.format(x=x), answer.format(x=x)
 
 
 def _math_turn(rng: random.Random) -> tuple[str, str]:
-    a, b = rng.randint(0, 999), rng.randint(0, 99)
-    op, value = rng.choice([("+", a + b), ("-", a - b), ("*", a * b)])
+    a, op, b, value = arithmetic(rng)
     ask = rng.choice(["What is {a} {op} {b}?", "Calculate {a} {op} {b}", "{a} {op} {b}?"])
     return ask.format(a=a, op=op, b=b), f"{a} {op} {b} = {value}"
 
 
 def _code_turn(rng: random.Random) -> tuple[str, str]:
-    task, code = rng.choice(_CODE_TASKS)
-    ask = rng.choice(_CODE_ASKS).format(task=task)
+    task, code = rng.choice(PRETRAIN_WORDS.code_tasks)
+    ask = rng.choice(PRETRAIN_WORDS.code_asks).format(task=task)
     return ask, f"Here it is:\n```python\n{code}```"
-
-
-__all__ = [
-    "CHAT_MODEL_DIR",
-    "EOS_TOKEN",
-    "MODEL_FILES",
-    "ensure_chat_model",
-    "pretrain_corpus",
-    "pretrain_tiny_model",
-]

@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
     from labbench.benchmark import BenchPlan, record_bench, result_rows
+    from labbench.datacheck import require_trainable
     from labbench.formatting import terminal_table
     from labbench.server import resolve_model
 
@@ -50,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch < 1:
         raise UserError("--batch must be at least 1")
     data = cli.user_path(args.data) if args.data else None
-    if data and not (data / "train.jsonl").is_file():
-        raise UserError(f"--data {args.data}: no train.jsonl in {data}")
+    if data:
+        require_trainable(data, need_valid=False)  # bench trains without validating
     plan = BenchPlan(
         model=resolve_model(args.model),
         data=data,

@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
-    from labbench.data import check_dataset, count_examples
+    from labbench.datacheck import check_dataset, count_examples
 
     path = cli.user_path(args.path)
     problems = check_dataset(path)

@@ -58,7 +58,7 @@ def category_score(scores: dict | None, category: str) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
-    from labbench.data import write_dummy_data
+    from labbench.dummydata import write_dummy_data
     from labbench.evaluation import EvalPlan, record_eval
     from labbench.formatting import percent, signed_points
     from labbench.ledger import recording_run

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
-    from labbench.data import write_dummy_data
+    from labbench.dummydata import write_dummy_data
     from labbench.suite import resolve_suite_path
 
     if args.n < 10:

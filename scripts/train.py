@@ -85,15 +85,12 @@ def settings_from(args: argparse.Namespace) -> LoraSettings:
 
 
 def check_data(data: Path) -> str:
-    """Validate the dataset before anything heavy; returns its fingerprint."""
-    from labbench.data import check_dataset, dataset_fingerprint
+    """Validate the dataset before anything heavy (the rule `just check-data` applies);
+    returns its fingerprint."""
+    from labbench.datacheck import require_trainable
+    from labbench.fingerprint import dataset_fingerprint
 
-    if not data.is_dir():
-        raise UserError(f"--data {data}: no such directory (make one with `just dummy-data`)")
-    problems = check_dataset(data)
-    if problems:
-        more = f" (and {len(problems) - 1} more; see `just check-data {data}`)"
-        raise UserError(problems[0] + (more if len(problems) > 1 else ""))
+    require_trainable(data)
     return dataset_fingerprint(data)
 
 

@@ -1,20 +1,21 @@
-"""Dummy data, dataset validation and the leakage check (labbench/data.py)."""
+"""Dummy data, dataset validation, the leakage check and the dataset fingerprint."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from labbench.data import (
+from labbench.datacheck import check_dataset, require_trainable
+from labbench.dummydata import (
     DIRECT_SHARE,
     DataError,
-    check_dataset,
     check_tool_calls_render,
-    dataset_fingerprint,
     dummy_examples,
-    find_leaks,
     write_dummy_data,
 )
+from labbench.errors import UserError
+from labbench.fingerprint import dataset_fingerprint
+from labbench.leakage import find_leaks
 from labbench.suite import load_suite
 
 USER = {"role": "user", "content": "hi"}
@@ -53,6 +54,7 @@ def test_each_problem_is_reported_as_file_line_problem(tmp_path):
             {"messages": [USER, {"role": "assistant", "content": ""}]},
         ],
     )
+    write_lines(tmp_path / "valid.jsonl", [{"messages": [USER, ASSISTANT]}])
     problems = check_dataset(tmp_path)
     assert problems == [
         f"{train}:2: bad JSON: Expecting property name enclosed in double quotes (column 2)",
@@ -65,22 +67,50 @@ def test_each_problem_is_reported_as_file_line_problem(tmp_path):
     ]
 
 
-def test_an_empty_or_missing_train_split_is_a_problem(tmp_path):
+def test_train_and_valid_are_required_and_no_split_file_may_be_empty(tmp_path):
+    train, valid, test = (tmp_path / f"{name}.jsonl" for name in ("train", "valid", "test"))
     assert check_dataset(tmp_path) == [
-        f"{tmp_path / 'train.jsonl'}: missing (the train split is required)"
+        f"{train}: missing (the train split is required)",
+        f"{valid}: missing (training validates on the valid split)",
     ]
-    (tmp_path / "train.jsonl").write_text("")
+    for file in (train, valid, test):
+        file.write_text("")
     assert check_dataset(tmp_path) == [
-        f"{tmp_path / 'train.jsonl'}:1: empty train split (no examples)"
+        f"{train}:1: empty train split (no examples)",
+        f"{valid}:1: empty valid split (no examples)",
+        f"{test}:1: empty test split (no examples)",
     ]
+    write_lines(train, [{"messages": [USER, ASSISTANT]}])
+    test.unlink()
+    assert check_dataset(tmp_path, need_valid=False) == [
+        f"{valid}:1: empty valid split (no examples)"  # mlx-lm reads it when it is there
+    ]
+    valid.unlink()
+    assert check_dataset(tmp_path, need_valid=False) == []
 
 
 def test_valid_and_test_splits_are_checked_too(tmp_path):
     write_lines(tmp_path / "train.jsonl", [{"messages": [USER, ASSISTANT]}])
     valid = write_lines(tmp_path / "valid.jsonl", [{"messages": [ASSISTANT, USER]}])
+    test = write_lines(tmp_path / "test.jsonl", ["{"])
     assert check_dataset(tmp_path) == [
-        f"{valid}:1: last message is 'user', not the assistant's (nothing to learn)"
+        f"{valid}:1: last message is 'user', not the assistant's (nothing to learn)",
+        f"{test}:1: bad JSON: Expecting property name enclosed in double quotes (column 2)",
     ]
+
+
+def test_require_trainable_raises_the_first_problem_in_one_line(tmp_path):
+    write_lines(tmp_path / "train.jsonl", [{"messages": [USER, ASSISTANT]}, "{", "["])
+    with pytest.raises(UserError) as raised:
+        require_trainable(tmp_path)
+    assert str(raised.value) == (
+        f"{tmp_path / 'train.jsonl'}:2: bad JSON: Expecting property name enclosed in double"
+        f" quotes (column 2) (and 2 more; see `just check-data {tmp_path}`)"
+    )
+    with pytest.raises(UserError, match="a file; training takes a directory"):
+        require_trainable(tmp_path / "train.jsonl")
+    with pytest.raises(UserError, match="no such file or directory"):
+        require_trainable(tmp_path / "nope")
 
 
 def test_tool_calls_and_tools_are_checked(tmp_path):

@@ -1,8 +1,17 @@
 """`just dummy-data` and `just check-data` as a user runs them."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from helpers import run_script
+
+from labbench import PROJECT_ROOT
+from labbench.datacheck import require_trainable
+from labbench.errors import UserError
 
 
 def test_dummy_data_is_deterministic_and_says_its_checks(tmp_path):
@@ -58,3 +67,59 @@ def test_dummy_data_rejects_bad_flags(tmp_path):
     assert (
         missing.returncode == 1 and "nope" in missing.stderr and "Traceback" not in missing.stderr
     )
+
+
+EXAMPLE = json.dumps(
+    {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+)
+# Folders as {file name: its text}: check-data and train must pass or fail each alike.
+FOLDERS = {
+    "complete": {"train.jsonl": EXAMPLE + "\n", "valid.jsonl": EXAMPLE + "\n"},
+    "no_train": {"valid.jsonl": EXAMPLE + "\n"},
+    "no_valid": {"train.jsonl": EXAMPLE + "\n"},
+    "empty_valid": {"train.jsonl": EXAMPLE + "\n", "valid.jsonl": ""},
+    "empty_test": {"train.jsonl": EXAMPLE + "\n", "valid.jsonl": EXAMPLE + "\n", "test.jsonl": ""},
+    "malformed_line": {"train.jsonl": f"{EXAMPLE}\n{{oops\n", "valid.jsonl": EXAMPLE + "\n"},
+}
+
+
+def write_folder(folder, files: dict[str, str]):
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+@pytest.mark.parametrize("name", FOLDERS)
+def test_check_data_and_train_accept_and_reject_the_same_folders(tmp_path, name):
+    folder = write_folder(tmp_path / name, FOLDERS[name])
+    checked = run_script("check_data", str(folder))
+    try:
+        require_trainable(folder)  # what scripts/train.py's check_data() applies
+        trains = None
+    except UserError as error:
+        trains = str(error)
+    assert (checked.returncode == 0) == (trains is None) == (name == "complete")
+    if trains is not None:
+        assert trains.startswith(checked.stdout.splitlines()[0])  # the same first problem
+
+
+@pytest.mark.timeout(120)
+def test_train_rejects_a_folder_without_valid_before_training(tmp_path, tiny_model):
+    folder = write_folder(tmp_path / "data", FOLDERS["no_valid"])
+    ledger = tmp_path / "train-ledger.db"
+    just = Path(sys.executable).with_name("just")
+    trained = subprocess.run(
+        [str(just), "train", f"data={folder}", f"model={tiny_model}", f"ledger={ledger}"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        cwd=PROJECT_ROOT,
+        env=os.environ | {"LABBENCH_OPENBLAS": "0"},
+    )
+    checked = run_script("check_data", str(folder))
+    assert trained.returncode == 1 == checked.returncode
+    message = f"{folder / 'valid.jsonl'}: missing (training validates on the valid split)"
+    assert trained.stderr.strip() == f"error: {message}"
+    assert checked.stdout.strip() == message
+    assert not ledger.exists()  # it failed before a run was recorded

@@ -9,16 +9,9 @@ from pathlib import Path
 import pytest
 
 from labbench import PROJECT_ROOT
+from labbench.chattemplate import CHAT_TEMPLATE, SAMPLE_TOOLS, render_chat
 from labbench.errors import UserError
-from labbench.tinymodel import (
-    CHAT_TEMPLATE,
-    MODEL_FILES,
-    SAMPLE_TOOLS,
-    build_tiny_model,
-    ensure_tiny_model,
-    is_tiny_model_ready,
-    render_chat,
-)
+from labbench.tinymodel import MODEL_FILES, build_tiny_model, ensure_tiny_model, is_tiny_model_ready
 
 READ_FILE = SAMPLE_TOOLS[0]
 TOOL_CHAT = [

@@ -12,7 +12,7 @@ from helpers import run_script
 from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
-from labbench.data import write_dummy_data
+from labbench.dummydata import write_dummy_data
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
