@@ -12,8 +12,9 @@ from labbench import cli
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Check a dataset: bad JSON, wrong roles, empty content, a last message "
-        "that isn't the assistant's, an empty train split."
+        description="Check a dataset by the rule `just train` applies: train.jsonl and "
+        "valid.jsonl present and not empty, and no bad JSON, wrong roles, empty content or a "
+        "last message that isn't the assistant's."
     )
     parser.add_argument("path", help="a directory with train/valid/test.jsonl, or one .jsonl")
     return parser
