@@ -151,18 +151,39 @@ class Ledger:
 @contextmanager
 def recording_ledger(arg: str | None) -> Generator[Ledger, None, None]:
     """Open (creating if needed) the ledger a script records into; however the block ends,
-    the eval reports and the journal are written, so they always show what the ledger holds."""
+    the eval reports and the journal are written, so they always show what the ledger holds.
+    A database error (corruption SQLite finds only when it reads a page) names the ledger."""
     from labbench.journal import write_journal
     from labbench.ledger import open_ledger
     from labbench.report import write_missing_reports
 
     path = ledger_path(arg).resolve()
     ledger = Ledger(path, open_ledger(path))
+    corrupt = False
     try:
         yield ledger
+    except sqlite3.DatabaseError as error:
+        corrupt = True
+        raise UserError(f"ledger {path} is corrupt or unwritable ({error})") from None
     finally:
-        try:
-            write_missing_reports(ledger.db, ledger.journal_dir)
-            write_journal(ledger.db, ledger.journal_dir)
-        except OSError as error:
-            print(f"warning: the journal was not written: {error}", file=sys.stderr)
+        if not corrupt:
+            try:
+                write_missing_reports(ledger.db, ledger.journal_dir)
+                write_journal(ledger.db, ledger.journal_dir)
+            except (OSError, sqlite3.DatabaseError) as error:
+                print(f"warning: the journal was not written: {error}", file=sys.stderr)
+
+
+@contextmanager
+def reading_ledger(arg: str | None) -> Generator[Ledger, None, None]:
+    """An existing ledger for a script that only reads it (read-only ledgers work too)."""
+    from labbench.ledger import open_ledger_for_reading
+
+    path = existing_ledger_path(arg).resolve()
+    ledger = Ledger(path, open_ledger_for_reading(path))
+    try:
+        yield ledger
+    except sqlite3.DatabaseError as error:
+        raise UserError(f"ledger {path} is corrupt ({error})") from None
+    finally:
+        ledger.db.close()

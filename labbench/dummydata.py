@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labbench.atomicfile import write_text_atomically
 from labbench.corpus import (
     DUMMY_WORDS,
     action_clause,
@@ -226,10 +227,8 @@ def write_dummy_data(
     files = []
     for name in SPLITS:
         path = out_dir / f"{name}.jsonl"
-        tmp = path.with_name(f".{path.name}.tmp")
         lines = (json.dumps(example, ensure_ascii=False) + "\n" for example in splits[name])
-        tmp.write_text("".join(lines), encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomically(path, "".join(lines))
         files.append(path)
     calls = [
         c["function"]["name"] for e in examples for c in e["messages"][-1].get("tool_calls", [])

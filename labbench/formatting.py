@@ -17,6 +17,11 @@ def signed_points(value: float | None) -> str:
     return DASH if value is None else f"{value * 100:+.1f} pts"
 
 
+def loss(value: float | None) -> str:
+    """A training loss; SQLite stores NaN as NULL, and a NaN loss must show, not vanish."""
+    return "NaN" if value is None else f"{value:.3f}"
+
+
 def with_ci(value: float | None, low: float | None, high: float | None) -> str:
     if value is None:
         return DASH

@@ -15,10 +15,12 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from labbench import plots
+from labbench.atomicfile import write_text_atomically
 from labbench.formatting import (
     DASH,
     category_order,
     category_title,
+    loss,
     markdown_table,
     percent,
     signed_points,
@@ -259,9 +261,9 @@ def train_results(view: LedgerView, run: dict, journal_dir: Path) -> list[str]:
     if train or val:
         lines += ["**Results:**", ""]
         if train:
-            lines.append(f"- Last train loss: {train[-1][1]:.3f} at iteration {train[-1][0]}")
+            lines.append(f"- Last train loss: {loss(train[-1][1])} at iteration {train[-1][0]}")
         if val:
-            lines.append(f"- Last validation loss: {val[-1][1]:.3f} at iteration {val[-1][0]}")
+            lines.append(f"- Last validation loss: {loss(val[-1][1])} at iteration {val[-1][0]}")
         lines.append("")
         plot = plots.loss_curves(
             journal_dir / plots.PLOTS_DIR_NAME / f"loss-run-{run['id']}.png", run["id"], train, val
@@ -321,7 +323,7 @@ def raw_excerpt(view: LedgerView, run: dict) -> list[str]:
         text = f"[{first['prompt_id']}] {body[:EXCERPT_CHARS]}"
     elif view.reports.get(run["id"]):
         text = "\n".join(
-            f"iter {r['iteration']}: {r['split']} loss {r['loss']:.3f}"
+            f"iter {r['iteration']}: {r['split']} loss {loss(r['loss'])}"
             for r in view.reports[run["id"]][-5:]
         )
     else:
@@ -391,7 +393,5 @@ def write_journal(db: Database, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / JOURNAL_NAME
     text = render_journal(db, out_dir)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomically(path, text)
     return path

@@ -4,6 +4,7 @@ A run row is inserted as `running` before any work starts, each result is writte
 completes, and the status is finalised on every exit path. The schema is in schema.py.
 """
 
+import fcntl
 import json
 import os
 import platform
@@ -45,13 +46,27 @@ def open_ledger(path: Path) -> Database:
     _check_writable(path)
     try:
         db = Database(path)
-        db.enable_wal()
         db.execute("PRAGMA busy_timeout = 10000")  # Datasette or another run may hold the lock
         db.execute("PRAGMA foreign_keys = ON")
-        migrations.apply(db)
+        if db.journal_mode != "wal" or migrations.pending(db):
+            # Two runs starting on a new ledger would both migrate: one at a time.
+            with _exclusive_lock(path):
+                db.enable_wal()
+                migrations.apply(db)
     except sqlite3.DatabaseError as error:
         raise UserError(f"ledger {path} is corrupt ({error})") from None
     return db
+
+
+@contextmanager
+def _exclusive_lock(path: Path) -> Generator[None, None, None]:
+    """An advisory lock on a file beside the ledger, held by one process at a time."""
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def open_ledger_for_reading(path: Path) -> Database:
@@ -84,11 +99,17 @@ def _check_is_database(path: Path) -> None:
             header = file.read(len(SQLITE_HEADER))
         if header != SQLITE_HEADER:
             raise UserError(f"ledger {path} is not a SQLite database; it was left untouched")
-        try:  # the schema is readable: a read-only look that writes nothing
+        # Every page, through a read-only connection that writes nothing: corruption in pages a
+        # run never reads would otherwise let it record into a damaged file (~0.2 s at 10,000
+        # runs).
+        try:
             with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
-                connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                problems = [row[0] for row in connection.execute("PRAGMA quick_check(3)")]
         except sqlite3.DatabaseError as error:
-            raise UserError(f"ledger {path} is corrupt ({error}); it was left untouched") from None
+            problems = [str(error)]
+        if problems != ["ok"]:
+            found = "; ".join(problems)
+            raise UserError(f"ledger {path} is corrupt ({found}); it was left untouched")
 
 
 def _check_writable(path: Path) -> None:

@@ -9,6 +9,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from labbench.atomicfile import replace_atomically
+
 PLOTS_DIR_NAME = "plots"
 
 
@@ -21,9 +23,7 @@ def _unchanged(path: Path, data: object) -> tuple[bool, str]:
 
 def _save(figure, path: Path, digest: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=100, metadata={"Software": None})
-    tmp.replace(path)
+    replace_atomically(path, lambda tmp: figure.savefig(tmp, dpi=100, metadata={"Software": None}))
     path.with_name(f".{path.name}.sha256").write_text(digest)
 
 
@@ -75,6 +75,9 @@ def loss_curves(path: Path, run_id: int, train: list[tuple], val: list[tuple]) -
         return path
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(8, 4))
+    # A NaN loss is stored as NULL: plot it as the gap it is.
+    train = [(i, float("nan") if v is None else v) for i, v in train]
+    val = [(i, float("nan") if v is None else v) for i, v in val]
     if train:
         axes.plot(*zip(*train, strict=True), "-" if len(train) > 1 else "o", label="train loss")
     if val:

@@ -7,12 +7,12 @@ Failed and interrupted runs render too, with their error and the results that we
 """
 
 import json
-import os
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlite_utils import Database
 
+from labbench.atomicfile import write_text_atomically
 from labbench.errors import UserError
 from labbench.formatting import DASH, category_title, percent
 from labbench.journal import render_command
@@ -146,10 +146,5 @@ def write_report(db: Database, run_id: int, reports_dir: Path) -> Path:
     html = render_report(db, run_id)
     reports_dir.mkdir(parents=True, exist_ok=True)
     path = reports_dir / f"{run_id}.html"
-    tmp = reports_dir / f".{run_id}.html.{os.getpid()}.tmp"
-    try:
-        tmp.write_text(html, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomically(path, html)
     return path

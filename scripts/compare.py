@@ -13,7 +13,6 @@ import sys
 from labbench import cli
 from labbench.errors import UserError
 from labbench.formatting import percent, signed_points, terminal_table
-from labbench.ledger import open_ledger_for_reading
 from labbench.stats import (
     PASS_THRESHOLD,
     Comparison,
@@ -224,30 +223,31 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
     if not 0 < args.alpha < 1:
         raise UserError(f"--alpha must be between 0 and 1, got {args.alpha}")
-    db = open_ledger_for_reading(cli.existing_ledger_path(args.ledger))
-    run_a, run_b = load_run(db, args.a), load_run(db, args.b)
-    check_suites(run_a, run_b)
-    results_a, results_b = load_results(db, args.a), load_results(db, args.b)
-    common, note = common_prompts(results_a, results_b)
-    for warning in unfinished_warnings(run_a, run_b):
-        print(warning, file=sys.stderr)
-    scores_a = [results_a[p]["score"] for p in common]
-    scores_b = [results_b[p]["score"] for p in common]
-    comparison = compare_scores(scores_a, scores_b, alpha=args.alpha)
+    with cli.reading_ledger(args.ledger) as ledger:
+        db = ledger.db
+        run_a, run_b = load_run(db, args.a), load_run(db, args.b)
+        check_suites(run_a, run_b)
+        results_a, results_b = load_results(db, args.a), load_results(db, args.b)
+        common, note = common_prompts(results_a, results_b)
+        for warning in unfinished_warnings(run_a, run_b):
+            print(warning, file=sys.stderr)
+        scores_a = [results_a[p]["score"] for p in common]
+        scores_b = [results_b[p]["score"] for p in common]
+        comparison = compare_scores(scores_a, scores_b, alpha=args.alpha)
 
-    print(format_header(db, run_a, run_b, scores_a, scores_b))
-    print(f"Δ prompt mean (B - A): {signed_points(comparison.mean_diff)}")
-    if note:
-        print(note)
-    print()
-    print(format_changes(*changes(common, results_a, results_b)))
-    print()
-    print(format_test(comparison))
-    if not args.gate:
-        return 0
-    message = gate_message(comparison, run_a, run_b)
-    print(message)
-    return 1 if message.startswith("GATE FAILED") else 0
+        print(format_header(db, run_a, run_b, scores_a, scores_b))
+        print(f"Δ prompt mean (B - A): {signed_points(comparison.mean_diff)}")
+        if note:
+            print(note)
+        print()
+        print(format_changes(*changes(common, results_a, results_b)))
+        print()
+        print(format_test(comparison))
+        if not args.gate:
+            return 0
+        message = gate_message(comparison, run_a, run_b)
+        print(message)
+        return 1 if message.startswith("GATE FAILED") else 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ import argparse
 from labbench import cli
 from labbench.errors import UserError
 from labbench.journal import write_journal
-from labbench.ledger import journal_dir, open_ledger_for_reading
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,13 +21,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
-    ledger = cli.existing_ledger_path(args.ledger)
-    out = cli.user_path(args.out) if args.out else journal_dir(ledger)
-    try:
-        path = write_journal(open_ledger_for_reading(ledger), out)
-    except OSError as error:
-        message = f"cannot write the journal in {out} ({error.strerror}); pass --out DIR"
-        raise UserError(message) from None
+    with cli.reading_ledger(args.ledger) as ledger:
+        out = cli.user_path(args.out) if args.out else ledger.journal_dir
+        try:
+            path = write_journal(ledger.db, out)
+        except OSError as error:
+            message = f"cannot write the journal in {out} ({error.strerror}); pass --out DIR"
+            raise UserError(message) from None
     print(f"wrote {path}")
     return 0
 

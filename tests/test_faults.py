@@ -26,7 +26,7 @@ from sqlite_utils import Database
 from test_datasette import browsing, get_json, stop
 
 from labbench import PROJECT_ROOT
-from labbench.data import write_dummy_data
+from labbench.dummydata import write_dummy_data
 from labbench.ledger import open_ledger
 from labbench.server import free_port
 

@@ -125,3 +125,17 @@ def test_note_script_adds_to_the_ledger_and_journal(ledger, isolated_ledger):
     assert "tiny; looks too good" in journal
     missing = run_script("note", "99", "x")
     assert missing.returncode == 1 and missing.stderr.strip().startswith("error: no run 99")
+
+
+def test_a_nan_loss_shows_as_nan(isolated_ledger):
+    """SQLite stores a NaN loss (every answer token cut by max_seq_length) as NULL."""
+    db = open_ledger(isolated_ledger)
+    run = start_run(db, "train", {"iters": 2})
+    for iteration, split in [(1, "val"), (2, "train")]:
+        db.table("train_reports").insert(
+            {"run_id": run.id, "iteration": iteration, "split": split, "loss": float("nan")}
+        )
+    finish_run(run, "interrupted", "interrupted by the user (Ctrl-C or SIGTERM)")
+    text = write_journal(db, journal_dir(isolated_ledger)).read_text(encoding="utf-8")
+    assert "- Last train loss: NaN at iteration 2" in text
+    assert "- Last validation loss: NaN at iteration 1" in text
