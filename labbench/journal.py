@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from labbench import plots
+from labbench.hardware import hardware_line
 
 JOURNAL_NAME = "JOURNAL.md"
 DASH = "—"
@@ -378,6 +379,8 @@ def render_entry(view: LedgerView, run: dict, journal_dir: Path) -> str:
     if run["dataset"]:
         lines += [f"**Dataset:** {run['dataset']}", ""]
     lines += ["**Command:**", "```bash", render_command(run), "```", ""]
+    if run["hardware"]:
+        lines += [f"**Hardware:** {hardware_line(json.loads(run['hardware']))}", ""]
     if run["kind"] == "eval":
         lines += eval_results(view, run)
     elif run["kind"] == "bench":

@@ -21,7 +21,9 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from labbench import PROJECT_ROOT
+from labbench.blas import resolve_blas
 from labbench.errors import UserError
+from labbench.hardware import gather_hardware
 
 migrations = Migrations("labbench")
 
@@ -230,6 +232,13 @@ def m005_views_for_datasette(db: Database) -> None:
     db.table("eval_results").create_index(["prompt_id"])
 
 
+@migrations()
+def m006_hardware(db: Database) -> None:
+    # JSON: cpu, cores, memory_bytes, os, machine, mlx_device, blas, blas_library; the BLAS is
+    # the one labbench resolved for the server or training process of the run (see blas.py).
+    db.table("runs").add_column("hardware", str)
+
+
 def resolve_path(path: Path) -> Path:
     return path.expanduser().resolve()
 
@@ -283,8 +292,14 @@ def _version(package: str) -> str | None:
         return None
 
 
+def run_hardware() -> dict[str, Any]:
+    """This machine and the BLAS the processes labbench starts for a run will use."""
+    blas = resolve_blas()
+    return gather_hardware(blas.name, str(blas.library) if blas.library else None)
+
+
 def provenance() -> dict[str, Any]:
-    """Where a run came from: code version and software versions (no mlx import needed)."""
+    """Where a run came from: code version, software versions and hardware (no mlx import)."""
     # Untracked files count as dirty (ignored ones, such as the ledger, do not): a run made
     # with a new, uncommitted script cannot be reproduced from the commit alone.
     status = _git("status", "--porcelain")
@@ -295,6 +310,7 @@ def provenance() -> dict[str, Any]:
         "mlx_version": _version("mlx"),
         "mlx_lm_version": _version("mlx-lm"),
         "platform": f"{platform.system()}-{platform.machine()}",
+        "hardware": run_hardware(),
     }
 
 
