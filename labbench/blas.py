@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 
 from labbench.errors import describe_exit
@@ -158,6 +157,8 @@ def cache_path() -> Path:
 
 def _cache_key(library: Path) -> str:
     """The library file as it is now, on this CPU, with this mlx: any change means a re-test."""
+    from importlib import metadata  # ~0.1 s to import: not on the way to --help
+
     stat = library.stat()
     try:
         mlx_version = metadata.version("mlx")
