@@ -83,6 +83,11 @@ bench-eval *args:
 bench-journal *args:
     @exec "{{python}}" benchmarks/bench_journal.py "$@"
 
+# Benchmark: LoRA s/iter with and without the OpenBLAS preload (Linux), speed-up on the last line
+[no-exit-message]
+bench-blas *args:
+    @exec "{{python}}" benchmarks/bench_blas.py "$@"
+
 # Lint, format check, type check, then the whole test suite: just test -k scoring
 [no-exit-message]
 test *args:
