@@ -6,6 +6,7 @@ product untouched. Its constructor appends a line to $FAKE_BLAS_LOG, so a test c
 many processes loaded it, i.e. how many times the self-test really ran.
 """
 
+import json
 import os
 import platform
 import re
@@ -17,6 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import run_script
+from sqlite_utils import Database
 
 from labbench.blas import (
     OPENBLAS_ENV,
@@ -214,3 +217,33 @@ def test_describe_exit_of_a_real_crash():
     )
     assert done.returncode == -signal.SIGILL
     assert describe_exit(done.returncode) == "killed by SIGILL (illegal instruction)"
+
+
+@linux_only
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_eval_with_a_crashing_library_falls_back_and_succeeds(
+    tiny_model, trapping_blas, isolated_cache, isolated_ledger
+):
+    env = {**os.environ, OPENBLAS_ENV: str(trapping_blas)}
+    result = run_script("eval", "suite=baseline", env=env)
+    assert result.returncode == 0, result.stderr
+    [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert warning.startswith(f"warning: OpenBLAS at {trapping_blas} failed its self-test")
+    [run] = Database(isolated_ledger)["runs"].rows
+    assert run["status"] == "ok"
+    assert json.loads(run["hardware"])["blas"] == REFERENCE_BLAS
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="__builtin_trap is SIGILL on x86")
+@linux_only
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_server_killed_by_a_signal_says_which(tiny_model, trapping_blas, isolated_ledger):
+    # The user's own LD_PRELOAD is theirs to keep: nothing of ours vets it, so this server dies.
+    env = {**os.environ, OPENBLAS_ENV: "0", "LD_PRELOAD": str(trapping_blas)}
+    result = run_script("eval", "suite=baseline", env=env)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "Traceback" not in result.stderr
+    assert f"server for {tiny_model} did not start: killed by SIGILL (illegal instruction)" in last
