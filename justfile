@@ -89,6 +89,11 @@ bench-eval *args:
 bench-journal *args:
     @exec "{{python}}" benchmarks/bench_journal.py "$@"
 
+# Benchmark: LoRA s/iter with and without the OpenBLAS preload (Linux), speed-up on the last line
+[no-exit-message]
+bench-blas *args:
+    @exec "{{python}}" benchmarks/bench_blas.py "$@"
+
 # Lint, format check and type check (ruff, ty)
 [no-exit-message]
 lint:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import requests
 from sqlite_utils import Database
 
-from labbench.errors import UserError
+from labbench.errors import UserError, describe_exit
 from labbench.fingerprint import eval_fingerprint
 from labbench.ledger import Run, dataset_of_adapter, recording_run, run_scores
 from labbench.scoring import PromptScore, failed_score, score_response
@@ -254,6 +254,7 @@ def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
             goal=plan.goal,
             note=plan.note,
             parent_run_id=plan.parent_run_id,
+            **({"hardware": None} if plan.url else {}),  # a server we did not start: unknown
         ) as run:
             run_id = run.id
             what = plan.model or plan.url
@@ -305,5 +306,5 @@ def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
 def _server_death(server) -> str:
     if server.alive():
         return "the server stopped answering"
-    detail = server.error_line() or f"exit code {server.process.returncode}"
+    detail = server.error_line() or describe_exit(server.process.returncode)
     return f"the server exited ({detail})"

@@ -26,6 +26,7 @@ from labbench.formatting import (
     signed_points,
     with_ci,
 )
+from labbench.hardware import hardware_line
 
 JOURNAL_NAME = "JOURNAL.md"
 EXCERPT_CHARS = 300
@@ -338,6 +339,8 @@ def render_entry(view: LedgerView, run: dict, journal_dir: Path) -> str:
     if run["dataset"]:
         lines += [f"**Dataset:** {run['dataset']}", ""]
     lines += ["**Command:**", "```bash", render_command(run), "```", ""]
+    if run["hardware"]:
+        lines += [f"**Hardware:** {hardware_line(json.loads(run['hardware']))}", ""]
     if run["kind"] == "eval":
         lines += eval_results(view, run)
     elif run["kind"] == "bench":

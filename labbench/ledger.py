@@ -23,7 +23,9 @@ from typing import Any
 from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
+from labbench.blas import resolve_blas
 from labbench.errors import UserError
+from labbench.hardware import gather_hardware
 from labbench.paths import INVOCATION_DIR_ENV
 from labbench.schema import migrations
 
@@ -171,8 +173,14 @@ def _version(package: str) -> str | None:
         return None
 
 
+def run_hardware() -> dict[str, Any]:
+    """This machine and the BLAS the processes labbench starts for a run will use."""
+    blas = resolve_blas()
+    return gather_hardware(blas.name, str(blas.library) if blas.library else None)
+
+
 def provenance() -> dict[str, Any]:
-    """Where a run came from: code version and software versions (no mlx import needed)."""
+    """Where a run came from: code version, software versions and hardware (no mlx import)."""
     # Untracked files count as dirty (ignored ones, such as the ledger, do not): a run made
     # with a new, uncommitted script cannot be reproduced from the commit alone.
     status = _git("status", "--porcelain")
@@ -183,6 +191,7 @@ def provenance() -> dict[str, Any]:
         "mlx_version": _version("mlx"),
         "mlx_lm_version": _version("mlx-lm"),
         "platform": f"{platform.system()}-{platform.machine()}",
+        "hardware": run_hardware(),
     }
 
 

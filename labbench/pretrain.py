@@ -94,9 +94,10 @@ def _build_in_child(out_dir: Path, seed: int) -> None:
     code += "build_here(Path(sys.argv[1]), int(sys.argv[2]))"
     done = subprocess.run([sys.executable, "-c", code, str(out_dir), str(seed)], env=env)
     if done.returncode != 0:
-        from labbench.errors import UserError
+        from labbench.errors import UserError, describe_exit
 
-        raise UserError(f"pre-training the tiny chat model failed (exit {done.returncode})")
+        reason = describe_exit(done.returncode)
+        raise UserError(f"pre-training the tiny chat model failed: the process {reason}")
 
 
 def build_here(out_dir: Path, seed: int) -> None:

@@ -210,3 +210,10 @@ def m005_views_for_datasette(db: Database) -> None:
     # touching the rows, and prompt_history finds one prompt's rows directly.
     db.table("eval_results").create_index(["run_id", "category", "score", "error"])
     db.table("eval_results").create_index(["prompt_id"])
+
+
+@migrations()
+def m006_hardware(db: Database) -> None:
+    # JSON: cpu, cores, memory_bytes, os, machine, mlx_device, blas, blas_library; the BLAS is
+    # the one labbench resolved for the server or training process of the run (see blas.py).
+    db.table("runs").add_column("hardware", str)

@@ -29,7 +29,7 @@ import requests
 
 from labbench import PROJECT_ROOT
 from labbench.blas import openblas_env
-from labbench.errors import UserError
+from labbench.errors import UserError, describe_exit
 from labbench.paths import user_path
 
 DEFAULT_HOST = "127.0.0.1"  # loopback only unless the user asks for more
@@ -198,7 +198,7 @@ def _wait_until_ready(server: ServerProcess, timeout: float) -> None:
     while True:
         if not server.alive():
             time.sleep(0.2)  # let the log pump catch the last lines
-            reason = server.error_line() or f"exited with code {server.process.returncode}"
+            reason = server.error_line() or describe_exit(server.process.returncode)
             raise ServerStartError(f"server for {_named(server.model)} did not start: {reason}")
         if any(_FATAL_LOG.search(line) for line in server.log):
             time.sleep(0.5)  # the traceback's last line names the error

@@ -8,11 +8,13 @@ Examples:
 """
 
 import argparse
+import json
 import sys
 
 from labbench import cli
 from labbench.errors import UserError
 from labbench.formatting import percent, signed_points, terminal_table
+from labbench.hardware import hardware_line
 from labbench.stats import (
     PASS_THRESHOLD,
     Comparison,
@@ -83,6 +85,18 @@ def unfinished_warnings(*runs: dict) -> list[str]:
         for run in runs
         if run["status"] != "ok"
     ]
+
+
+def hardware_note(a: dict, b: dict) -> str | None:
+    """A line when the two runs ran on different hardware or BLAS (None when the same or either
+    is unknown): speed and even scores may differ for that reason alone."""
+    if not a.get("hardware") or not b.get("hardware"):
+        return None
+    line_a = hardware_line(json.loads(a["hardware"]))
+    line_b = hardware_line(json.loads(b["hardware"]))
+    if line_a == line_b:
+        return None
+    return f"note: the runs ran on different hardware: A: {line_a}; B: {line_b}"
 
 
 def common_prompts(results_a: dict, results_b: dict) -> tuple[list[str], str | None]:
@@ -237,8 +251,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(format_header(db, run_a, run_b, scores_a, scores_b))
         print(f"Δ prompt mean (B - A): {signed_points(comparison.mean_diff)}")
-        if note:
-            print(note)
+        for line in (note, hardware_note(run_a, run_b)):
+            if line:
+                print(line)
         print()
         print(format_changes(*changes(common, results_a, results_b)))
         print()

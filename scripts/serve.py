@@ -10,7 +10,7 @@ import sys
 import time
 
 from labbench import cli
-from labbench.errors import UserError
+from labbench.errors import UserError, describe_exit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,9 +33,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"serving {model} at {server.base_url}  (Ctrl-C to stop)", flush=True)
             while server.alive():
                 time.sleep(0.5)
-            raise UserError(
-                f"the server exited: {server.error_line() or server.process.returncode}"
-            )
+            reason = server.error_line() or describe_exit(server.process.returncode)
+            raise UserError(f"the server stopped: {reason}")
     except KeyboardInterrupt:
         print("\nstopped the server", file=sys.stderr)
     return 0
