@@ -20,13 +20,12 @@ Rules:
   not). answer_regex: 1 if re.search finds it in the visible text, else 0.
 - finish_reason "length" is noted; when it may have dropped a tool call (unclosed tool-call
   markup, or calls expected and none made) the note says so.
-- summarize: a category's score is the mean of its prompts' scores, failed requests counting 0;
-  overall is the mean of the category scores, so every category weighs the same.
+A run's category and overall scores are not computed here: the ledger's views derive them from
+the stored prompt scores (labbench/schema.py, m002), so they are defined once.
 """
 
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from labbench.suite import ExpectedCall, Prompt
@@ -46,15 +45,6 @@ class PromptScore:
     score: float  # 0..1
     parts: dict[str, float]  # keys among "tools", "keywords", "answer"
     explanation: str  # one line per part, then notes
-
-
-@dataclass(frozen=True)
-class Summary:
-    overall: float | None
-    success_rate: float | None
-    categories: dict[str, float]  # category -> mean prompt score, in order of first appearance
-    prompts: int
-    failures: int
 
 
 def score_response(
@@ -96,21 +86,6 @@ def score_response(
 
 def failed_score(error: str) -> PromptScore:
     return PromptScore(0.0, {}, f"request failed: {error}")
-
-
-def summarize(rows: Iterable[tuple[str, float, bool]]) -> Summary:
-    """Rows are (category, score, ok); ok False is a failed request and scores 0."""
-    scores: dict[str, list[float]] = {}
-    prompts = failures = 0
-    for category, score, ok in rows:
-        prompts += 1
-        failures += not ok
-        scores.setdefault(category, []).append(score if ok else 0.0)
-    if not prompts:
-        return Summary(None, None, {}, 0, 0)
-    categories = {category: sum(values) / len(values) for category, values in scores.items()}
-    overall = sum(categories.values()) / len(categories)
-    return Summary(overall, (prompts - failures) / prompts, categories, prompts, failures)
 
 
 def _score_tools(expected: tuple[ExpectedCall, ...], made: list[ToolCall]) -> tuple[float, str]:

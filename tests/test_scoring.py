@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labbench.scoring import PromptScore, Summary, failed_score, score_response, summarize
+from labbench.ledger import open_ledger, run_scores, start_run
+from labbench.scoring import PromptScore, failed_score, score_response
 from labbench.suite import ExpectedCall, Prompt
 from labbench.toolcalls import ToolCall
 
@@ -356,25 +357,46 @@ def test_failed_score():
 # Summary
 
 
-def test_summarize_matches_the_reference_journal():
-    summary = summarize([("reasoning", 0.5, True), ("code_generation", 1 / 3, True)])
-    assert summary.overall == pytest.approx(0.41666, abs=1e-5)
-    assert f"{summary.overall:.1%}" == "41.7%"
-    assert summary.categories == {"reasoning": 0.5, "code_generation": pytest.approx(1 / 3)}
-    assert (summary.success_rate, summary.prompts, summary.failures) == (1.0, 2, 0)
+def run_scores_of(ledger_path, rows: list[tuple[str, float, bool]]) -> dict | None:
+    """Record (category, score, ok) rows as the runner does (a failed request stores
+    failed_score) and read the run's scores back from the ledger's views."""
+    db = open_ledger(ledger_path)
+    run = start_run(db, "eval", {})
+    for index, (category, score, ok) in enumerate(rows):
+        scored = PromptScore(score, {}, "") if ok else failed_score("HTTP 500")
+        error = None if ok else "HTTP 500"
+        row = {"prompt_id": f"p{index}", "category": category, "score": scored.score}
+        run.add_eval_result(row | {"error": error})
+    return run_scores(db, run.id)
 
 
-def test_overall_is_mean_of_categories_not_prompts():
+def test_scores_match_the_reference_journal(isolated_ledger):
+    scores = run_scores_of(
+        isolated_ledger, [("reasoning", 0.5, True), ("code_generation", 1 / 3, True)]
+    )
+    assert scores is not None
+    assert scores["overall"] == pytest.approx(0.41666, abs=1e-5)
+    assert f"{scores['overall']:.1%}" == "41.7%"
+    assert scores["categories"] == {"code_generation": pytest.approx(1 / 3), "reasoning": 0.5}
+    assert (scores["success_rate"], scores["prompts"], scores["failures"]) == (1.0, 2, 0)
+
+
+def test_overall_is_mean_of_categories_not_prompts(isolated_ledger):
     rows = [("a", 1.0, True), ("a", 1.0, True), ("a", 1.0, True), ("b", 0.0, True)]
-    summary = summarize(rows)
-    assert summary == Summary(0.5, 1.0, {"a": 1.0, "b": 0.0}, 4, 0)
-    assert list(summary.categories) == ["a", "b"]
+    scores = run_scores_of(isolated_ledger, rows)
+    assert scores is not None
+    assert (scores["overall"], scores["success_rate"]) == (0.5, 1.0)
+    assert scores["categories"] == {"a": 1.0, "b": 0.0}
 
 
-def test_failed_prompts_count_zero():
+def test_failed_prompts_count_zero(isolated_ledger):
     rows = [("b", 1.0, True), ("a", 0.9, False), ("a", 1.0, True), ("b", 0.5, True)]
-    assert summarize(rows) == Summary(0.625, 0.75, {"b": 0.75, "a": 0.5}, 4, 1)
+    scores = run_scores_of(isolated_ledger, rows)
+    assert scores is not None
+    assert (scores["overall"], scores["success_rate"]) == (0.625, 0.75)
+    assert scores["categories"] == {"a": 0.5, "b": 0.75}
+    assert (scores["prompts"], scores["failures"]) == (4, 1)
 
 
-def test_summarize_empty():
-    assert summarize([]) == Summary(None, None, {}, 0, 0)
+def test_a_run_without_results_has_no_scores(isolated_ledger):
+    assert run_scores_of(isolated_ledger, []) is None
