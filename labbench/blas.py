@@ -24,6 +24,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from labbench.atomicfile import write_text_atomically
 from labbench.errors import describe_exit
 from labbench.hardware import cpu_model
 
@@ -189,9 +190,7 @@ def cached_self_test(library: Path, env: dict[str, str] | None = None) -> SelfTe
     cache[key] = asdict(result)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
-        tmp.replace(path)
+        write_text_atomically(path, json.dumps(cache, indent=1, sort_keys=True))
     except OSError:
         pass  # an unwritable cache costs ~0.1 s per process, nothing more
     return result
