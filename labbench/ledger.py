@@ -211,20 +211,19 @@ def run_scores(db: Database, run_id: int) -> dict | None:
     """An eval run's scores, from the views over its results (never a stored copy): overall,
     success rate, prompts, failures, categories {name: score}, and the stored 95% CI of overall.
     None when the run has no results."""
-    from labbench.formatting import category_order
-
     found = list(db.query("SELECT * FROM eval_summaries WHERE run_id = ?", [run_id]))
     if not found:
         return None
-    rows = db.query("SELECT category, score FROM category_scores WHERE run_id = ?", [run_id])
-    categories = {row["category"]: row["score"] for row in rows}
+    rows = db.query(
+        "SELECT category, score FROM category_scores WHERE run_id = ? ORDER BY category", [run_id]
+    )
     stored = json.loads(db.table("runs").get(run_id)["summary"] or "{}")
     return {
         "overall": found[0]["overall"],
         "success_rate": found[0]["success_rate"],
         "prompts": found[0]["prompts"],
         "failures": found[0]["failures"],
-        "categories": {c: categories[c] for c in sorted(categories, key=category_order)},
+        "categories": {row["category"]: row["score"] for row in rows},
         "ci_low": stored.get("overall_ci_low"),
         "ci_high": stored.get("overall_ci_high"),
     }

@@ -360,7 +360,8 @@ def evaluate_checkpoints(
     db: Database, run: Run, plan: TrainPlan, checkpoints: list[tuple[int, Path]]
 ) -> dict | None:
     """Score each checkpoint on the suite through a real server; keep the best by score."""
-    from labbench.evaluation import EvalPlan, SamplingSettings, record_eval
+    from labbench.evaluation import EvalPlan, record_eval
+    from labbench.settings import SamplingSettings
     from labbench.suite import load_suite
 
     suite = load_suite(str(plan.eval_suite))
