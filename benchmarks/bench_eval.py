@@ -218,7 +218,7 @@ def main() -> int:
     cli.raise_keyboard_interrupt_on_sigterm()
     from labbench.evaluation import Endpoint, SamplingSettings, ServerGone, build_request
     from labbench.ledger import open_ledger
-    from labbench.server import SERVED_MODEL, resolve_model, running_server
+    from labbench.server import SERVED_MODEL, resolve_model, start_server
     from labbench.suite import load_suite
 
     try:
@@ -231,7 +231,7 @@ def main() -> int:
         sampling = SamplingSettings(max_tokens=args.max_tokens)
         with (
             tempfile.TemporaryDirectory(prefix="labbench-bench-eval-") as scratch,
-            running_server(model, port=args.port) as server,
+            start_server(model, port=args.port) as server,
         ):
             db = open_ledger(Path(scratch) / "ledger.db")  # throwaway: never the user's
             endpoint = Endpoint(server.base_url, SERVED_MODEL, alive=server.alive)

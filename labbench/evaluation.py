@@ -238,7 +238,7 @@ def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
     A failure (the server would not start or died) is returned in the outcome, with the run
     marked `failed`. Ctrl-C / SIGTERM mark it `interrupted` and propagate.
     """
-    from labbench.server import SERVED_MODEL, running_server
+    from labbench.server import SERVED_MODEL, start_server
 
     error = None
     finished = False
@@ -271,7 +271,7 @@ def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
             server_context = (
                 nullcontext()
                 if plan.url
-                else running_server(str(plan.model), plan.adapter, port=plan.port)
+                else start_server(str(plan.model), plan.adapter, port=plan.port)
             )
             with server_context as server:
                 if server is None:

@@ -20,8 +20,6 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Generator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +76,13 @@ class ServerProcess:
         """The last lines of the server's log, without its per-request INFO chatter."""
         kept = [line for line in self.log if not _CHATTER.search(line)]
         return "\n".join(kept[-lines:])
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """`with start_server(...) as server:` stops it on every exit path, Ctrl-C included."""
+        self.stop()
 
     def stop(self, grace: float = STOP_GRACE_S) -> None:
         """SIGTERM the server's process group, then SIGKILL after `grace` seconds."""
@@ -255,23 +260,6 @@ def _probe_once(server: ServerProcess, probe: dict[str, object]) -> None:
         probe["ready"] = True
     else:
         probe["dead"] = f"test completion answered HTTP {response.status_code}: {response.text}"
-
-
-@contextmanager
-def running_server(
-    model: str,
-    adapter: str | None = None,
-    host: str = DEFAULT_HOST,
-    port: int | None = None,
-    startup_timeout: float = STARTUP_TIMEOUT_S,
-    echo: bool = False,
-) -> Generator[ServerProcess, None, None]:
-    """Start a server and stop it on every exit path (exceptions and Ctrl-C included)."""
-    server = start_server(model, adapter, host, port, startup_timeout, echo)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def resolve_model(model: str | None) -> str:

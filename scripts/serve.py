@@ -24,12 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
-    from labbench.server import check_adapter, resolve_model, running_server
+    from labbench.server import check_adapter, resolve_model, start_server
 
     adapter = check_adapter(args.adapter)
     model = resolve_model(args.model)
     try:
-        with running_server(model, adapter, args.host, args.port, echo=True) as server:
+        with start_server(model, adapter, args.host, args.port, echo=True) as server:
             print(f"serving {model} at {server.base_url}  (Ctrl-C to stop)", flush=True)
             while server.alive():
                 time.sleep(0.5)

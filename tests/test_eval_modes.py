@@ -6,7 +6,7 @@ import pytest
 from helpers import run_script
 from sqlite_utils import Database
 
-from labbench.server import running_server
+from labbench.server import start_server
 from labbench.suite import load_suite
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -21,7 +21,7 @@ def responses(ledger, run_id: int) -> dict[str, tuple]:
 
 
 def test_url_mode_evaluates_a_server_we_did_not_start(tiny_model, isolated_ledger):
-    with running_server(str(tiny_model)) as server:
+    with start_server(str(tiny_model)) as server:
         result = run_script("eval", f"url={server.base_url}", "max_tokens=32")
         assert server.alive(), "eval must never stop a server it did not start"
     assert result.returncode == 0, result.stderr
