@@ -28,12 +28,16 @@ from labbench.stats import mean_of_group_means_interval
 from labbench.suite import Prompt, Suite
 from labbench.toolcalls import extract_tool_calls
 
-DEFAULT_CONCURRENCY = 8  # mlx_lm.server batches concurrent requests: 2.5-3x throughput at 8-16
+# mlx_lm.server decodes up to 32 requests as one batch (--decode-concurrency 32), so 32 in
+# flight keep it busiest: at 8 or 16 the default eval, start-up and journal included, fell
+# short of a bare 16-thread client (`just bench-eval`).
+DEFAULT_CONCURRENCY = 32
 DEFAULT_REQUEST_TIMEOUT_S = 300.0  # one prompt's whole answer
-# On connection errors only, with exponential backoff. Before the first answer a refused
-# connection is not retried: nothing listens there.
-DEFAULT_RETRIES = 3
-RETRY_PAUSE_S = 0.5
+# On connection errors only. mlx_lm.server listens with a backlog of 5, so bursts of new
+# connections get reset: a short first pause costs little, and doubling it gives a dead server
+# ~3 s in all. Before the first answer a refused connection is not retried: nothing listens.
+DEFAULT_RETRIES = 6
+RETRY_PAUSE_S = 0.05
 # Sent with every request: without them generation can run on to max_tokens.
 STOP_SEQUENCES = ["<|im_end|>", "<|endoftext|>"]
 CHAT_PATH = "/v1/chat/completions"  # appended to a base URL

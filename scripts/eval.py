@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--served-model", help="model name to send to a --url server")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port for our server")
-    parser.add_argument("--concurrency", type=int, help="requests in flight (default: 8)")
+    parser.add_argument("--concurrency", type=int, help="requests in flight (default: 32)")
     parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature")
     parser.add_argument("--max-tokens", type=int, help="override the suite's max_tokens")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
