@@ -163,7 +163,7 @@ def _refused(error: requests.ConnectionError) -> bool:
 
 
 def _root_cause(error: BaseException) -> str:
-    """ "Connection refused" rather than three layers of requests and urllib3 wrapping."""
+    """The OS's reason, e.g. Connection refused, not three layers of requests wrapping."""
     root = error
     while (inner := root.__cause__ or root.__context__) is not None:
         root = inner
