@@ -79,7 +79,7 @@ browse *args:
 tiny-model *args:
     @exec "{{python}}" scripts/tiny_model.py "$@"
 
-# Benchmark: eval throughput of our runner at concurrency 1 and 8 against a bare client
+# Benchmark: throughput of the default `just eval url=...` against a bare 16-thread client
 [no-exit-message]
 bench-eval *args:
     @exec "{{python}}" benchmarks/bench_eval.py "$@"

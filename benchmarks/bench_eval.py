@@ -1,61 +1,69 @@
-"""Eval throughput: our runner at concurrency 1 and 8 against a bare 16-thread requests client.
+"""Eval throughput: the default `just eval url=...` against a bare 16-thread requests client.
 
     just bench-eval                              # the built-in tiny model, baseline suite
-    just bench-eval repeats=5 max_tokens=128
+    just bench-eval repeats=5 prompts=384
     just bench-eval model=mlx-community/Qwen2.5-Coder-1.5B-Instruct-4bit suite=suites/mine.toml
 
-One real server, the suite's prompts as the payloads `build_request` makes, the same max_tokens
-for every mode. Each mode runs once to warm up (kernels compile on first use, per batch size),
-then `repeats` times in rotating order so drift hits every mode alike; the table shows medians,
-and ratios are medians of ratios within a repeat. Throughput = completion tokens (the server's
-usage) / wall seconds; "client CPU s" is this process's CPU time, the client's own cost. Our
-runner writes to a throwaway ledger in a temporary directory, never the user's. The exit code
-says whether the measurement ran, not whether the target was met.
+One real server. The suite's prompts are cycled to `prompts` requests (192 by default) and
+written to a scratch suite; `just eval url=... suite=SCRATCH` runs as a user would type it, as
+a subprocess with every default, and its wall clock counts everything: start-up, imports,
+suite load, fingerprint, the ledger, the report and the journal. The bare client sends the same
+payloads (`build_request` with the default sampling) from 16 threads, one Session each, and
+tries a reset connection again after a short pause. Both run once to warm up (kernels compile
+per batch size), then `repeats` times in alternating order. Throughput = completion tokens (the
+server's usage) / wall seconds; the ratio is the median of the ratios within a repeat, since a
+pair measured minutes apart on a shared machine compares the load, not the clients. The eval
+writes to a throwaway ledger in a temporary directory. The last line is the ratio; the exit
+code says whether the measurement ran, not whether the target was met.
 """
 
 import argparse
+import json
+import os
 import queue
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
-from labbench import cli
+from labbench import PROJECT_ROOT, cli
 from labbench.errors import UserError
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # tomli is installed on 3.10 only: a type check in a 3.11 venv cannot find it
+    import tomli as tomllib  # ty: ignore[import-not-found]
+
 DEFAULT_SUITE = "baseline"  # a name in suites/ or a path to a .toml file
-DEFAULT_REPEATS = 3  # measured runs of each mode; the table shows the median
-DEFAULT_MAX_TOKENS = 64  # the same for every prompt and mode, so outputs are comparable
-RUNNER_CONCURRENCY = (1, 8)  # our runner's concurrency levels
-BARE_THREADS = 16  # the bare client's threads: the reference the runner is held to
-# The bare client at the runner's concurrency too: runner@8 against bare@8 is our overhead
-# alone, bare@8 against bare@16 is what more requests in flight buy from the server.
-BARE_DIAGNOSTIC_THREADS = 8
-TARGET_RATIO = 0.9  # runner@8 should reach this share of the bare client's tokens/s
+DEFAULT_PROMPTS = 192  # requests per measured run: the suite's prompts, cycled
+DEFAULT_REPEATS = 3  # measured runs of each side; the ratio is the median
+BARE_THREADS = 16  # the bare client's threads: the reference the default eval is held to
+TARGET_RATIO = 1.0  # the default eval should match the bare client
 REQUEST_TIMEOUT_S = 300.0  # one answer, as in `just eval`
 BARE_RETRIES = 5  # times the bare client tries again after a reset connection
 BARE_RETRY_PAUSE_S = 0.05  # its pause before each new try
+EVAL_TIMEOUT_S = 1800.0  # one whole `just eval` run
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Measure eval throughput (completion tokens/s) of our runner and a bare "
-        "client on one server.",
-        epilog="Make-style key=value words work too: model=PATH repeats=5 max_tokens=128.",
+        description="Measure the wall-clock throughput of the default `just eval url=...` "
+        "against a bare 16-thread client on one server.",
+        epilog="Make-style key=value words work too: model=PATH repeats=5 prompts=384.",
     )
     parser.add_argument("--model", help="model directory or Hugging Face id (default: tiny)")
     parser.add_argument("--suite", default=DEFAULT_SUITE, help="suite name or TOML path")
     parser.add_argument(
-        "--repeats", type=int, default=DEFAULT_REPEATS, help="measured runs per mode (median)"
+        "--prompts", type=int, default=DEFAULT_PROMPTS, help="requests per run (suite cycled)"
     )
     parser.add_argument(
-        "--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="max_tokens for every prompt"
+        "--repeats", type=int, default=DEFAULT_REPEATS, help="measured runs per side (median)"
     )
     parser.add_argument("--port", type=int, help="port for the server (default: a free one)")
     return parser
@@ -66,8 +74,7 @@ class Measurement:
     mode: str
     completion_tokens: int
     seconds: float
-    client_cpu_s: float  # CPU time of this process: the client's cost, taken from the server
-    resets: int  # connections the server reset (and the client retried)
+    detail: str  # what else this side reports: resets, time outside the ledger run
 
     @property
     def tokens_per_second(self) -> float:
@@ -76,54 +83,65 @@ class Measurement:
     def __str__(self) -> str:
         return (
             f"{self.mode}: {self.completion_tokens} tokens in {self.seconds:.2f} s = "
-            f"{self.tokens_per_second:.1f} tokens/s (client CPU {self.client_cpu_s:.2f} s, "
-            f"{self.resets} resets)"
+            f"{self.tokens_per_second:.1f} tokens/s ({self.detail})"
         )
 
 
-class CountingSession(requests.Session):
-    """Counts the connection errors its posts raise (post_chat then retries them), so resets
-    show for our runner as they do for the bare client."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.resets = 0
-
-    def post(self, *args, **kwargs) -> requests.Response:
-        try:
-            return super().post(*args, **kwargs)
-        except requests.ConnectionError:
-            self.resets += 1
-            raise
+def _toml_value(value) -> str:
+    """TOML for the values a suite holds (JSON strings are valid TOML basic strings)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }"
+    raise TypeError(f"no TOML for {value!r}")
 
 
-def measure_runner(suite, server, sampling, concurrency: int, db) -> Measurement:
-    """Our runner as `just eval` uses it: scoring and a ledger row per prompt included."""
-    from labbench.evaluation import Endpoint, run_suite
-    from labbench.ledger import finish_run, start_run
-    from labbench.server import SERVED_MODEL
+def write_cycled_suite(source: Path, count: int, target: Path) -> None:
+    """A copy of the suite whose prompts are cycled to `count`, each id made unique."""
+    with source.open("rb") as file:
+        data = tomllib.load(file)
+    prompts = data.pop("prompts")
+    lines = [f"{key} = {_toml_value(value)}" for key, value in data.items()]
+    for n in range(count):
+        prompt = dict(prompts[n % len(prompts)])
+        prompt["id"] = f"{prompt['id']}-{n // len(prompts)}"
+        lines.append("\n[[prompts]]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in prompt.items()]
+    target.write_text("\n".join(lines) + "\n")
 
-    session = CountingSession()
-    endpoint = Endpoint(server.base_url, SERVED_MODEL, alive=server.alive, session=session)
-    run = start_run(db, "eval", {"bench": True}, suite=suite.name)
-    started, cpu_started = time.perf_counter(), time.process_time()
-    run_suite(run, suite, endpoint, sampling, concurrency)
-    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    finish_run(run, "ok")
-    rows = list(
-        db.query(
-            "SELECT prompt_id, error, completion_tokens FROM eval_results WHERE run_id = ?",
-            [run.id],
-        )
+
+def measure_eval(base_url: str, suite: Path, scratch: Path, n: int) -> Measurement:
+    """`just eval url=... suite=...` as a user types it: every other setting its default."""
+    just = Path(sys.executable).parent / "just"
+    ledger = scratch / f"eval-{n}" / "ledger.db"
+    command = [str(just), "eval", f"url={base_url}", f"suite={suite}"]
+    env = {**os.environ, cli.LEDGER_ENV: str(ledger)}
+    started = time.perf_counter()
+    result = subprocess.run(
+        command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=EVAL_TIMEOUT_S
     )
-    failed = [row for row in rows if row["error"] is not None]
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"just eval exited with code {result.returncode}: {last}")
+    from sqlite_utils import Database
+
+    db = Database(ledger)
+    [run] = list(db.query("SELECT id, duration_s FROM runs"))
+    rows = list(db.query("SELECT error, completion_tokens FROM eval_results"))
+    failed = [row["error"] for row in rows if row["error"] is not None]
     if failed:
-        raise UserError(
-            f"runner@{concurrency}: {len(failed)} of {len(rows)} requests failed "
-            f"({failed[0]['prompt_id']}: {failed[0]['error']})"
-        )
+        raise UserError(f"eval: {len(failed)} of {len(rows)} requests failed ({failed[0]})")
     tokens = sum(row["completion_tokens"] or 0 for row in rows)
-    return Measurement(f"runner@{concurrency}", tokens, seconds, cpu, session.resets)
+    db.close()
+    # Wall time outside the recorded run: imports, suite load, report and journal writing.
+    outside = seconds - (run["duration_s"] or 0)
+    return Measurement("default eval", tokens, seconds, f"{outside:.2f} s outside the run")
 
 
 def measure_bare(url: str, payloads: list[dict], threads: int) -> Measurement:
@@ -166,117 +184,90 @@ def measure_bare(url: str, payloads: list[dict], threads: int) -> Measurement:
                     errors.append(str(error).splitlines()[0][:200])
 
     workers = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
-    started, cpu_started = time.perf_counter(), time.process_time()
+    started = time.perf_counter()
     for thread in workers:
         thread.start()
     for thread in workers:
         thread.join()
-    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    seconds = time.perf_counter() - started
     if errors:
         raise UserError(f"bare@{threads}: {len(errors)} requests failed ({errors[0]})")
-    return Measurement(f"bare@{threads}", sum(tokens), seconds, cpu, len(resets))
+    return Measurement(f"bare@{threads}", sum(tokens), seconds, f"{len(resets)} resets")
 
 
-def rotated(modes: list, repeat: int) -> list:
-    """The modes in a different order each repeat, so drift affects them alike."""
-    shift = repeat % len(modes)
-    return modes[shift:] + modes[:shift]
-
-
-def paired_ratio(measurements: dict[str, list[Measurement]], mode: str, reference: str) -> float:
-    """Median over repeats of mode / reference tokens/s, each pair measured in the same repeat:
-    on a shared machine load drifts, and a pair run minutes apart compares the load, not us."""
-    pairs = zip(measurements[mode], measurements[reference], strict=True)
-    return statistics.median(m.tokens_per_second / r.tokens_per_second for m, r in pairs)
-
-
-def report(measurements: dict[str, list[Measurement]], reference: str) -> str:
+def report(pairs: list[tuple[Measurement, Measurement]]) -> str:
     from tabulate import tabulate
 
     rows = []
-    for mode, runs in measurements.items():
-        rates = [m.tokens_per_second for m in runs]
-        rows.append(
-            [
-                mode,
-                round(statistics.median(m.completion_tokens for m in runs)),
-                f"{statistics.median(m.seconds for m in runs):.2f}",
-                f"{statistics.median(rates):.1f}",
-                f"{min(rates):.0f}–{max(rates):.0f}",
-                f"{paired_ratio(measurements, mode, reference):.2f}x",
-                f"{statistics.median(m.client_cpu_s for m in runs):.2f}",
-                sum(m.resets for m in runs),
-            ]
-        )
-    headers = ["mode", "completion tokens", "seconds", "tokens/s", "range", f"vs {reference}"]
-    headers += ["client CPU s", "resets"]
+    for n, (ours, bare) in enumerate(pairs, start=1):
+        ratio = ours.tokens_per_second / bare.tokens_per_second
+        for m in (ours, bare):
+            rows.append([n, m.mode, m.completion_tokens, f"{m.seconds:.2f}", m.detail])
+            rows[-1].insert(4, f"{m.tokens_per_second:.1f}")
+        rows[-2].append(f"{ratio:.2f}x")
+    headers = ["repeat", "side", "completion tokens", "seconds", "tokens/s", "detail", "ratio"]
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
 
 
 def main() -> int:
     args = cli.parse_args(build_parser())
     cli.raise_keyboard_interrupt_on_sigterm()
-    from labbench.evaluation import Endpoint, SamplingSettings, ServerGone, build_request
-    from labbench.ledger import open_ledger
-    from labbench.server import SERVED_MODEL, resolve_model, start_server
-    from labbench.suite import load_suite
+    from labbench.evaluation import Endpoint, SamplingSettings, build_request
+    from labbench.server import resolve_model, start_server
+    from labbench.suite import load_suite, resolve_suite_path
 
     try:
         if args.repeats < 1:
             raise UserError("--repeats must be at least 1")
-        if args.max_tokens < 1:
-            raise UserError("--max-tokens must be at least 1")
-        suite = load_suite(args.suite)
+        if args.prompts < 1:
+            raise UserError("--prompts must be at least 1")
+        source = resolve_suite_path(args.suite)
+        load_suite(str(source))  # a bad suite fails here, before any server starts
         model = resolve_model(args.model)
-        sampling = SamplingSettings(max_tokens=args.max_tokens)
+        pairs: list[tuple[Measurement, Measurement]] = []
         with (
-            tempfile.TemporaryDirectory(prefix="labbench-bench-eval-") as scratch,
+            tempfile.TemporaryDirectory(prefix="labbench-bench-eval-") as scratch_dir,
             start_server(model, port=args.port) as server,
         ):
-            db = open_ledger(Path(scratch) / "ledger.db")  # throwaway: never the user's
-            endpoint = Endpoint(server.base_url, SERVED_MODEL, alive=server.alive)
-            payloads = [build_request(suite, p, endpoint, sampling) for p in suite.prompts]
+            scratch = Path(scratch_dir)
+            suite_path = scratch / "suite.toml"
+            write_cycled_suite(source, args.prompts, suite_path)
+            suite = load_suite(str(suite_path))
+            # What the eval sends by default: the suite's max_tokens, temperature 0, no model.
+            endpoint = Endpoint(server.base_url, None)
+            payloads = [
+                build_request(suite, p, endpoint, SamplingSettings()) for p in suite.prompts
+            ]
             url = server.base_url + "/v1/chat/completions"
-            bare_mode = f"bare@{BARE_THREADS}"
-            modes: dict[str, Callable[[], Measurement]] = {
-                f"runner@{c}": lambda c=c: measure_runner(suite, server, sampling, c, db)
-                for c in RUNNER_CONCURRENCY
+            sides = {
+                "eval": lambda n: measure_eval(server.base_url, suite_path, scratch, n),
+                "bare": lambda n: measure_bare(url, payloads, BARE_THREADS),
             }
-            for threads in (BARE_DIAGNOSTIC_THREADS, BARE_THREADS):
-                modes[f"bare@{threads}"] = lambda t=threads: measure_bare(url, payloads, t)
             print(
-                f"{model} on {server.base_url}: {len(payloads)} prompts from {suite.name}, "
-                f"max_tokens={args.max_tokens}, {args.repeats} repeats",
+                f"{model} on {server.base_url}: {len(payloads)} prompts cycled from "
+                f"{source.name}, {args.repeats} repeats",
                 file=sys.stderr,
             )
-            for mode, measure in modes.items():  # warm-up, not measured
-                print(f"warm-up {mode}", file=sys.stderr)
-                measure()
-            measurements: dict[str, list[Measurement]] = {mode: [] for mode in modes}
-            for repeat in range(args.repeats):
-                for mode in rotated(list(modes), repeat):
-                    result = modes[mode]()
-                    measurements[mode].append(result)
-                    print(f"repeat {repeat + 1}/{args.repeats} {result}", file=sys.stderr)
-            db.close()
+            for side, measure in sides.items():  # warm-up, not measured
+                print(f"warm-up {side}: {measure(0)}", file=sys.stderr)
+            for repeat in range(1, args.repeats + 1):
+                order = ["eval", "bare"] if repeat % 2 else ["bare", "eval"]
+                results = {side: sides[side](repeat) for side in order}
+                for side in order:
+                    print(f"repeat {repeat}/{args.repeats} {results[side]}", file=sys.stderr)
+                pairs.append((results["eval"], results["bare"]))
     except UserError as error:
         cli.fail(str(error))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except ServerGone as error:
-        cli.fail(str(error))
 
-    print(report(measurements, bare_mode))
-    runner_mode = f"runner@{max(RUNNER_CONCURRENCY)}"
-    diagnostic = f"bare@{BARE_DIAGNOSTIC_THREADS}"
+    print(report(pairs))
+    ratios = [ours.tokens_per_second / bare.tokens_per_second for ours, bare in pairs]
+    spread = f"{min(ratios):.2f}–{max(ratios):.2f}" if len(ratios) > 1 else "one repeat"
     print(
-        f"{runner_mode} / {diagnostic} = {paired_ratio(measurements, runner_mode, diagnostic):.2f}x"
-        " (our overhead alone, at equal concurrency)"
-    )
-    print(
-        f"{runner_mode} / {bare_mode} = {paired_ratio(measurements, runner_mode, bare_mode):.2f}x"
-        f" (target >= {TARGET_RATIO}x)"
+        f"default eval / bare client throughput: {statistics.median(ratios):.2f}x "
+        f"(median of {len(ratios)}, range {spread}, target >= {TARGET_RATIO:g}x)"
     )
     return 0
 

@@ -2,7 +2,7 @@
 
 just eval                                   # the built-in tiny model, baseline suite
 just eval model=mlx-community/Qwen2.5-Coder-1.5B-Instruct-4bit adapter=adapters/7
-just eval url=http://127.0.0.1:8080 served_model=qwen2.5-coder suite=suites/mine.toml
+just eval url=http://127.0.0.1:11434/v1 served_model=qwen2.5-coder suite=suites/mine.toml
 """
 
 import argparse
@@ -23,7 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="model directory or Hugging Face id (default: tiny)")
     parser.add_argument("--adapter", help="LoRA adapter directory, e.g. adapters/7")
     parser.add_argument("--suite", default=DEFAULTS.suite, help="suite name or TOML path")
-    parser.add_argument("--url", help="evaluate a running OpenAI-compatible server instead")
+    parser.add_argument(
+        "--url",
+        help="evaluate a running OpenAI-compatible server instead: http://HOST:PORT, "
+        "http://HOST:PORT/v1 or .../v1/chat/completions (http:// if no scheme is given)",
+    )
     parser.add_argument("--served-model", help="model name to send to a --url server")
     parser.add_argument("--port", type=int, help="port for our server (default: a free one)")
     parser.add_argument(
@@ -44,11 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    if args.url and (args.model or args.adapter or args.port):
+    if args.url is not None and (args.model or args.adapter or args.port):
         raise UserError("--url evaluates a running server: --model, --adapter, --port don't apply")
-    if args.served_model and not args.url:
+    if args.served_model and args.url is None:
         raise UserError("--served-model goes with --url")
-    if args.concurrency < 1:
+    if args.concurrency is not None and args.concurrency < 1:
         raise UserError("--concurrency must be at least 1")
     if args.max_tokens is not None and args.max_tokens < 1:
         raise UserError("--max-tokens must be at least 1")
@@ -61,7 +65,7 @@ def check_args(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
     check_args(args)
-    from labbench.evaluation import EvalPlan, record_eval
+    from labbench.evaluation import EvalPlan, normalize_url, record_eval
     from labbench.formatting import scores_table
     from labbench.server import check_adapter, resolve_model
     from labbench.suite import load_suite
@@ -69,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     suite = load_suite(args.suite)  # bad suites fail here, before any server starts
     plan = EvalPlan(
         suite=suite,
-        model=args.served_model if args.url else resolve_model(args.model),
+        model=args.served_model if args.url is not None else resolve_model(args.model),
         adapter=check_adapter(args.adapter),
-        url=args.url,
+        url=normalize_url(args.url) if args.url is not None else None,
         port=args.port,
         sampling=SamplingSettings(temperature=args.temperature, max_tokens=args.max_tokens),
         concurrency=args.concurrency,

@@ -54,3 +54,16 @@ def run_main(name: str, *args: str) -> subprocess.CompletedProcess:
         signal.signal(signal.SIGTERM, sigterm)
     assert isinstance(code, int)
     return subprocess.CompletedProcess([name, *args], code, out.getvalue(), err.getvalue())
+
+
+def run_just(recipe: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run `just RECIPE ARGS` as a user types it, with the just installed beside this Python."""
+    just = os.path.join(os.path.dirname(sys.executable), "just")
+    return subprocess.run(
+        [just, recipe, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=PROJECT_ROOT,
+        env=os.environ.copy(),
+    )

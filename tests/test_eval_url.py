@@ -1,0 +1,140 @@
+"""`--url` in the forms users copy from their server's docs, and what goes wrong with it."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from helpers import run_just
+from sqlite_utils import Database
+
+from labbench.errors import UserError
+from labbench.evaluation import normalize_url
+from labbench.server import start_server
+from labbench.suite import load_suite
+
+
+@pytest.mark.parametrize(
+    ("given", "base"),
+    [
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+        ("http://127.0.0.1:8080/v1", "http://127.0.0.1:8080"),
+        ("http://127.0.0.1:8080/v1/", "http://127.0.0.1:8080"),
+        ("http://127.0.0.1:8080/v1/chat/completions", "http://127.0.0.1:8080"),
+        ("http://127.0.0.1:8080/v1/chat/completions/", "http://127.0.0.1:8080"),
+        ("http://127.0.0.1:8080//v1//", "http://127.0.0.1:8080"),
+        ("  http://localhost:11434/v1  ", "http://localhost:11434"),
+        ("HTTP://localhost:1234/v1", "http://localhost:1234"),
+        ("https://example.com/v1", "https://example.com"),
+        ("https://example.com/api/v1", "https://example.com/api"),
+        ("https://example.com/api/v1/chat/completions", "https://example.com/api"),
+        ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("localhost:11434/v1", "http://localhost:11434"),
+        ("http://[::1]:8080/v1", "http://[::1]:8080"),
+    ],
+)
+def test_every_url_form_gives_the_base_url(given, base):
+    assert normalize_url(given) == base
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ("http://127.0.0.1:8080/api", "the path must be empty, /v1 or /v1/chat/completions"),
+        ("http://127.0.0.1:8080/v1/completions", "the path must be empty, /v1 or"),
+        ("http://127.0.0.1:8080/chat/completions", "the path must be empty, /v1 or"),
+        ("ftp://127.0.0.1:8080", "the scheme must be http or https"),
+        ("http://127.0.0.1:port/v1", "the port is not a number"),
+        ("http://127.0.0.1:99999", "the port is not a number"),
+        ("http:///v1", "no host in it"),
+        ("", "no host in it"),
+        ("http://127.0.0.1:8080/v1?key=x", "no query or fragment"),
+    ],
+)
+def test_a_url_of_no_known_form_is_a_one_line_error_naming_the_flag(given, problem):
+    with pytest.raises(UserError) as raised:
+        normalize_url(given)
+    message = str(raised.value)
+    assert message.startswith(f"--url {given}: {problem}")
+    assert "\n" not in message
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model):
+    with start_server(str(tiny_model)) as server:
+        yield server
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("form", ["{base}", "{base}/", "{base}/v1", "{base}/v1/chat/completions"])
+def test_just_eval_works_with_every_url_form(form, server, isolated_ledger):
+    result = run_just("eval", f"url={form.format(base=server.base_url)}", "max_tokens=4")
+    assert result.returncode == 0, result.stderr
+    [run] = list(Database(isolated_ledger)["runs"].rows)
+    assert run["status"] == "ok" and run["model"] == server.base_url
+    assert json.loads(run["config"])["url"] == server.base_url
+    results = Database(isolated_ledger)["eval_results"]
+    assert results.count == len(load_suite("baseline").prompts)
+    assert results.count_where("error IS NOT NULL") == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_just_eval_assumes_http_without_a_scheme(server, isolated_ledger):
+    without_scheme = server.base_url.removeprefix("http://") + "/v1"
+    result = run_just("eval", f"url={without_scheme}", "max_tokens=4")
+    assert result.returncode == 0, result.stderr
+    [run] = list(Database(isolated_ledger)["runs"].rows)
+    assert run["status"] == "ok" and run["model"] == server.base_url
+
+
+class NotFoundEverywhere(BaseHTTPRequestHandler):
+    def _not_found(self) -> None:
+        self.send_error(404, "Not Found")
+
+    do_GET = do_POST = _not_found
+
+    def log_message(self, format, *args) -> None:  # keep the test output quiet
+        pass
+
+
+@pytest.fixture
+def not_found_url():
+    """A real HTTP server on a free loopback port that answers 404 to everything."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), NotFoundEverywhere)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.mark.timeout(60)
+def test_a_404_on_the_first_request_names_the_url_and_the_fix(not_found_url, isolated_ledger):
+    result = run_just("eval", f"url={not_found_url}/v1", timeout=60)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        f"error: run 1 failed: POST {not_found_url}/v1/chat/completions answered 404"
+    )
+    assert "--url takes http://HOST:PORT, http://HOST:PORT/v1 or" in last
+    [run] = list(Database(isolated_ledger)["runs"].rows)
+    assert run["status"] == "failed" and run["model"] == not_found_url
+
+
+@pytest.mark.timeout(60)
+def test_a_url_of_no_known_form_fails_before_any_run(isolated_ledger):
+    started = time.monotonic()
+    result = run_just("eval", "url=http://127.0.0.1:9/api", timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: --url http://127.0.0.1:9/api: the path must be empty, /v1 or /v1/chat/completions"
+    )
+    assert time.monotonic() - started < 10
+    assert not isolated_ledger.exists()
