@@ -165,6 +165,9 @@ def recording_ledger(arg: str | None) -> Generator[Ledger, None, None]:
     except sqlite3.DatabaseError as error:
         corrupt = True
         raise UserError(f"ledger {path} is corrupt or unwritable ({error})") from None
+    except KeyboardInterrupt:
+        print(f"interrupted; what was done so far is recorded in {path}", file=sys.stderr)
+        raise SystemExit(130) from None
     finally:
         if not corrupt:
             try:

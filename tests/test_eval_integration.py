@@ -152,10 +152,13 @@ def test_interrupted_eval_stops_its_server_and_says_so(signum, tiny_model, isola
     try:
         server_pid, _ = wait_for(lambda: server_pid_and_results(isolated_ledger), timeout=120)
         process.send_signal(signum)
-        process.communicate(timeout=60)
+        _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
     assert process.returncode == 130
+    assert stderr.splitlines()[-1] == (
+        f"interrupted; what was done so far is recorded in {isolated_ledger}"
+    )
     [run] = list(Database(isolated_ledger)["runs"].rows)
     assert run["status"] == "interrupted"
     wait_for(lambda: not pid_alive(server_pid), timeout=10)
