@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from labbench import PROJECT_ROOT
 from labbench.errors import UserError
-from labbench.paths import user_path
+from labbench.paths import INVOCATION_DIR_ENV, user_path
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -91,6 +92,11 @@ def parse_args(
 
     parser.error = one_line_error
     parser.formatter_class = _ShowDefaults
+    for action in parser._actions:  # argparse shows no line at all for a flag without help
+        if action.help is None and action.default not in (None, False, argparse.SUPPRESS):
+            action.help = "default: %(default)s"
+    if os.environ.get(INVOCATION_DIR_ENV):  # run by the justfile: the recipe is the script's name
+        parser.prog = "just " + Path(sys.argv[0]).stem.replace("_", "-")
     words = expand_key_values(
         sys.argv[1:] if argv is None else argv, set(parser._option_string_actions)
     )
@@ -107,7 +113,7 @@ def parse_args(
 def add_ledger_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ledger",
-        help=f"ledger database (default: ${LEDGER_ENV}, else ./{DEFAULT_LEDGER})",
+        help=f"ledger database (default: ${LEDGER_ENV}, else {DEFAULT_LEDGER} in the project)",
     )
 
 
@@ -119,9 +125,9 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
 
 
 def ledger_path(arg: str | None) -> Path:
-    if arg:
-        return user_path(arg)
-    return Path(os.environ.get(LEDGER_ENV) or DEFAULT_LEDGER).expanduser().absolute()
+    """--ledger, else $LEDGER_DB (both from the user's directory), else the project's ledger."""
+    given = arg or os.environ.get(LEDGER_ENV)
+    return user_path(given) if given else PROJECT_ROOT / DEFAULT_LEDGER
 
 
 def existing_ledger_path(arg: str | None) -> Path:
@@ -175,6 +181,13 @@ def recording_ledger(arg: str | None) -> Generator[Ledger, None, None]:
                 write_journal(ledger.db, ledger.journal_dir)
             except (OSError, sqlite3.DatabaseError) as error:
                 print(f"warning: the journal was not written: {error}", file=sys.stderr)
+            except KeyboardInterrupt:
+                print(
+                    f"interrupted while writing the journal; the runs are recorded in {path}"
+                    " (`just journal` writes it again)",
+                    file=sys.stderr,
+                )
+                raise SystemExit(130) from None
 
 
 @contextmanager

@@ -132,7 +132,7 @@ def _check_writable(path: Path) -> None:
                 pass
         except OSError as error:
             raise UserError(
-                f"ledger {path} is read-only ({error.strerror}): runs cannot be recorded in it"
+                f"ledger {path} is read-only ({error.strerror}): nothing can be recorded in it"
             ) from None
 
 

@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems:
         print(problem)
     if problems:
-        print(f"error: {len(problems)} problems in {path}", file=sys.stderr)
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        print(f"error: {count} in {path}", file=sys.stderr)
         return 1
     counts = count_examples(path)
     print("ok: " + ", ".join(f"{count} {split}" for split, count in counts.items()) + " examples")

@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="suite whose tools to use and prompts to avoid (repeatable; default: baseline)",
     )
+    parser.add_argument("--force", action="store_true", help="replace a dataset already in --out")
     return parser
 
 
@@ -40,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.n < 10:
         raise UserError("--n must be at least 10 (the valid and test splits need examples)")
     suites = [resolve_suite_path(name) for name in args.suite] if args.suite else None
-    report = write_dummy_data(cli.user_path(args.out), args.n, args.seed, suites)
+    out = cli.user_path(args.out)
+    existing = [name for name in ("train", "valid", "test") if (out / f"{name}.jsonl").exists()]
+    if existing and not args.force:
+        files = ", ".join(f"{name}.jsonl" for name in existing)
+        raise UserError(f"{out} already holds a dataset ({files}): pass --force to replace it")
+    report = write_dummy_data(out, args.n, args.seed, suites)
     counts = ", ".join(f"{count} {split}" for split, count in report.counts.items())
     tools = ", ".join(f"{name} {share:.0%}" for name, share in report.tool_share.items())
     print(f"wrote {report.total} examples to {report.out_dir}: {counts}")

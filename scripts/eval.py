@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     with cli.recording_ledger(args.ledger) as ledger:
         outcome = record_eval(ledger.db, plan)
-    if outcome.scores:
+    if outcome.scores and not outcome.error:
         print(scores_table(outcome.scores))
     print(f"recorded as run {outcome.run_id} in {ledger.path}", file=sys.stderr)
     if outcome.error:

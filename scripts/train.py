@@ -100,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     from labbench.training import ADAPTER_WEIGHTS, TrainPlan, record_training
 
     data = cli.user_path(args.data)
+    if not data.exists():
+        raise UserError(
+            f"--data {args.data}: no such directory ({data}); `just dummy-data` makes one"
+        )
     settings = settings_from(args)
     model = resolve_model(args.model)
     fingerprint = check_data(data)

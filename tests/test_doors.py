@@ -17,7 +17,7 @@ from helpers import run_main
 from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
-from labbench.cli import expand_key_values, parse_args
+from labbench.cli import expand_key_values, ledger_path, parse_args
 from labbench.errors import UserError
 from labbench.ledger import open_ledger, open_ledger_for_reading, start_run
 from labbench.paths import INVOCATION_DIR_ENV, user_path
@@ -249,3 +249,47 @@ def test_ctrl_c_stops_serve_cleanly(tiny_model):
     assert "error" not in stderr and "Traceback" not in stderr
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{server_url}/health", timeout=5)
+
+
+def test_dummy_data_never_replaces_a_dataset_silently(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "train.jsonl").write_text('{"precious": true}\n')
+    result = run_main("dummy_data", f"out={mine}", "n=10")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: {mine} already holds a dataset (train.jsonl): pass --force to replace it\n"
+    )
+    assert (mine / "train.jsonl").read_text() == '{"precious": true}\n'
+    assert run_main("dummy_data", f"out={mine}", "n=10", "--force").returncode == 0
+    assert "precious" not in (mine / "train.jsonl").read_text()
+
+
+def test_ledger_db_is_from_the_users_directory_and_the_default_is_the_projects(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv(INVOCATION_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv("LEDGER_DB", "rel.db")
+    assert ledger_path(None) == tmp_path / "rel.db"
+    assert ledger_path("other.db") == tmp_path / "other.db"
+    monkeypatch.delenv("LEDGER_DB")
+    assert ledger_path(None) == PROJECT_ROOT / "ledger.db"
+
+
+def test_ctrl_c_while_the_journal_is_written_keeps_the_run_and_says_so(
+    isolated_ledger, monkeypatch
+):
+    db = open_ledger(isolated_ledger)
+    run_id = start_run(db, "eval", {}).id
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("labbench.journal.write_journal", interrupted)
+    result = run_main("note", str(run_id), "kept")
+    assert result.returncode == 130
+    assert result.stderr == (
+        f"interrupted while writing the journal; the runs are recorded in {isolated_ledger}"
+        " (`just journal` writes it again)\n"
+    )
+    assert [r["text"] for r in db.query("SELECT text FROM run_notes")] == ["kept"]
