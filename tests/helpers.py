@@ -13,6 +13,32 @@ from labbench import PROJECT_ROOT, cli
 SCRIPTS = PROJECT_ROOT / "scripts"
 
 
+SMALL_SUITE = """
+name = "small"
+[defaults]
+max_tokens = MAX_TOKENS
+tools = ["read_file"]
+[tools.read_file]
+description = "Read a text file."
+parameters = { type = "object", properties = { path = { type = "string" } }, required = ["path"] }
+[[prompts]]
+id = "read"
+category = "tool_calling"
+prompt = "Read the file src/app.py."
+expect_tools = [ { name = "read_file", arguments = { path = "src/app.py" } } ]
+[[prompts]]
+id = "math"
+category = "reasoning"
+prompt = "What is 6 times 7?"
+expect_answer = "42"
+"""
+
+
+def small_suite_toml(max_tokens: int) -> str:
+    """A two-prompt suite (one tool call, one answer) for tests that need a quick real eval."""
+    return SMALL_SUITE.replace("MAX_TOKENS", str(max_tokens))
+
+
 def run_script(
     name: str, *args: str, timeout: float = 240, **kwargs
 ) -> subprocess.CompletedProcess:

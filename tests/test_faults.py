@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import pid_alive, run_script
+from helpers import pid_alive, run_script, small_suite_toml
 from sqlite_utils import Database
 from test_datasette import browsing, get_json, stop
 
@@ -35,25 +35,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 TAG = "LABBENCH_FAULT_TEST"  # environment variable marking the processes of one test
 SERVER = "mlx_lm server"  # how an mlx_lm.server process shows in `ps`
 
-SMALL_SUITE = """
-name = "small"
-[defaults]
-max_tokens = 8
-tools = ["read_file"]
-[tools.read_file]
-description = "Read a text file."
-parameters = { type = "object", properties = { path = { type = "string" } }, required = ["path"] }
-[[prompts]]
-id = "read"
-category = "tool_calling"
-prompt = "Read the file src/app.py."
-expect_tools = [ { name = "read_file", arguments = { path = "src/app.py" } } ]
-[[prompts]]
-id = "math"
-category = "reasoning"
-prompt = "What is 6 times 7?"
-expect_answer = "42"
-"""
+SMALL_SUITE = small_suite_toml(max_tokens=8)
 SMALL_PROMPTS = ["math", "read"]
 
 # Line 5 leaves a string open.

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import run_script
+from helpers import run_script, small_suite_toml
 from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
@@ -17,25 +17,7 @@ from labbench.dummydata import write_dummy_data
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
-SMALL_SUITE = """
-name = "small"
-[defaults]
-max_tokens = 16
-tools = ["read_file"]
-[tools.read_file]
-description = "Read a text file."
-parameters = { type = "object", properties = { path = { type = "string" } }, required = ["path"] }
-[[prompts]]
-id = "read"
-category = "tool_calling"
-prompt = "Read the file src/app.py."
-expect_tools = [ { name = "read_file", arguments = { path = "src/app.py" } } ]
-[[prompts]]
-id = "math"
-category = "reasoning"
-prompt = "What is 6 times 7?"
-expect_answer = "42"
-"""
+SMALL_SUITE = small_suite_toml(max_tokens=16)
 
 
 @pytest.fixture(scope="module")
@@ -112,17 +94,27 @@ def test_interrupted_training_leaves_a_usable_checkpoint(tiny_model, dataset, is
     assert "Run 1: Training" in journal and "[interrupted]" in journal
 
 
-def test_train_keeps_the_best_checkpoint_by_eval_score(
-    tiny_model, dataset, isolated_ledger, tmp_path
-):
+def train_with_checkpoint_evals(dataset, tmp_path, iters: int, save_every: int, ledger: Path):
+    """`just train` with every checkpoint evaluated on the small suite; it must succeed."""
     suite = tmp_path / "small.toml"
     suite.write_text(SMALL_SUITE)
     result = run_script(
-        "train", f"data={dataset}", "iters=6", "save_every=3", "batch_size=2", f"eval_suite={suite}"
+        "train",
+        f"data={dataset}",
+        f"iters={iters}",
+        f"save_every={save_every}",
+        "batch_size=2",
+        f"eval_suite={suite}",
     )
     assert result.returncode == 0, result.stderr
-    db = Database(isolated_ledger)
-    checkpoints = list(db.query("SELECT * FROM checkpoints ORDER BY iteration"))
+    db = Database(ledger)
+    return result, db, list(db.query("SELECT * FROM checkpoints ORDER BY iteration"))
+
+
+def test_train_keeps_the_best_checkpoint_by_eval_score(
+    tiny_model, dataset, isolated_ledger, tmp_path
+):
+    result, db, checkpoints = train_with_checkpoint_evals(dataset, tmp_path, 6, 3, isolated_ledger)
     assert [c["iteration"] for c in checkpoints] == [3, 6]
     [best] = [c for c in checkpoints if c["best"]]
     assert best["score"] == max(c["score"] for c in checkpoints)
@@ -137,14 +129,7 @@ def test_train_scores_its_final_adapter_even_between_checkpoints(
     tiny_model, dataset, isolated_ledger, tmp_path
 ):
     """7 iterations with checkpoints every 5: the final adapter is still evaluated."""
-    suite = tmp_path / "small.toml"
-    suite.write_text(SMALL_SUITE)
-    result = run_script(
-        "train", f"data={dataset}", "iters=7", "save_every=5", "batch_size=2", f"eval_suite={suite}"
-    )
-    assert result.returncode == 0, result.stderr
-    db = Database(isolated_ledger)
-    checkpoints = list(db.query("SELECT * FROM checkpoints ORDER BY iteration"))
+    result, db, checkpoints = train_with_checkpoint_evals(dataset, tmp_path, 7, 5, isolated_ledger)
     assert [c["iteration"] for c in checkpoints] == [5, 7]
     assert all(c["eval_run_id"] and c["score"] is not None for c in checkpoints)
     [best] = [c for c in checkpoints if c["best"]]
@@ -152,5 +137,5 @@ def test_train_scores_its_final_adapter_even_between_checkpoints(
     assert lines[0] == f"recorded as run 1 in {isolated_ledger}"
     assert lines[-1] == (
         f"best checkpoint: iteration {best['iteration']} ({best['path']}), "
-        f"overall {best['score']:.1%} on {suite} (eval run {best['eval_run_id']})"
+        f"overall {best['score']:.1%} on {tmp_path / 'small.toml'} (eval run {best['eval_run_id']})"
     )
