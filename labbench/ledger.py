@@ -71,14 +71,17 @@ def _exclusive_lock(path: Path) -> Generator[None, None, None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+class ReadOnlyLedger(UserError):
+    """The ledger file or its folder cannot be written; reading it still works."""
+
+
 def open_ledger_for_reading(path: Path) -> Database:
     """The ledger for commands that only read: a writable one as usual (migrated), a read-only
     one without writing anything; it must be up to date then."""
     path = resolve_path(path)
     try:
-        _check_writable(path)
-    except UserError:
-        _check_is_database(path)
+        return open_ledger(path)
+    except ReadOnlyLedger:  # open_ledger found it a sound database before it found it read-only
         db = Database(sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False))
         try:
             pending = migrations.pending(db)
@@ -90,7 +93,6 @@ def open_ledger_for_reading(path: Path) -> Database:
                 "open it once with write access to upgrade it"
             ) from None
         return db
-    return open_ledger(path)
 
 
 def _check_is_database(path: Path) -> None:
@@ -122,7 +124,7 @@ def _check_writable(path: Path) -> None:
         with tempfile.TemporaryFile(dir=path.parent):
             pass
     except OSError as error:
-        raise UserError(
+        raise ReadOnlyLedger(
             f"ledger {path}: its folder {path.parent} is read-only ({error.strerror}); "
             "pass --ledger PATH somewhere writable"
         ) from None
@@ -131,7 +133,7 @@ def _check_writable(path: Path) -> None:
             with open(path, "r+b"):
                 pass
         except OSError as error:
-            raise UserError(
+            raise ReadOnlyLedger(
                 f"ledger {path} is read-only ({error.strerror}): nothing can be recorded in it"
             ) from None
 

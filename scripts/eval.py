@@ -52,7 +52,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError("--url evaluates a running server: --model, --adapter, --port don't apply")
     if args.served_model and args.url is None:
         raise UserError("--served-model goes with --url")
-    if args.concurrency is not None and args.concurrency < 1:
+    if args.concurrency < 1:
         raise UserError("--concurrency must be at least 1")
     if args.max_tokens is not None and args.max_tokens < 1:
         raise UserError("--max-tokens must be at least 1")
