@@ -147,11 +147,15 @@ class Ledger:
 
     @property
     def journal_dir(self) -> Path:
-        return self.path.parent / "journal"
+        from labbench.ledger import journal_dir
+
+        return journal_dir(self.path)
 
     @property
     def adapters_dir(self) -> Path:
-        return self.path.parent / "adapters"
+        from labbench.ledger import adapters_dir
+
+        return adapters_dir(self.path)
 
 
 @contextmanager

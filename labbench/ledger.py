@@ -138,12 +138,6 @@ def _check_writable(path: Path) -> None:
             ) from None
 
 
-def ledger_file(db: Database) -> Path:
-    """The file behind an open ledger."""
-    [main] = [row for row in db.execute("PRAGMA database_list").fetchall() if row[1] == "main"]
-    return Path(main[2])
-
-
 def journal_dir(ledger: Path) -> Path:
     """The journal lives in `journal/` beside the ledger file."""
     return resolve_path(ledger).parent / "journal"
