@@ -217,3 +217,13 @@ def m006_hardware(db: Database) -> None:
     # JSON: cpu, cores, memory_bytes, os, machine, mlx_device, blas, blas_library; the BLAS is
     # the one labbench resolved for the server or training process of the run (see blas.py).
     db.table("runs").add_column("hardware", str)
+
+
+@migrations()
+def m008_executed_tests(db: Database) -> None:
+    # The verdict of a prompt's expect_tests (passed, failed, error, timed out, no code found;
+    # NULL when the prompt has none or they were not run) and the run's output, truncated.
+    # A prompt whose only part is tests not run (exec=false) has a NULL score: the views' AVG
+    # leaves it out, so it is neither passed nor failed.
+    db.table("eval_results").add_column("tests_verdict", str)
+    db.table("eval_results").add_column("tests_output", str)

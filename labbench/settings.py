@@ -28,6 +28,7 @@ class EvalSettings:
     concurrency: int = 32
     request_timeout_s: float = 300.0  # one prompt's whole answer
     retries: int = 6  # on connection resets only, with exponential backoff from 50 ms
+    tests_timeout_s: float = 10.0  # wall clock for one prompt's expect_tests run
 
 
 @dataclass(frozen=True)

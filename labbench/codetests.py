@@ -1,0 +1,68 @@
+"""Running a prompt's expect_tests on the code in an answer, in labbench/execution.py's
+contained executor.
+
+With a code_prompt (HumanEval's signature and docstring) the program follows the HumanEval
+harness, which runs prompt + completion + tests: an answer that does not define the entry point
+is a body appended to the prompt; one that defines it runs after the prompt, so the prompt's
+imports and helper functions (HumanEval/32's `poly`, /38's `encode_cyclic`) are there and the
+answer's definition replaces the stub.
+"""
+
+import re
+import textwrap
+
+from labbench.execution import ExecutionResult, extract_code, run_tests
+from labbench.suite import Prompt
+
+OUTPUT_CHARS = 2000  # of a test run's output kept in the ledger (its end, where tracebacks end)
+
+
+def run_answer_tests(prompt: Prompt, response: str | None, timeout_s: float) -> ExecutionResult:
+    """Run the prompt's tests on the answer's code (a verdict of "no code found" without any)."""
+    if prompt.expect_tests is None:
+        raise ValueError(f"prompt {prompt.id} has no expect_tests")
+    program = program_for(prompt, response)
+    if program is None:
+        return ExecutionResult("no code found", "no Python code in the answer", "", 0.0)
+    return run_tests(program, prompt.expect_tests, timeout_s=timeout_s)
+
+
+def truncated(output: str) -> str:
+    """The end of the output, at most OUTPUT_CHARS of it, saying how much was cut."""
+    if len(output) <= OUTPUT_CHARS:
+        return output
+    cut = len(output) - OUTPUT_CHARS
+    return f"[{cut} characters cut]\n" + output[cut:]
+
+
+def program_for(prompt: Prompt, response: str | None) -> str | None:
+    """The code to run with the prompt's tests, or None when the answer holds no code."""
+    code = extract_code(response, prompt.entry_point)
+    if prompt.code_prompt is None:
+        return code
+    if code is not None and defines(code, prompt.entry_point):
+        return f"{prompt.code_prompt}\n{code}"
+    if code is not None:
+        return prompt.code_prompt + _as_body(code)
+    # The answer as a raw completion, the harness's own format: an indented body alone is not
+    # code that extraction can recognise, but it compiles after the prompt.
+    completion = prompt.code_prompt + (response or "")
+    try:
+        compile(completion, "completion", "exec")
+    except (SyntaxError, ValueError):
+        return None
+    return completion if (response or "").strip() else None
+
+
+def defines(code: str, name: str | None) -> bool:
+    """Whether the code has a `def NAME(` at any indentation (a method counts too)."""
+    if name is None:
+        return False
+    return re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.M) is not None
+
+
+def _as_body(code: str) -> str:
+    """A body indented under the prompt's signature; extraction may have dedented it."""
+    first = next((line for line in code.splitlines() if line.strip()), "")
+    body = code if first[:1].isspace() else textwrap.indent(code, "    ")
+    return body if body.endswith("\n") else body + "\n"
