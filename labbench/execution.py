@@ -1,0 +1,256 @@
+"""Scoring code by running it: the model's code is extracted from its answer and run with the
+prompt's tests in a separate, contained process (labbench/sandbox_runner.py is the child side).
+
+    result = run_tests(extract_code(answer, "add"), "assert add(2, 2) == 4")
+    result.verdict, result.detail   # ("failed", "assert add(2, 2) == 4")
+
+What the containment does and does not protect against is in the README ("Running model code").
+"""
+
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from labbench.errors import describe_exit
+
+VERDICTS = ("passed", "failed", "error", "timed out", "no code found")
+OUTPUT_CHARS = 2000  # captured output kept, truncated
+RUNNER = Path(__file__).with_name("sandbox_runner.py")
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    verdict: str  # one of VERDICTS
+    detail: str  # one line: the failing assert, the exception, the timeout, why no code
+    output: str  # the child's stdout and stderr, at most OUTPUT_CHARS
+    duration_s: float
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "passed"
+
+
+# ---------------------------------------------------------------------------------------------
+# Extraction
+
+_THINK_CLOSED = re.compile(r"<think>.*?</think>", re.DOTALL)
+# An opening fence: ``` or ~~~ (three or more) and an optional info string such as "python".
+_FENCE_OPEN = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([^\n`]*)$")
+_PYTHON_INFO = {"", "python", "py", "python3", "py3", "ipython", "pycon", "sage"}
+# A line where bare code plausibly starts.
+_CODE_START = re.compile(r"^(?:async\s+def|def|class|import|from\s+\S+\s+import)\b|^@\w")
+
+
+def extract_code(response: str | None, entry_point: str | None = None) -> str | None:
+    """The model's code: from fenced blocks (```python, ```py, ``` or ~~~), else bare code.
+
+    Thinking (<think>...</think>, or everything before a lone </think>) is ignored. A final fence
+    left open by max_tokens runs to the end of the text. Among Python blocks (python, py or no
+    language), the last one that defines the entry point (def/class NAME or NAME = ...) wins;
+    without one, every Python block that compiles is joined in order (so a helper in one block
+    and the function in the next both count; prose or output in an unlabelled block is dropped).
+    Without fences, bare code is the longest run that compiles from the first line that starts
+    like code (def, class, import, from, a decorator). None when there is no code.
+    """
+    text = _without_thinking(response or "")
+    blocks = _fenced_blocks(text)
+    if blocks is None:
+        return _bare_code(text)
+    python = [code for info, code in blocks if info in _PYTHON_INFO and code.strip()]
+    if not python:
+        return None
+    if entry_point:
+        defining = [code for code in python if _defines(code, entry_point)]
+        if defining:
+            return defining[-1]
+    compiling = [code for code in python if _compiles(code)]
+    return "\n\n".join(compiling) if compiling else python[-1]
+
+
+def _without_thinking(text: str) -> str:
+    text = _THINK_CLOSED.sub("", text.replace("\r\n", "\n"))
+    if "</think>" in text:  # the template opened the thinking, the answer follows its close
+        text = text.rsplit("</think>", 1)[1]
+    if "<think>" in text:  # cut off while thinking
+        text = text.split("<think>", 1)[0]
+    return text
+
+
+def _fenced_blocks(text: str) -> list[tuple[str, str]] | None:
+    """(language, dedented code) for each fenced block; None when the text has no fence."""
+    lines = text.split("\n")
+    blocks, i = [], 0
+    while i < len(lines):
+        opening = _FENCE_OPEN.match(lines[i])
+        if not opening:
+            i += 1
+            continue
+        fence = opening.group(1)
+        info = opening.group(2).strip().split(" ")[0].lower()
+        body, i = [], i + 1
+        while i < len(lines) and not _closes(lines[i], fence):
+            body.append(lines[i])
+            i += 1
+        i += 1
+        blocks.append((info, textwrap.dedent("\n".join(body)).strip("\n") + "\n"))
+    return blocks or None
+
+
+def _closes(line: str, fence: str) -> bool:
+    mark = line.strip()
+    return len(mark) >= len(fence) and mark == fence[0] * len(mark)
+
+
+def _defines(code: str, name: str) -> bool:
+    escaped = re.escape(name)
+    pattern = rf"^\s*(?:(?:async\s+)?def|class)\s+{escaped}\b|^\s*{escaped}\s*(?::[^=\n]*)?="
+    return re.search(pattern, code, re.MULTILINE) is not None
+
+
+def _compiles(code: str) -> bool:
+    try:
+        compile(code, "<answer>", "exec")
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def _bare_code(text: str) -> str | None:
+    lines = text.strip("\n").split("\n")
+    start = next((i for i, line in enumerate(lines) if _CODE_START.match(line)), None)
+    if start is None:
+        return None
+    for end in range(len(lines), start, -1):
+        if end < len(lines) and lines[end][:1] in (" ", "\t"):
+            continue  # cutting inside an indented block never helps
+        candidate = "\n".join(lines[start:end]).strip("\n") + "\n"
+        if _compiles(candidate):
+            return candidate
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+def run_tests(code: str | None, tests: str, *, timeout_s: float = 10.0) -> ExecutionResult:
+    """Run `code`, then `tests` in the same namespace, in a separate contained process.
+
+    Passed means both ran to the end without an exception. Code that is None or blank (what
+    extract_code found) is "no code found", without starting anything. Blocking and thread-safe.
+    """
+    if code is None or not code.strip():
+        return ExecutionResult("no code found", "the answer has no Python code", "", 0.0)
+    start = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="labbench-exec-"))
+    try:
+        box = work / "box"
+        box.mkdir()
+        (work / "solution.py").write_text(code, encoding="utf-8")
+        (work / "tests.py").write_text(tests, encoding="utf-8")
+        cpu_seconds = math.ceil(timeout_s) + 1
+        with open(work / "output", "wb+") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-B", str(RUNNER), str(work), str(cpu_seconds)],
+                cwd=box,
+                env=_minimal_env(box),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            timed_out = not _wait(process, start + timeout_s)
+            captured = _captured(output)
+        verdict, detail = _verdict(work, timed_out, timeout_s, cpu_seconds)
+        return ExecutionResult(verdict, detail, captured, time.monotonic() - start)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _minimal_env(box: Path) -> dict[str, str]:
+    """Built from scratch, so no token or key of ours reaches the code."""
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "HOME": str(box),
+        "TMPDIR": str(box),
+    }
+
+
+def _wait(process: subprocess.Popen, deadline: float) -> bool:
+    """Wait for the runner until the deadline; then kill its whole process group. True when
+    it finished in time. The group is killed while the runner is still unreaped, so its id
+    cannot have been reused by someone else's process."""
+    finished, delay = False, 0.0005
+    while True:
+        if _exited_unreaped(process):
+            finished = True
+            break
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.005)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # stragglers left behind, or all of it on timeout
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
+    return finished
+
+
+def _exited_unreaped(process: subprocess.Popen) -> bool:
+    if hasattr(os, "waitid"):
+        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+        return os.waitid(os.P_PID, process.pid, flags) is not None
+    return process.poll() is not None  # macOS before Python 3.13: no waitid
+
+
+def _verdict(work: Path, timed_out: bool, timeout_s: float, cpu_seconds: int) -> tuple[str, str]:
+    if timed_out:
+        return "timed out", f"no result within {timeout_s:g} s"
+    try:
+        report = (work / "result").read_text(encoding="utf-8") + "\n\n"
+        exit_text, verdict, detail = report.split("\n")[:3]
+        exit_code = int(exit_text)
+    except (OSError, ValueError):
+        return "error", "the sandbox runner did not report"
+    if exit_code == -signal.SIGXCPU:
+        return "timed out", f"used more than {cpu_seconds} s of CPU time"
+    if verdict in VERDICTS and exit_code == 0:
+        return verdict, detail
+    return "error", f"the code under test {describe_exit(exit_code)} before the tests finished"
+
+
+def _captured(output) -> str:
+    """Head and tail of the output (a traceback is at the end), at most OUTPUT_CHARS in all."""
+    marker = "\n[... output cut ...]\n"
+    keep = (OUTPUT_CHARS - len(marker)) // 2
+    size = output.seek(0, os.SEEK_END)
+    output.seek(0)
+    if size <= OUTPUT_CHARS * 4:  # UTF-8 takes at most 4 bytes a character
+        text = output.read().decode("utf-8", "replace")
+        if len(text) <= OUTPUT_CHARS:
+            return text
+        return text[:keep] + marker + text[-keep:]
+    head = output.read(keep * 4).decode("utf-8", "replace")[:keep]
+    output.seek(size - keep * 4)
+    tail = output.read().decode("utf-8", "replace")[-keep:]
+    return head + marker + tail
+
+
+def containment_summary() -> str:
+    """Which protections are active on this machine, in one line."""
+    parts = ["separate process", "temp dir", "minimal env", "stdin closed", "wall-clock timeout"]
+    parts.append("rlimits (AS 1 GiB, CPU, FSIZE, NPROC, CORE 0)")
+    return ", ".join(parts)
