@@ -8,31 +8,18 @@ imports and helper functions (HumanEval/32's `poly`, /38's `encode_cyclic`) are 
 answer's definition replaces the stub.
 """
 
-import re
 import textwrap
 
-from labbench.execution import ExecutionResult, extract_code, run_tests
+# _defines: the rule extraction uses to pick the block that defines the entry point
+from labbench.execution import ExecutionResult, _defines, extract_code, run_tests
 from labbench.suite import Prompt
-
-OUTPUT_CHARS = 2000  # of a test run's output kept in the ledger (its end, where tracebacks end)
 
 
 def run_answer_tests(prompt: Prompt, response: str | None, timeout_s: float) -> ExecutionResult:
-    """Run the prompt's tests on the answer's code (a verdict of "no code found" without any)."""
+    """Run the prompt's tests on the answer's code ("no code found" when it has none)."""
     if prompt.expect_tests is None:
         raise ValueError(f"prompt {prompt.id} has no expect_tests")
-    program = program_for(prompt, response)
-    if program is None:
-        return ExecutionResult("no code found", "no Python code in the answer", "", 0.0)
-    return run_tests(program, prompt.expect_tests, timeout_s=timeout_s)
-
-
-def truncated(output: str) -> str:
-    """The end of the output, at most OUTPUT_CHARS of it, saying how much was cut."""
-    if len(output) <= OUTPUT_CHARS:
-        return output
-    cut = len(output) - OUTPUT_CHARS
-    return f"[{cut} characters cut]\n" + output[cut:]
+    return run_tests(program_for(prompt, response), prompt.expect_tests, timeout_s=timeout_s)
 
 
 def program_for(prompt: Prompt, response: str | None) -> str | None:
@@ -40,7 +27,8 @@ def program_for(prompt: Prompt, response: str | None) -> str | None:
     code = extract_code(response, prompt.entry_point)
     if prompt.code_prompt is None:
         return code
-    if code is not None and defines(code, prompt.entry_point):
+    defined = code is not None and prompt.entry_point and _defines(code, prompt.entry_point)
+    if defined:
         return f"{prompt.code_prompt}\n{code}"
     if code is not None:
         return prompt.code_prompt + _as_body(code)
@@ -52,13 +40,6 @@ def program_for(prompt: Prompt, response: str | None) -> str | None:
     except (SyntaxError, ValueError):
         return None
     return completion if (response or "").strip() else None
-
-
-def defines(code: str, name: str | None) -> bool:
-    """Whether the code has a `def NAME(` at any indentation (a method counts too)."""
-    if name is None:
-        return False
-    return re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.M) is not None
 
 
 def _as_body(code: str) -> str:

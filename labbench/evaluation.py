@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import requests
 from sqlite_utils import Database
 
-from labbench.codetests import run_answer_tests, truncated
+from labbench.codetests import run_answer_tests
 from labbench.errors import UserError, describe_exit
 from labbench.execution import containment_summary
 from labbench.fingerprint import eval_fingerprint
@@ -203,7 +203,7 @@ def finish_row(suite: Suite, prompt: Prompt, row: dict) -> dict:
     tests = None
     if needs_tests(suite, prompt, row):
         tests = run_answer_tests(prompt, row["response"], DEFAULTS.tests_timeout_s)
-        row |= {"tests_verdict": tests.verdict, "tests_output": truncated(tests.output)}
+        row |= {"tests_verdict": tests.verdict, "tests_output": tests.output}
     calls = [ToolCall(call["name"], call["arguments"]) for call in row["tool_calls"]]
     score = score_response(prompt, row["response"], calls, row["finish_reason"], tests)
     return row | {"score": score.score, "explanation": score.explanation}
