@@ -68,6 +68,7 @@ def scores_table(scores: dict) -> str:
     if scores["ci_low"] is not None:
         overall += f"  (95% CI {percent(scores['ci_low'])} – {percent(scores['ci_high'])})"
     rows = [["overall", overall], ["success rate", percent(scores["success_rate"])]]
+    rows += [[f"pass@{k}", percent(value)] for k, value in scores.get("pass_at_k", {}).items()]
     categories = sorted(scores["categories"].items(), key=lambda item: category_order(item[0]))
     rows += [[category, percent(score)] for category, score in categories]
     return terminal_table(rows, ["", "score"])
