@@ -46,14 +46,14 @@ def scores_by_step(path: Path, suite: str, steps: list[dict], categories: list[s
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(8, 4))
     x = list(range(len(steps)))
-    overall = [s["overall"] for s in steps]
+    overall = [_or_nan(s["overall"]) for s in steps]
     few = len(steps) <= 50  # markers and run labels only while they stay readable
     axes.plot(x, overall, "o-" if few else "-", color="black", label="overall", linewidth=2)
-    low = [s["ci_low"] if s["ci_low"] is not None else s["overall"] for s in steps]
-    high = [s["ci_high"] if s["ci_high"] is not None else s["overall"] for s in steps]
+    low = [_or_nan(s["ci_low"] if s["ci_low"] is not None else s["overall"]) for s in steps]
+    high = [_or_nan(s["ci_high"] if s["ci_high"] is not None else s["overall"]) for s in steps]
     axes.fill_between(x, low, high, color="grey", alpha=0.2, label="overall 95% CI")
     for category in categories:
-        values = [s["categories"].get(category) for s in steps]
+        values = [_or_nan(s["categories"].get(category)) for s in steps]
         axes.plot(x, values, ".--" if few else "--", label=category, linewidth=1)
     if len(steps) <= 30:
         axes.set_xticks(x, [f"#{s['run_id']}" for s in steps], rotation=45)
@@ -68,6 +68,11 @@ def scores_by_step(path: Path, suite: str, steps: list[dict], categories: list[s
     return path
 
 
+def _or_nan(value: float | None) -> float:
+    """None (a score with nothing scored, a NaN loss stored as NULL) plots as the gap it is."""
+    return float("nan") if value is None else value
+
+
 def loss_curves(path: Path, run_id: int, train: list[tuple], val: list[tuple]) -> Path:
     """Train and validation loss by iteration for one training run."""
     same, digest = _unchanged(path, [run_id, train, val])
@@ -75,9 +80,8 @@ def loss_curves(path: Path, run_id: int, train: list[tuple], val: list[tuple]) -
         return path
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(8, 4))
-    # A NaN loss is stored as NULL: plot it as the gap it is.
-    train = [(i, float("nan") if v is None else v) for i, v in train]
-    val = [(i, float("nan") if v is None else v) for i, v in val]
+    train = [(i, _or_nan(v)) for i, v in train]
+    val = [(i, _or_nan(v)) for i, v in val]
     if train:
         axes.plot(*zip(*train, strict=True), "-" if len(train) > 1 else "o", label="train loss")
     if val:

@@ -12,6 +12,7 @@ it off. Every problem is a SuiteError whose message is one line: "FILE: PROMPT_I
 import copy
 import re
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,6 +219,7 @@ def _prompt(
     expect_keywords = _string_list(raw.get("expect_keywords", []), context, "expect_keywords")
     expect_tests = _optional_string(raw.get("expect_tests"), context, "expect_tests")
     if expect_tests is not None:
+        expect_tests = textwrap.dedent(expect_tests)  # indented to sit under its key in TOML
         check_test_code(expect_tests, context)
     entry_point = _optional_string(raw.get("entry_point"), context, "entry_point")
     if entry_point is not None:
