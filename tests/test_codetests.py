@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 from helpers import run_main
-from replay_server import replay_server
 from sqlite_utils import Database
 
 from labbench import evaluation
 from labbench.codetests import program_for
+from labbench.replay import replay_server
 from labbench.suite import Prompt
 
 SIGNATURE = 'def add(a: int, b: int) -> int:\n    """Add two numbers."""\n'

