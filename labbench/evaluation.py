@@ -1,8 +1,10 @@
 """Send a suite's prompts to an OpenAI-compatible server, score them, and record each result.
 
 Used by `scripts/eval.py`, and by training to score checkpoints. Prompts run concurrently on
-daemon threads (mlx_lm.server batches them); results are written to the ledger from the main
-thread, one row as each prompt completes, so a crash never loses finished results.
+daemon threads (mlx_lm.server batches them); answers whose code is tested are handed to a pool
+of test threads, one per core, so executing never holds up a request. Results are written to the
+ledger from the main thread, one row as each prompt completes, so a crash never loses finished
+results.
 """
 
 import os
