@@ -3,9 +3,13 @@
 Started by run_tests() as `python -I -S -B sandbox_runner.py WORK CPU_SECONDS`, so it must stay
 importable without the labbench package (stdlib only, nothing from site-packages), and cheap to
 start: no json, re or traceback (each costs 10-25 ms of imports, and this runs once per test).
-It reads WORK/solution.py and WORK/tests.py, runs them in WORK/box and writes WORK/result: three
-lines, the worker's exit code (-N for signal N), its verdict and its one-line detail (both empty
-when it died before reporting).
+It reads WORK/solution.py and WORK/tests.py, runs them in WORK/box and writes WORK/result: four
+lines, the worker's exit code (-N for signal N), its verdict and one-line detail (both empty when
+it died before reporting), and the protections that were active, comma-separated.
+
+Processes: this runner -> on Linux, when namespaces can be made, an init (pid 1 of a new pid
+namespace: when it exits the kernel kills everything left inside) -> the worker, which limits
+itself, drops root and runs the code. Without namespaces the worker is the runner's child.
 """
 
 import os
@@ -14,7 +18,25 @@ import sys
 
 MEMORY_BYTES = 1 << 30  # RLIMIT_AS: address space of the code under test
 FILE_BYTES = 16 << 20  # RLIMIT_FSIZE: largest file it may write, its output file included
-PROCESSES = 64  # RLIMIT_NPROC (per user; root ignores it)
+PROCESSES = 64  # RLIMIT_NPROC: processes of its (real) user, threads included; root ignores it
+NOBODY = 65534  # the uid and gid the worker runs as when we are root
+
+# From <sched.h>, <sys/mount.h> and <sys/prctl.h>.
+CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
+CLONE_NEWIPC, CLONE_NEWUTS = 0x08000000, 0x04000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
+MS_NOATIME, MS_NODIRATIME, MS_REC, MS_PRIVATE, MS_RELATIME = 1024, 2048, 16384, 1 << 18, 1 << 21
+MS_STRICTATIME = 1 << 24
+MOUNT_OPTIONS = {  # per-mount options a remount must keep (inside a user namespace they are locked)
+    "nosuid": MS_NOSUID,
+    "nodev": MS_NODEV,
+    "noexec": MS_NOEXEC,
+    "noatime": MS_NOATIME,
+    "nodiratime": MS_NODIRATIME,
+    "relatime": MS_RELATIME,
+    "strictatime": MS_STRICTATIME,
+}
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 
 
 def main() -> None:
@@ -23,20 +45,36 @@ def main() -> None:
         code = f.read()
     with open(os.path.join(work, "tests.py"), encoding="utf-8") as f:
         tests = f.read()
+    box = os.path.realpath(os.path.join(work, "box"))
+    drop_root = os.geteuid() == 0  # asked before a user namespace makes everyone root in it
+    # Opened before the mount namespace (which this process shares) turns read-only.
+    result_file = open(os.path.join(work, "result"), "w", encoding="utf-8")  # noqa: SIM115
+    libc, namespaces = _enter_namespaces() if sys.platform.startswith("linux") else (None, [])
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(read_end)
-        _worker(code, tests, os.path.join(work, "box"), cpu_seconds, write_end)
+        result_file.close()
+        if libc is None:
+            _worker(code, tests, box, cpu_seconds, write_end, None, drop_root)
+        _init(libc, code, tests, box, cpu_seconds, write_end, drop_root)
     os.close(write_end)
     _, status = os.waitpid(pid, 0)
-    report = _read_available(read_end)
-    with open(os.path.join(work, "result"), "w", encoding="utf-8") as f:
-        f.write(f"{os.waitstatus_to_exitcode(status)}\n{report}")
+    report, protections = {"exit": str(os.waitstatus_to_exitcode(status))}, namespaces
+    for line in _read_available(read_end).splitlines():
+        tag, _, value = line.partition("\t")
+        if tag == "contained":
+            protections = [*protections, value] if value else protections
+        else:
+            report[tag] = value
+    fields = [report["exit"], report.get("verdict", ""), report.get("detail", "")]
+    fields.append(", ".join(protections))
+    with result_file:
+        result_file.write("\n".join(fields) + "\n")
 
 
 def _read_available(fd: int) -> str:
-    """The worker's report, without waiting on a descendant that kept the pipe open."""
+    """What was reported, without waiting on a descendant that kept the pipe open."""
     os.set_blocking(fd, False)
     data = b""
     try:
@@ -47,27 +85,170 @@ def _read_available(fd: int) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _limit(kind: int, value: int) -> None:
+def _report(fd: int, tag: str, value: str) -> None:
+    os.write(fd, f"{tag}\t{' '.join(value.split())}\n".encode())
+
+
+# ---------------------------------------------------------------------------------------------
+# Linux namespaces
+
+
+def _enter_namespaces():
+    """New mount, pid, network, IPC and UTS namespaces (as root, or inside a new user namespace
+    when unprivileged ones are allowed). (libc, what is on), or (None, []) when none can be made."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+    except (ImportError, OSError):
+        return None, []
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+    if os.geteuid() == 0 and libc.unshare(flags) == 0:
+        return libc, ["pid namespace", "network namespace"]
+    uid, gid = os.geteuid(), os.getegid()
+    if libc.unshare(flags | CLONE_NEWUSER) != 0:
+        return None, []
+    try:  # be root inside the new user namespace: enough to mount, nothing outside it
+        for name, text in (
+            ("uid_map", f"0 {uid} 1"),
+            ("setgroups", "deny"),
+            ("gid_map", f"0 {gid} 1"),
+        ):
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+    except OSError:
+        return None, []  # cannot map ourselves: the namespaces are useless, carry on without
+    return libc, ["user namespace", "pid namespace", "network namespace"]
+
+
+def _init(libc, code, tests, box, cpu_seconds, result_fd, drop_root) -> None:
+    """Pid 1 of the new pid namespace: sets up the filesystem, runs the worker, reaps orphans,
+    and exits with the worker, which makes the kernel kill whatever the code left running."""
+    libc.prctl(PR_SET_PDEATHSIG, 9)  # the runner killed on timeout takes us with it
+    _report(result_fd, "contained", _contain_filesystem(libc, box))
+    pid = os.fork()
+    if pid == 0:
+        _worker(code, tests, box, cpu_seconds, result_fd, libc, drop_root)
+    while True:
+        try:
+            reaped, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(0)
+        if reaped == pid:
+            _report(result_fd, "exit", str(os.waitstatus_to_exitcode(status)))
+            os._exit(0)
+
+
+def _mount(libc, source, target: str, fstype, flags: int) -> bool:
+    encode = lambda value: value.encode() if isinstance(value, str) else value  # noqa: E731
+    return libc.mount(encode(source), encode(target), encode(fstype), flags, None) == 0
+
+
+def _contain_filesystem(libc, box: str) -> str:
+    """Everything read-only but the box, and a /proc that shows only this namespace."""
+    done = []
+    if not _mount(libc, None, "/", None, MS_REC | MS_PRIVATE):
+        return ""  # our mounts would reach the host's: touch nothing
+    _reach_stdlib(libc)
+    box_mounted = _mount(libc, box, box, None, MS_BIND)
+    writable = 0
+    for mount_point, options in _mounts():
+        if mount_point == box and box_mounted:
+            continue
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID
+        flags |= sum(MOUNT_OPTIONS.get(option, 0) for option in set(options.split(",")))
+        if not _mount(libc, None, mount_point, None, flags):
+            writable += 1
+    if box_mounted and writable == 0:
+        done.append("read-only filesystem but the temp dir")
+    elif box_mounted:
+        done.append(f"read-only filesystem but the temp dir and {writable} mounts")
+    if _mount(libc, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC):
+        done.append("own /proc")
+    elif _mount(libc, "none", "/proc", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC):
+        done.append("empty /proc")
+    return ", ".join(done)
+
+
+def _mounts() -> list[tuple[str, str]]:
+    """(mount point, per-mount options) from /proc/self/mountinfo, octal escapes decoded."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        fields = [line.split() for line in f]
+    unescape = lambda path: path.encode().decode("unicode_escape")  # noqa: E731 - "\040" -> " "
+    return [(unescape(parts[4]), parts[5]) for parts in fields if len(parts) > 5]
+
+
+def _reach_stdlib(libc) -> None:
+    """When the standard library sits under a directory others cannot enter (pyenv in /root),
+    cover that directory with an empty tmpfs and bind only the standard library back into it,
+    so the worker can still import after it stops being root."""
+    stdlib = os.path.dirname(os.__file__)
+    parts = stdlib.strip("/").split("/")
+    for depth in range(1, len(parts) + 1):
+        closed = "/" + "/".join(parts[:depth])
+        if not os.stat(closed).st_mode & 0o001:
+            break
+    else:
+        return
+    keep = os.open(stdlib, os.O_PATH)
+    if _mount(libc, "none", closed, "tmpfs", MS_NOSUID | MS_NODEV):
+        os.chmod(closed, 0o755)
+        os.makedirs(stdlib, 0o755, exist_ok=True)
+        _mount(libc, f"/proc/self/fd/{keep}", stdlib, None, MS_BIND | MS_REC)
+    os.close(keep)
+
+
+# ---------------------------------------------------------------------------------------------
+# The worker
+
+
+def _limit(kind: int, value: int) -> bool:
     try:
         resource.setrlimit(kind, (value, value))
     except (ValueError, OSError):
-        pass  # not supported here (macOS refuses RLIMIT_AS), or already lower
+        return False  # not supported here (macOS refuses RLIMIT_AS), or already lower
+    return True
 
 
-def _worker(code: str, tests: str, box: str, cpu_seconds: int, result_fd: int) -> None:
+def _worker(code, tests, box, cpu_seconds, result_fd, libc, drop_root) -> None:
     os.chdir(box)
-    _limit(resource.RLIMIT_AS, MEMORY_BYTES)
-    _limit(resource.RLIMIT_CPU, cpu_seconds)
-    _limit(resource.RLIMIT_FSIZE, FILE_BYTES)
-    _limit(resource.RLIMIT_CORE, 0)
-    _limit(resource.RLIMIT_NPROC, PROCESSES)
+    limits = {
+        f"AS {MEMORY_BYTES >> 30} GiB": (resource.RLIMIT_AS, MEMORY_BYTES),
+        f"CPU {cpu_seconds} s": (resource.RLIMIT_CPU, cpu_seconds),
+        f"FSIZE {FILE_BYTES >> 20} MiB": (resource.RLIMIT_FSIZE, FILE_BYTES),
+        "CORE 0": (resource.RLIMIT_CORE, 0),
+        f"NPROC {PROCESSES}": (resource.RLIMIT_NPROC, PROCESSES),
+    }
+    dropped = drop_root and _reachable(os.path.dirname(os.__file__))
+    if drop_root and not dropped:
+        del limits[f"NPROC {PROCESSES}"]  # root ignores it
+    applied = [name for name, (kind, value) in limits.items() if _limit(kind, value)]
+    _report(result_fd, "contained", f"rlimits ({', '.join(applied)})")
+    if dropped:
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+        _report(result_fd, "contained", "uid nobody")
+    if libc is not None and libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0:
+        _report(result_fd, "contained", "no new privileges")
     verdict, detail = _run(code, tests)
     try:
-        os.write(result_fd, f"{verdict}\n{' '.join(detail.split())}\n".encode())
+        _report(result_fd, "verdict", verdict)
+        _report(result_fd, "detail", detail)
         sys.stdout.flush()
         sys.stderr.flush()
     finally:
         os._exit(0)
+
+
+def _reachable(directory: str) -> bool:
+    """Whether a user other than us could read `directory` (every parent open to others)."""
+    path = "/"
+    for part in directory.strip("/").split("/"):
+        path = os.path.join(path, part)
+        if not os.stat(path).st_mode & 0o001:
+            return False
+    return bool(os.stat(directory).st_mode & 0o004)
 
 
 def _run(code: str, tests: str) -> tuple[str, str]:
