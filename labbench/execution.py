@@ -155,8 +155,11 @@ def run_tests(code: str | None, tests: str, *, timeout_s: float = 10.0) -> Execu
     return _execute(code, tests, timeout_s)[0]
 
 
-def _execute(code: str, tests: str, timeout_s: float) -> tuple[ExecutionResult, str]:
-    """The result, and the protections the runner reported active."""
+def _execute(
+    code: str, tests: str, timeout_s: float, namespaces: bool = True
+) -> tuple[ExecutionResult, str]:
+    """The result, and the protections the runner reported active. namespaces=False tests the
+    fallback that machines without Linux namespaces (macOS) get."""
     start = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="labbench-exec-"))
     try:
@@ -170,7 +173,8 @@ def _execute(code: str, tests: str, timeout_s: float) -> tuple[ExecutionResult, 
         cpu_seconds = math.ceil(timeout_s) + 1
         with open(work / "output", "wb+") as output:
             process = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-B", str(RUNNER), str(work), str(cpu_seconds)],
+                [sys.executable, "-I", "-S", "-B", str(RUNNER), str(work), str(cpu_seconds)]
+                + ([] if namespaces else ["plain"]),
                 cwd=box,
                 env=_minimal_env(box),
                 stdin=subprocess.DEVNULL,

@@ -20,6 +20,9 @@ MEMORY_BYTES = 1 << 30  # RLIMIT_AS: address space of the code under test
 FILE_BYTES = 16 << 20  # RLIMIT_FSIZE: largest file it may write, its output file included
 PROCESSES = 64  # RLIMIT_NPROC: processes of its (real) user, threads included; root ignores it
 NOBODY = 65534  # the uid and gid the worker runs as when we are root
+# Root without a mount namespace, with Python where others cannot read it (pyenv in /root):
+# imports of modules not yet loaded fail. Safer than model code running as root.
+UNREADABLE = " (it cannot read the standard library: imports fail)"
 
 # From <sched.h>, <sys/mount.h> and <sys/prctl.h>.
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
@@ -40,7 +43,7 @@ PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 
 
 def main() -> None:
-    work, cpu_seconds = sys.argv[1], int(sys.argv[2])
+    work, cpu_seconds, isolate = sys.argv[1], int(sys.argv[2]), sys.argv[3:] != ["plain"]
     with open(os.path.join(work, "solution.py"), encoding="utf-8") as f:
         code = f.read()
     with open(os.path.join(work, "tests.py"), encoding="utf-8") as f:
@@ -49,7 +52,8 @@ def main() -> None:
     drop_root = os.geteuid() == 0  # asked before a user namespace makes everyone root in it
     # Opened before the mount namespace (which this process shares) turns read-only.
     result_file = open(os.path.join(work, "result"), "w", encoding="utf-8")  # noqa: SIM115
-    libc, namespaces = _enter_namespaces() if sys.platform.startswith("linux") else (None, [])
+    linux = sys.platform.startswith("linux") and isolate
+    libc, namespaces = _enter_namespaces() if linux else (None, [])
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -219,16 +223,14 @@ def _worker(code, tests, box, cpu_seconds, result_fd, libc, drop_root) -> None:
         "CORE 0": (resource.RLIMIT_CORE, 0),
         f"NPROC {PROCESSES}": (resource.RLIMIT_NPROC, PROCESSES),
     }
-    dropped = drop_root and _reachable(os.path.dirname(os.__file__))
-    if drop_root and not dropped:
-        del limits[f"NPROC {PROCESSES}"]  # root ignores it
     applied = [name for name, (kind, value) in limits.items() if _limit(kind, value)]
     _report(result_fd, "contained", f"rlimits ({', '.join(applied)})")
-    if dropped:
+    if drop_root:  # root ignores RLIMIT_NPROC and file modes: never run model code as root
         os.setgroups([])
         os.setgid(NOBODY)
         os.setuid(NOBODY)
-        _report(result_fd, "contained", "uid nobody")
+        readable = _reachable(os.path.dirname(os.__file__))
+        _report(result_fd, "contained", "uid nobody" + ("" if readable else UNREADABLE))
     if libc is not None and libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0:
         _report(result_fd, "contained", "no new privileges")
     verdict, detail = _run(code, tests)
