@@ -207,8 +207,10 @@ def _reach_stdlib(libc) -> None:
 
 
 def _limit(kind: int, value: int) -> bool:
+    # A hard limit above the soft one, so running out of CPU time is SIGXCPU, not SIGKILL.
+    hard = value + 1 if kind == resource.RLIMIT_CPU else value
     try:
-        resource.setrlimit(kind, (value, value))
+        resource.setrlimit(kind, (value, hard))
     except (ValueError, OSError):
         return False  # not supported here (macOS refuses RLIMIT_AS), or already lower
     return True
@@ -233,6 +235,7 @@ def _worker(code, tests, box, cpu_seconds, result_fd, libc, drop_root) -> None:
         _report(result_fd, "contained", "uid nobody" + ("" if readable else UNREADABLE))
     if libc is not None and libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0:
         _report(result_fd, "contained", "no new privileges")
+    sys.argv = ["solution.py"]
     verdict, detail = _run(code, tests)
     try:
         _report(result_fd, "verdict", verdict)
