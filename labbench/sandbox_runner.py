@@ -59,9 +59,15 @@ def main() -> None:
     if pid == 0:
         os.close(read_end)
         result_file.close()
-        if libc is None:
-            _worker(code, tests, box, cpu_seconds, write_end, None, drop_root)
-        _init(libc, code, tests, box, cpu_seconds, write_end, drop_root)
+        try:
+            if libc is None:
+                _worker(code, tests, box, cpu_seconds, write_end, None, drop_root)
+            _init(libc, code, tests, box, cpu_seconds, write_end, drop_root)
+        except BaseException as e:  # noqa: BLE001 - a child never returns into main()
+            _report(write_end, "verdict", "error")
+            _report(write_end, "detail", f"the sandbox could not be set up: {_describe(e)}")
+        finally:
+            os._exit(0)
     os.close(write_end)
     _, status = os.waitpid(pid, 0)
     report, protections = {"exit": str(os.waitstatus_to_exitcode(status))}, namespaces
@@ -107,7 +113,9 @@ def _enter_namespaces():
     except (ImportError, OSError):
         return None, []
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
-    if os.geteuid() == 0 and libc.unshare(flags) == 0:
+    if os.geteuid() == 0:  # root mapped to root in a user namespace would gain nothing
+        if libc.unshare(flags) != 0:
+            return None, []
         return libc, ["pid namespace", "network namespace"]
     uid, gid = os.geteuid(), os.getegid()
     if libc.unshare(flags | CLONE_NEWUSER) != 0:
@@ -178,8 +186,14 @@ def _mounts() -> list[tuple[str, str]]:
     """(mount point, per-mount options) from /proc/self/mountinfo, octal escapes decoded."""
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
         fields = [line.split() for line in f]
-    unescape = lambda path: path.encode().decode("unicode_escape")  # noqa: E731 - "\040" -> " "
-    return [(unescape(parts[4]), parts[5]) for parts in fields if len(parts) > 5]
+    escapes = {"\\040": " ", "\\011": "\t", "\\012": "\n", "\\134": "\\"}
+    mounts = []
+    for parts in fields:
+        if len(parts) > 5:
+            for escape, character in escapes.items():
+                parts[4] = parts[4].replace(escape, character)
+            mounts.append((parts[4], parts[5]))
+    return mounts
 
 
 def _reach_stdlib(libc) -> None:
