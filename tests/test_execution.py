@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -379,3 +380,40 @@ def test_containment_summary_says_what_is_on():
     if os.geteuid() == 0 and sys.platform.startswith("linux"):  # as here and in CI
         for protection in ["pid namespace", "network namespace", "uid nobody", "own /proc"]:
             assert protection in summary
+
+
+UNPRIVILEGED_PROBE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from labbench.execution import containment_summary, run_tests
+print(containment_summary())
+print(run_tests("open(" + repr(sys.argv[2]) + ", 'w')", "").detail)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_unprivileged_users_get_namespaces_too(open_dir):
+    """As a plain user (nobody, via setpriv), with a system Python nobody can read."""
+    python, setpriv = Path("/usr/bin/python3"), shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None or not python.exists():
+        pytest.skip("needs root, setpriv and /usr/bin/python3 to become an unprivileged user")
+    project = Path(__file__).resolve().parent.parent
+    target = str(open_dir / "new.txt")
+    command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", str(python)]
+    completed = subprocess.run(
+        [*command, "-I", "-c", UNPRIVILEGED_PROBE, str(project), target],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=open_dir,
+        timeout=30,
+    )
+    if "Permission denied" in completed.stderr:
+        pytest.skip(f"nobody cannot read the project at {project}")
+    summary, detail = completed.stdout.splitlines()
+    if "user namespace" not in summary:
+        pytest.skip(f"unprivileged user namespaces are off here: {summary}")
+    assert "pid namespace, network namespace, read-only filesystem but the temp dir" in summary
+    assert detail == f"OSError: [Errno 30] Read-only file system: {target!r}"
+    assert not Path(target).exists()
