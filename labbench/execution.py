@@ -187,7 +187,28 @@ def _execute(
         verdict, detail, protections = _verdict(work, timed_out, timeout_s, cpu_seconds)
         return ExecutionResult(verdict, detail, captured, time.monotonic() - start), protections
     finally:
+        _remove_cgroups(work)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _remove_cgroups(work: Path) -> None:
+    """The run's own cgroups (Linux as root), once the processes in them are gone."""
+    try:
+        directories = (work / "cgroups").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    deadline = time.monotonic() + 2.0  # SIGKILLed processes take a moment to leave
+    for directory in directories:
+        while True:
+            try:
+                os.rmdir(directory)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
 
 
 def _minimal_env(box: Path) -> dict[str, str]:

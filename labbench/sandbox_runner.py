@@ -20,6 +20,7 @@ MEMORY_BYTES = 1 << 30  # RLIMIT_AS: address space of the code under test
 FILE_BYTES = 16 << 20  # RLIMIT_FSIZE: largest file it may write, its output file included
 PROCESSES = 64  # RLIMIT_NPROC: processes of its (real) user, threads included; root ignores it
 NOBODY = 65534  # the uid and gid the worker runs as when we are root
+BOX_BYTES = 64 << 20  # size of the tmpfs that is its working directory, where namespaces allow
 # Root without a mount namespace, with Python where others cannot read it (pyenv in /root):
 # imports of modules not yet loaded fail. Safer than model code running as root.
 UNREADABLE = " (it cannot read the standard library: imports fail)"
@@ -40,29 +41,48 @@ MOUNT_OPTIONS = {  # per-mount options a remount must keep (inside a user namesp
     "strictatime": MS_STRICTATIME,
 }
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+RUN_MEMORY_BYTES = 2 << 30  # memory of the whole run, every process and its tmpfs together
+CGROUP_LIMITS = {  # cgroup v1 files
+    "pids": {"pids.max": str(PROCESSES)},
+    "memory": {"memory.limit_in_bytes": str(RUN_MEMORY_BYTES)},
+}
+CGROUP_DESCRIPTIONS = {"pids": f"{PROCESSES} processes", "memory": f"{RUN_MEMORY_BYTES >> 30} GiB"}
+
+
+class Job:
+    """What init and the worker need, settled in main() before anything forks."""
+
+    def __init__(self, work: str, cpu_seconds: int, result_fd: int) -> None:
+        with open(os.path.join(work, "solution.py"), encoding="utf-8") as f:
+            self.code = f.read()
+        with open(os.path.join(work, "tests.py"), encoding="utf-8") as f:
+            self.tests = f.read()
+        self.box = os.path.realpath(os.path.join(work, "box"))
+        self.cpu_seconds = cpu_seconds
+        self.result_fd = result_fd  # the pipe's write end, for _report()
+        self.drop_root = os.geteuid() == 0  # asked before a user namespace makes us root in it
+        self.pids_cgroup = False  # when the run has its own, RLIMIT_NPROC is not needed
 
 
 def main() -> None:
     work, cpu_seconds, isolate = sys.argv[1], int(sys.argv[2]), sys.argv[3:] != ["plain"]
-    with open(os.path.join(work, "solution.py"), encoding="utf-8") as f:
-        code = f.read()
-    with open(os.path.join(work, "tests.py"), encoding="utf-8") as f:
-        tests = f.read()
-    box = os.path.realpath(os.path.join(work, "box"))
-    drop_root = os.geteuid() == 0  # asked before a user namespace makes everyone root in it
+    read_end, write_end = os.pipe()
+    job = Job(work, cpu_seconds, write_end)
     # Opened before the mount namespace (which this process shares) turns read-only.
     result_file = open(os.path.join(work, "result"), "w", encoding="utf-8")  # noqa: SIM115
     linux = sys.platform.startswith("linux") and isolate
+    joined = _join_cgroups(work) if linux and job.drop_root else []
+    job.pids_cgroup = "pids" in joined
+    cgroups = [f"cgroup ({', '.join(CGROUP_DESCRIPTIONS[c] for c in joined)})"] if joined else []
     libc, namespaces = _enter_namespaces() if linux else (None, [])
-    read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(read_end)
         result_file.close()
         try:
             if libc is None:
-                _worker(code, tests, box, cpu_seconds, write_end, None, drop_root)
-            _init(libc, code, tests, box, cpu_seconds, write_end, drop_root)
+                _worker(job, None)
+            _init(job, libc)
         except BaseException as e:  # noqa: BLE001 - a child never returns into main()
             _report(write_end, "verdict", "error")
             _report(write_end, "detail", f"the sandbox could not be set up: {_describe(e)}")
@@ -70,7 +90,7 @@ def main() -> None:
             os._exit(0)
     os.close(write_end)
     _, status = os.waitpid(pid, 0)
-    report, protections = {"exit": str(os.waitstatus_to_exitcode(status))}, namespaces
+    report, protections = {"exit": str(os.waitstatus_to_exitcode(status))}, namespaces + cgroups
     for line in _read_available(read_end).splitlines():
         tag, _, value = line.partition("\t")
         if tag == "contained":
@@ -100,7 +120,38 @@ def _report(fd: int, tag: str, value: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Linux namespaces
+# Linux cgroups and namespaces
+
+
+def _join_cgroups(work: str) -> list[str]:
+    """As root with cgroup v1 (as here): a pids and a memory cgroup of our own, limiting the
+    whole run rather than each process. Their directories go to WORK/cgroups before anything
+    else, so run_tests() removes them even when the run is killed. The controllers joined."""
+    name = os.path.basename(work)
+    joined = []
+    with open("/proc/self/cgroup", encoding="utf-8") as f:
+        memberships = [line.rstrip("\n").split(":", 2) for line in f]
+    for _, controllers, path in (parts for parts in memberships if len(parts) == 3):
+        for controller, limits in CGROUP_LIMITS.items():
+            if controller not in controllers.split(","):
+                continue
+            directory = f"/sys/fs/cgroup/{controller}{path.rstrip('/')}/{name}"
+            try:
+                os.mkdir(directory)
+            except OSError:
+                continue
+            with open(os.path.join(work, "cgroups"), "a", encoding="utf-8") as f:
+                f.write(directory + "\n")
+            try:
+                for filename, value in limits.items():
+                    with open(os.path.join(directory, filename), "w") as f:
+                        f.write(value)
+                with open(os.path.join(directory, "cgroup.procs"), "w") as f:
+                    f.write(str(os.getpid()))
+            except OSError:
+                continue
+            joined.append(controller)
+    return joined
 
 
 def _enter_namespaces():
@@ -133,36 +184,43 @@ def _enter_namespaces():
     return libc, ["user namespace", "pid namespace", "network namespace"]
 
 
-def _init(libc, code, tests, box, cpu_seconds, result_fd, drop_root) -> None:
+def _init(job: Job, libc) -> None:
     """Pid 1 of the new pid namespace: sets up the filesystem, runs the worker, reaps orphans,
     and exits with the worker, which makes the kernel kill whatever the code left running."""
     libc.prctl(PR_SET_PDEATHSIG, 9)  # the runner killed on timeout takes us with it
-    _report(result_fd, "contained", _contain_filesystem(libc, box))
+    _report(job.result_fd, "contained", _contain_filesystem(libc, job.box, job.drop_root))
     pid = os.fork()
     if pid == 0:
-        _worker(code, tests, box, cpu_seconds, result_fd, libc, drop_root)
+        _worker(job, libc)
     while True:
         try:
             reaped, status = os.waitpid(-1, 0)
         except ChildProcessError:
             os._exit(0)
         if reaped == pid:
-            _report(result_fd, "exit", str(os.waitstatus_to_exitcode(status)))
+            _report(job.result_fd, "exit", str(os.waitstatus_to_exitcode(status)))
             os._exit(0)
 
 
-def _mount(libc, source, target: str, fstype, flags: int) -> bool:
+def _mount(libc, source, target: str, fstype, flags: int, data=None) -> bool:
     encode = lambda value: value.encode() if isinstance(value, str) else value  # noqa: E731
-    return libc.mount(encode(source), encode(target), encode(fstype), flags, None) == 0
+    return libc.mount(encode(source), encode(target), encode(fstype), flags, encode(data)) == 0
 
 
-def _contain_filesystem(libc, box: str) -> str:
-    """Everything read-only but the box, and a /proc that shows only this namespace."""
+def _contain_filesystem(libc, box: str, drop_root: bool) -> str:
+    """Everything read-only but the box, which becomes a small tmpfs (so the code cannot fill
+    the disk), and a /proc that shows only this namespace."""
     done = []
     if not _mount(libc, None, "/", None, MS_REC | MS_PRIVATE):
         return ""  # our mounts would reach the host's: touch nothing
     _reach_stdlib(libc)
-    box_mounted = _mount(libc, box, box, None, MS_BIND)
+    owner = f",uid={NOBODY},gid={NOBODY}" if drop_root else ""
+    box_options = f"size={BOX_BYTES},mode=0700{owner}"
+    box_mounted = _mount(libc, "none", box, "tmpfs", MS_NOSUID | MS_NODEV, box_options)
+    if box_mounted:
+        done.append(f"temp dir a {BOX_BYTES >> 20} MiB tmpfs")
+    else:
+        box_mounted = _mount(libc, box, box, None, MS_BIND)
     writable = 0
     for mount_point, options in _mounts():
         if mount_point == box and box_mounted:
@@ -230,30 +288,32 @@ def _limit(kind: int, value: int) -> bool:
     return True
 
 
-def _worker(code, tests, box, cpu_seconds, result_fd, libc, drop_root) -> None:
-    os.chdir(box)
+def _worker(job: Job, libc) -> None:
+    os.chdir(job.box)
     limits = {
         f"AS {MEMORY_BYTES >> 30} GiB": (resource.RLIMIT_AS, MEMORY_BYTES),
-        f"CPU {cpu_seconds} s": (resource.RLIMIT_CPU, cpu_seconds),
+        f"CPU {job.cpu_seconds} s": (resource.RLIMIT_CPU, job.cpu_seconds),
         f"FSIZE {FILE_BYTES >> 20} MiB": (resource.RLIMIT_FSIZE, FILE_BYTES),
         "CORE 0": (resource.RLIMIT_CORE, 0),
         f"NPROC {PROCESSES}": (resource.RLIMIT_NPROC, PROCESSES),
     }
+    if job.pids_cgroup:  # NPROC counts every process of the user: other sandboxes' too
+        del limits[f"NPROC {PROCESSES}"]
     applied = [name for name, (kind, value) in limits.items() if _limit(kind, value)]
-    _report(result_fd, "contained", f"rlimits ({', '.join(applied)})")
-    if drop_root:  # root ignores RLIMIT_NPROC and file modes: never run model code as root
+    _report(job.result_fd, "contained", f"rlimits ({', '.join(applied)})")
+    if job.drop_root:  # root ignores RLIMIT_NPROC and file modes: never run model code as root
         os.setgroups([])
         os.setgid(NOBODY)
         os.setuid(NOBODY)
         readable = _reachable(os.path.dirname(os.__file__))
-        _report(result_fd, "contained", "uid nobody" + ("" if readable else UNREADABLE))
+        _report(job.result_fd, "contained", "uid nobody" + ("" if readable else UNREADABLE))
     if libc is not None and libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0:
-        _report(result_fd, "contained", "no new privileges")
+        _report(job.result_fd, "contained", "no new privileges")
     sys.argv = ["solution.py"]
-    verdict, detail = _run(code, tests)
+    verdict, detail = _run(job.code, job.tests)
     try:
-        _report(result_fd, "verdict", verdict)
-        _report(result_fd, "detail", detail)
+        _report(job.result_fd, "verdict", verdict)
+        _report(job.result_fd, "detail", detail)
         sys.stdout.flush()
         sys.stderr.flush()
     finally:

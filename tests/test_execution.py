@@ -370,9 +370,17 @@ def test_no_network():
 def test_containment_summary_says_what_is_on():
     summary = containment_summary()
     assert summary.startswith("separate process, temp dir, minimal env, stdin closed")
-    assert "rlimits (AS 1 GiB, CPU 11 s, FSIZE 16 MiB, CORE 0, NPROC 64)" in summary
+    assert "rlimits (AS 1 GiB, CPU 11 s, FSIZE 16 MiB, CORE 0" in summary
     if os.geteuid() == 0 and sys.platform.startswith("linux"):  # as here and in CI
-        for protection in ["pid namespace", "network namespace", "uid nobody", "own /proc"]:
+        for protection in [
+            "pid namespace",
+            "network namespace",
+            "temp dir a 64 MiB tmpfs",
+            "read-only filesystem but the temp dir",
+            "own /proc",
+            "uid nobody",
+            "no new privileges",
+        ]:
             assert protection in summary
 
 
@@ -408,6 +416,44 @@ def test_unprivileged_users_get_namespaces_too(open_dir):
     summary, detail = completed.stdout.splitlines()
     if "user namespace" not in summary:
         pytest.skip(f"unprivileged user namespaces are off here: {summary}")
-    assert "pid namespace, network namespace, read-only filesystem but the temp dir" in summary
+    for protection in ["pid namespace", "network namespace", "read-only filesystem", "NPROC 64"]:
+        assert protection in summary
     assert detail == f"OSError: [Errno 30] Read-only file system: {target!r}"
     assert not Path(target).exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_filling_the_disk_stops_at_the_temp_dir_size():
+    if "tmpfs" not in containment_summary():
+        pytest.skip("the temp dir is not a tmpfs here: " + containment_summary())
+    code = "for i in range(10):\n    open(f'f{i}', 'wb').write(b'x' * (15 << 20))\n"
+    result = run_tests(code, "")
+    assert (result.verdict, result.detail) == (
+        "error",
+        "OSError: [Errno 28] No space left on device",
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_memory_is_capped_for_the_whole_run():
+    """Each process stays under its 1 GiB address space; together they meet the cgroup's 2 GiB."""
+    if "GiB)" not in containment_summary():
+        pytest.skip("no memory cgroup per run here: " + containment_summary())
+    code = """
+import os, time
+children = []
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        data = b"x" * (800 << 20)
+        time.sleep(1)
+        os._exit(0)
+    children.append(pid)
+killed = [os.waitpid(pid, 0)[1] & 0x7F for pid in children]
+print("signals", killed)
+"""
+    result = run_tests(code, "assert not any(killed)")
+    assert (result.verdict, result.detail) == ("failed", "assert not any(killed)")
+    assert "9" in result.output.split("signals")[1]
