@@ -7,6 +7,7 @@ prompt's tests in a separate, contained process (labbench/sandbox_runner.py is t
 What the containment does and does not protect against is in the README ("Running model code").
 """
 
+import functools
 import math
 import os
 import re
@@ -25,6 +26,7 @@ from labbench.errors import describe_exit
 VERDICTS = ("passed", "failed", "error", "timed out", "no code found")
 OUTPUT_CHARS = 2000  # captured output kept, truncated
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
+NOBODY = 65534  # the runner drops root to this uid and gid
 
 
 @dataclass(frozen=True)
@@ -150,17 +152,29 @@ def run_tests(code: str | None, tests: str, *, timeout_s: float = 10.0) -> Execu
     """
     if code is None or not code.strip():
         return ExecutionResult("no code found", "the answer has no Python code", "", 0.0)
+    return _execute(code, tests, timeout_s)[0]
+
+
+def _execute(
+    code: str, tests: str, timeout_s: float, namespaces: bool = True
+) -> tuple[ExecutionResult, str]:
+    """The result, and the protections the runner reported active. namespaces=False tests the
+    fallback that machines without Linux namespaces (macOS) get."""
     start = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="labbench-exec-"))
     try:
         box = work / "box"
         box.mkdir()
+        if os.geteuid() == 0:  # the worker runs as nobody: let it into its box, and no further
+            os.chown(box, NOBODY, NOBODY)
+            work.chmod(0o711)
         (work / "solution.py").write_text(code, encoding="utf-8")
         (work / "tests.py").write_text(tests, encoding="utf-8")
         cpu_seconds = math.ceil(timeout_s) + 1
         with open(work / "output", "wb+") as output:
             process = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-B", str(RUNNER), str(work), str(cpu_seconds)],
+                [sys.executable, "-I", "-S", "-B", str(RUNNER), str(work), str(cpu_seconds)]
+                + ([] if namespaces else ["plain"]),
                 cwd=box,
                 env=_minimal_env(box),
                 stdin=subprocess.DEVNULL,
@@ -170,10 +184,31 @@ def run_tests(code: str | None, tests: str, *, timeout_s: float = 10.0) -> Execu
             )
             timed_out = not _wait(process, start + timeout_s)
             captured = _captured(output)
-        verdict, detail = _verdict(work, timed_out, timeout_s, cpu_seconds)
-        return ExecutionResult(verdict, detail, captured, time.monotonic() - start)
+        verdict, detail, protections = _verdict(work, timed_out, timeout_s, cpu_seconds)
+        return ExecutionResult(verdict, detail, captured, time.monotonic() - start), protections
     finally:
+        _remove_cgroups(work)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _remove_cgroups(work: Path) -> None:
+    """The run's own cgroups (Linux as root), once the processes in them are gone."""
+    try:
+        directories = (work / "cgroups").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    deadline = time.monotonic() + 2.0  # SIGKILLed processes take a moment to leave
+    for directory in directories:
+        while True:
+            try:
+                os.rmdir(directory)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
 
 
 def _minimal_env(box: Path) -> dict[str, str]:
@@ -216,20 +251,22 @@ def _exited_unreaped(process: subprocess.Popen) -> bool:
     return process.poll() is not None  # macOS before Python 3.13: no waitid
 
 
-def _verdict(work: Path, timed_out: bool, timeout_s: float, cpu_seconds: int) -> tuple[str, str]:
+def _verdict(work: Path, timed_out: bool, timeout_s: float, cpu: int) -> tuple[str, str, str]:
+    """(verdict, detail, protections reported) from the runner's result file."""
     if timed_out:
-        return "timed out", f"no result within {timeout_s:g} s"
+        return "timed out", f"no result within {timeout_s:g} s", ""
     try:
-        report = (work / "result").read_text(encoding="utf-8") + "\n\n"
-        exit_text, verdict, detail = report.split("\n")[:3]
+        report = (work / "result").read_text(encoding="utf-8") + "\n\n\n"
+        exit_text, verdict, detail, protections = report.split("\n")[:4]
         exit_code = int(exit_text)
     except (OSError, ValueError):
-        return "error", "the sandbox runner did not report"
+        return "error", "the sandbox runner did not report", ""
     if exit_code == -signal.SIGXCPU:
-        return "timed out", f"used more than {cpu_seconds} s of CPU time"
+        return "timed out", f"used more than {cpu} s of CPU time", protections
     if verdict in VERDICTS and exit_code == 0:
-        return verdict, detail
-    return "error", f"the code under test {describe_exit(exit_code)} before the tests finished"
+        return verdict, detail, protections
+    died = f"the code under test {describe_exit(exit_code)} before the tests finished"
+    return "error", died, protections
 
 
 def _captured(output) -> str:
@@ -249,8 +286,12 @@ def _captured(output) -> str:
     return head + marker + tail
 
 
+@functools.cache
 def containment_summary() -> str:
-    """Which protections are active on this machine, in one line."""
+    """Which protections are active on this machine, in one line: what the runner reported
+    for a trial run (the first call costs one run), after what every run has."""
     parts = ["separate process", "temp dir", "minimal env", "stdin closed", "wall-clock timeout"]
-    parts.append("rlimits (AS 1 GiB, CPU, FSIZE, NPROC, CORE 0)")
-    return ", ".join(parts)
+    result, protections = _execute("pass", "", 10.0)
+    if not result.passed:
+        return ", ".join(parts) + f"; the trial run failed: {result.detail}"
+    return ", ".join(parts + [protections]) if protections else ", ".join(parts)

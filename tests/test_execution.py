@@ -1,8 +1,23 @@
 """The executor: extracting code from answers, running it with tests, and its containment."""
 
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
 import pytest
 
-from labbench.execution import OUTPUT_CHARS, ExecutionResult, extract_code, run_tests
+from labbench.execution import (
+    OUTPUT_CHARS,
+    ExecutionResult,
+    _execute,
+    containment_summary,
+    extract_code,
+    run_tests,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Extraction (pure functions)
@@ -169,3 +184,276 @@ def test_no_code_found_starts_nothing():
     result = run_tests(extract_code("I would rather not.", "add"), "assert add(2, 2) == 4")
     assert result == ExecutionResult("no code found", "the answer has no Python code", "", 0.0)
     assert not result.passed
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_runs_in_parallel_from_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = [(f"assert add({n}, 1) == {n + 1 + n % 2}", n % 2 == 0) for n in range(8)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda case: run_tests(ADD, case[0]), cases))
+    assert [result.passed for result in results] == [passed for _, passed in cases]
+
+
+# ---------------------------------------------------------------------------------------------
+# Containment: each case finishes, is not passed, says why, and touches nothing else.
+# namespaces=False runs the fallback a machine without Linux namespaces (macOS) gets.
+
+SECRET = "s3cret-token-7f1d"
+
+
+def _leftovers(result, grace_s: float = 2.0) -> list[str]:
+    """Processes still running from the run whose box the code printed on its first line, after
+    a grace period for the SIGKILLs sent to reach them all (zombies have an empty cmdline)."""
+    work = os.path.dirname(result.output.splitlines()[0])
+    assert work.startswith(tempfile.gettempdir())
+    deadline = time.monotonic() + grace_s
+    while True:
+        left = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if work.encode() in f.read():
+                        left.append(pid)
+            except OSError:
+                pass
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("namespaces", [True, False])
+def test_an_endless_loop_times_out(namespaces):
+    code = "import os\nprint(os.getcwd(), flush=True)\nwhile True:\n    pass\n"
+    result, _ = _execute(code, "", 1.0, namespaces)
+    assert (result.verdict, result.detail) == ("timed out", "no result within 1 s")
+    assert result.duration_s < 3
+    assert _leftovers(result) == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("namespaces", [True, False])
+def test_allocating_10_gb_is_refused(namespaces):
+    result, _ = _execute("data = bytearray(10 * 1024**3)\n", "", 10.0, namespaces)
+    assert (result.verdict, result.detail) == ("error", "MemoryError")
+
+
+BOUNDED_FORKS = """
+import os
+print(os.getcwd(), flush=True)
+children = 0
+try:
+    for children in range(500):
+        if os.fork() == 0:
+            os.read(os.pipe()[0], 1)  # blocks until the run ends and kills it
+            os._exit(0)
+finally:
+    print("forked", children, flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("namespaces", [True, False])
+def test_process_limit_stops_500_forks(namespaces):
+    """The bounded check that the process limit works, before any fork bomb is let loose."""
+    result, _ = _execute(BOUNDED_FORKS, "", 10.0, namespaces)
+    assert result.verdict == "error"
+    assert result.detail.startswith("BlockingIOError: [Errno 11] Resource temporarily")
+    forked = int(result.output.split("forked ")[1].split()[0])
+    assert forked < 100
+    assert _leftovers(result) == []
+
+
+FORK_BOMB = """
+import os
+print(os.getcwd(), flush=True)
+while True:
+    try:
+        os.fork()
+    except OSError:
+        pass
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_a_fork_bomb_is_contained():
+    result, _ = _execute(FORK_BOMB, "", 2.0)
+    assert (result.verdict, result.detail) == ("timed out", "no result within 2 s")
+    assert result.duration_s < 5
+    assert _leftovers(result) == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_processes_that_escape_the_group_do_not_survive():
+    code = (
+        "import os, time\nprint(os.getcwd(), flush=True)\n"
+        "if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(60)\n"
+        "    os._exit(0)\n"
+    )
+    result = run_tests(code, "")
+    assert result.passed
+    assert _leftovers(result) == []
+
+
+@pytest.fixture
+def open_dir():
+    """A directory anyone may write to and delete from, holding a file anyone may write."""
+    path = Path(tempfile.mkdtemp(prefix="labbench-test-open-"))
+    path.chmod(0o777)
+    (path / "victim.txt").write_text("keep me")
+    (path / "victim.txt").chmod(0o666)
+    yield path
+    shutil.rmtree(path)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "code",
+    [
+        "open('inside.txt', 'w').write('fine')\nopen(OPEN_DIR + '/new.txt', 'w')",  # writing
+        "open(OPEN_DIR + '/victim.txt', 'a').write('!')",  # changing
+        "import os\nos.remove(OPEN_DIR + '/victim.txt')",  # deleting
+        "import shutil\nshutil.rmtree(OPEN_DIR)",
+    ],
+)
+def test_files_outside_the_temp_dir_are_out_of_reach(open_dir, code):
+    """Refused by the read-only filesystem, though file modes would let anyone do it."""
+    result = run_tests(f"OPEN_DIR = {str(open_dir)!r}\n{code}\n", "")
+    assert result.verdict == "error"
+    assert result.detail.startswith("OSError: [Errno 30] Read-only file system")
+    assert [p.name for p in open_dir.iterdir()] == ["victim.txt"]
+    assert (open_dir / "victim.txt").read_text() == "keep me"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("namespaces", [True, False])
+def test_secrets_in_our_environment_are_out_of_reach(monkeypatch, namespaces):
+    monkeypatch.setenv("LABBENCH_TEST_TOKEN", SECRET)
+    code = f"""
+import os
+found = [name for name, value in os.environ.items() if {SECRET!r} in value]
+for pid in [p for p in os.listdir("/proc") if p.isdigit()] + [str(os.getppid()), "{os.getpid()}"]:
+    try:
+        with open(f"/proc/{{pid}}/environ", "rb") as f:
+            if {SECRET!r}.encode() in f.read():
+                found.append(pid)
+    except OSError:
+        pass
+print("found", found)
+"""
+    result, _ = _execute(code, "assert found, 'no secret found'", 10.0, namespaces)
+    assert (result.verdict, result.detail) == ("failed", "assert found, 'no secret found'")
+    assert "found []" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_no_network():
+    code = "import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=2)\n"
+    result = run_tests(code, "")
+    assert result.verdict == "error"
+    assert result.detail == "OSError: [Errno 101] Network is unreachable"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_containment_summary_says_what_is_on():
+    summary = containment_summary()
+    assert summary.startswith("separate process, temp dir, minimal env, stdin closed")
+    assert "rlimits (AS 1 GiB, CPU 11 s, FSIZE 16 MiB, CORE 0" in summary
+    if os.geteuid() == 0 and sys.platform.startswith("linux"):  # as here and in CI
+        for protection in [
+            "pid namespace",
+            "network namespace",
+            "temp dir a 64 MiB tmpfs",
+            "read-only filesystem but the temp dir",
+            "own /proc",
+            "uid nobody",
+            "no new privileges",
+        ]:
+            assert protection in summary
+
+
+UNPRIVILEGED_PROBE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from labbench.execution import containment_summary, run_tests
+print(containment_summary())
+print(run_tests("open(" + repr(sys.argv[2]) + ", 'w')", "").detail)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_unprivileged_users_get_namespaces_too(open_dir):
+    """As a plain user (nobody, via setpriv), with a system Python nobody can read."""
+    python, setpriv = Path("/usr/bin/python3"), shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None or not python.exists():
+        pytest.skip("needs root, setpriv and /usr/bin/python3 to become an unprivileged user")
+    project = Path(__file__).resolve().parent.parent
+    target = str(open_dir / "new.txt")
+    command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", str(python)]
+    completed = subprocess.run(
+        [*command, "-I", "-c", UNPRIVILEGED_PROBE, str(project), target],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=open_dir,
+        timeout=30,
+    )
+    if "Permission denied" in completed.stderr:
+        pytest.skip(f"nobody cannot read the project at {project}")
+    summary, detail = completed.stdout.splitlines()
+    if "user namespace" not in summary:
+        pytest.skip(f"unprivileged user namespaces are off here: {summary}")
+    for protection in ["pid namespace", "network namespace", "read-only filesystem", "NPROC 64"]:
+        assert protection in summary
+    assert detail == f"OSError: [Errno 30] Read-only file system: {target!r}"
+    assert not Path(target).exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_filling_the_disk_stops_at_the_temp_dir_size():
+    if "tmpfs" not in containment_summary():
+        pytest.skip("the temp dir is not a tmpfs here: " + containment_summary())
+    code = "for i in range(10):\n    open(f'f{i}', 'wb').write(b'x' * (15 << 20))\n"
+    result = run_tests(code, "")
+    assert (result.verdict, result.detail) == (
+        "error",
+        "OSError: [Errno 28] No space left on device",
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_memory_is_capped_for_the_whole_run():
+    """Each process stays under its 1 GiB address space; together they meet the cgroup's 2 GiB."""
+    if "GiB)" not in containment_summary():
+        pytest.skip("no memory cgroup per run here: " + containment_summary())
+    code = """
+import os, time
+children = []
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        data = b"x" * (800 << 20)
+        time.sleep(1)
+        os._exit(0)
+    children.append(pid)
+killed = [os.waitpid(pid, 0)[1] & 0x7F for pid in children]
+print("signals", killed)
+"""
+    result = run_tests(code, "assert not any(killed)")
+    assert (result.verdict, result.detail) == ("failed", "assert not any(killed)")
+    assert "9" in result.output.split("signals")[1]
