@@ -20,18 +20,16 @@ was met.
 """
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Generator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from labbench import PROJECT_ROOT, cli
+from labbench import cli
+from labbench.benchmark import timed_eval
 from labbench.errors import UserError
 
 DEFAULT_SUITE = "humaneval"  # a name in suites/, a path to a .toml file, or humaneval
@@ -75,27 +73,19 @@ class Measurement:
 
 def measure(base_url: str, suite: str, scratch: Path, side: str, *words: str) -> Measurement:
     """`just eval url=... suite=... WORDS` as a user types it, timed from outside."""
-    just = Path(sys.executable).parent / "just"
-    ledger = scratch / side / "ledger.db"
-    command = [str(just), "eval", f"url={base_url}", f"suite={suite}", *words]
-    env = {**os.environ, cli.LEDGER_ENV: str(ledger)}
-    started = time.perf_counter()
-    result = subprocess.run(
-        command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=EVAL_TIMEOUT_S
-    )
-    seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"{side}: just eval exited with code {result.returncode}: {last}")
     from sqlite_utils import Database
 
+    ledger = scratch / side / "ledger.db"
+    try:
+        seconds = timed_eval([f"url={base_url}", f"suite={suite}", *words], ledger, EVAL_TIMEOUT_S)
+    except UserError as error:
+        raise UserError(f"{side}: {error}") from None
     db = Database(ledger)
-    rows = list(db.query("SELECT error, tests_verdict FROM eval_results"))
+    verdicts = Counter(
+        row["tests_verdict"] for row in db.query("SELECT tests_verdict FROM eval_results")
+    )
     db.close()
-    failed = [row["error"] for row in rows if row["error"] is not None]
-    if failed:
-        raise UserError(f"{side}: {len(failed)} of {len(rows)} requests failed ({failed[0]})")
-    return Measurement(side, seconds, Counter(row["tests_verdict"] for row in rows))
+    return Measurement(side, seconds, verdicts)
 
 
 def server_for(args: argparse.Namespace):
