@@ -33,13 +33,17 @@ def program_for(prompt: Prompt, response: str | None) -> str | None:
     if code is not None:
         return prompt.code_prompt + _as_body(code)
     # The answer as a raw completion, the harness's own format: an indented body alone is not
-    # code that extraction can recognise, but it compiles after the prompt.
-    completion = prompt.code_prompt + (response or "")
+    # code that extraction can recognise, but it compiles after the prompt. Prose at column 0
+    # ("Sorry") could compile too: a body must be indented.
+    body = (response or "").lstrip("\n")
+    if not body[:1].isspace() or not body.strip():
+        return None
+    completion = prompt.code_prompt + body
     try:
         compile(completion, "completion", "exec")
     except (SyntaxError, ValueError):
         return None
-    return completion if (response or "").strip() else None
+    return completion
 
 
 def _as_body(code: str) -> str:

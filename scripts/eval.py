@@ -24,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", help="model directory or Hugging Face id (default: tiny)")
     parser.add_argument("--adapter", help="LoRA adapter directory, e.g. adapters/7")
-    parser.add_argument("--suite", default=DEFAULTS.suite, help="suite name or TOML path")
+    parser.add_argument(
+        "--suite", default=DEFAULTS.suite, help="suite name, TOML path, or humaneval (built in)"
+    )
     parser.add_argument(
         "--url",
         help="evaluate a running OpenAI-compatible server instead: http://HOST:PORT, "

@@ -58,7 +58,10 @@ def test_a_whole_function_runs_after_the_code_prompt_so_its_imports_and_helpers_
     assert program_for(code_prompt(), f"```python\n{whole}```") == f"{SIGNATURE}\n{whole}"
 
 
-@pytest.mark.parametrize("answer", [None, "", "   ", "I would rather not.", "return a +"])
+@pytest.mark.parametrize(
+    "answer",
+    [None, "", "   ", "\n\n", "Sorry", "I would rather not.", "return a +", "    return a +"],
+)
 def test_no_code_in_the_answer_is_none(answer):
     assert program_for(code_prompt(), answer) is None
 
