@@ -289,3 +289,15 @@ def m008_executed_tests(db: Database) -> None:
     # leaves it out, so it is neither passed nor failed.
     db.table("eval_results").add_column("tests_verdict", str)
     db.table("eval_results").add_column("tests_output", str)
+    # One prompt across runs shows its verdict, so a fix that made tests pass can be seen.
+    db.create_view(
+        "prompt_history",
+        """
+        SELECT eval_results.prompt_id, eval_results.run_id, eval_results.epoch, runs.suite,
+               runs.model, runs.adapter, runs.status, eval_results.category, eval_results.score,
+               eval_results.tests_verdict, eval_results.finish_reason, eval_results.error,
+               eval_results.explanation, eval_results.response, runs.started_at
+        FROM eval_results JOIN runs ON runs.id = eval_results.run_id
+        """,
+        replace=True,
+    )

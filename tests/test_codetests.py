@@ -3,6 +3,7 @@ and an eval over real HTTP (the replay server) that records verdicts, output and
 
 import json
 import textwrap
+import time
 from dataclasses import replace
 
 import pytest
@@ -212,3 +213,30 @@ def test_a_bad_exec_word_is_a_one_line_error():
     assert result.stderr.strip().splitlines() == [
         "error: argument --exec: expected true or false, got 'maybe' (see --help)"
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_requests_go_on_while_tests_run(tmp_path, isolated_ledger):
+    """One request thread: if it ran the tests itself, request n + 1 would wait for test n."""
+    prompts = [
+        f'[[prompts]]\nid = "p{n}"\ncategory = "c"\nprompt = "p{n}"\nexpect_tests = "nap()"\n'
+        for n in range(6)
+    ]
+    (tmp_path / "naps.toml").write_text('name = "naps"\n' + "".join(prompts))
+    asked: list[float] = []
+
+    def answer(variant: str, question: str) -> str:
+        asked.append(time.monotonic())
+        return "```python\nimport time\ndef nap():\n    time.sleep(0.5)\n```"
+
+    started = time.monotonic()
+    with replay_server(answer) as url:
+        ran = run_main("eval", f"url={url}", f"suite={tmp_path / 'naps.toml'}", "concurrency=1")
+    took = time.monotonic() - started
+    assert ran.returncode == 0, ran.stderr
+    verdicts = [row["tests_verdict"] for row in Database(isolated_ledger)["eval_results"].rows]
+    assert verdicts == ["passed"] * 6
+    # Six naps of 0.5 s take at least 1.5 s on any number of cores up to 2; the six requests,
+    # sent one after another by one thread, were all answered long before that.
+    assert asked[-1] - asked[0] < 1.0 < took
