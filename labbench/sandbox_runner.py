@@ -1,6 +1,8 @@
 """Child side of labbench.execution: runs one program's code and tests, contained.
 
-Started by run_tests() as `python -I -S -B sandbox_runner.py WORK CPU_SECONDS`, so it must stay
+Started by run_tests() as `python -I -S -B sandbox_runner.py WORK CPU_SECONDS OPTIONS GO_FD`
+(OPTIONS: "plain" for no namespaces, else "namespaces"; GO_FD gives one byte when run_tests() has
+put this process in the run's cgroups, "p" when one of them limits processes), so it must stay
 importable without the labbench package (stdlib only, nothing from site-packages), and cheap to
 start: no json, re or traceback (each costs 10-25 ms of imports, and this runs once per test).
 It reads WORK/solution.py and WORK/tests.py, runs them in WORK/box and writes WORK/result: four
@@ -41,12 +43,6 @@ MOUNT_OPTIONS = {  # per-mount options a remount must keep (inside a user namesp
     "strictatime": MS_STRICTATIME,
 }
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
-RUN_MEMORY_BYTES = 2 << 30  # memory of the whole run, every process and its tmpfs together
-CGROUP_LIMITS = {  # cgroup v1 files
-    "pids": {"pids.max": str(PROCESSES)},
-    "memory": {"memory.limit_in_bytes": str(RUN_MEMORY_BYTES)},
-}
-CGROUP_DESCRIPTIONS = {"pids": f"{PROCESSES} processes", "memory": f"{RUN_MEMORY_BYTES >> 30} GiB"}
 
 
 class Job:
@@ -62,18 +58,20 @@ class Job:
         self.result_fd = result_fd  # the pipe's write end, for _report()
         self.drop_root = os.geteuid() == 0  # asked before a user namespace makes us root in it
         self.pids_cgroup = False  # when the run has its own, RLIMIT_NPROC is not needed
+        self.isolate = True  # namespaces where the machine allows them
 
 
 def main() -> None:
-    work, cpu_seconds, isolate = sys.argv[1], int(sys.argv[2]), sys.argv[3:] != ["plain"]
+    work, cpu_seconds, options, go = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
     read_end, write_end = os.pipe()
     job = Job(work, cpu_seconds, write_end)
+    job.isolate = options != "plain"
     # Opened before the mount namespace (which this process shares) turns read-only.
     result_file = open(os.path.join(work, "result"), "w", encoding="utf-8")  # noqa: SIM115
-    linux = sys.platform.startswith("linux") and isolate
-    joined = _join_cgroups(work) if linux and job.drop_root else []
-    job.pids_cgroup = "pids" in joined
-    cgroups = [f"cgroup ({', '.join(CGROUP_DESCRIPTIONS[c] for c in joined)})"] if joined else []
+    # run_tests() is putting us in the run's cgroups: a fork before it is done would escape them.
+    job.pids_cgroup = os.read(go, 1) == b"p"
+    os.close(go)
+    linux = sys.platform.startswith("linux") and job.isolate
     libc, namespaces = _enter_namespaces() if linux else (None, [])
     pid = os.fork()
     if pid == 0:
@@ -90,7 +88,7 @@ def main() -> None:
             os._exit(0)
     os.close(write_end)
     _, status = os.waitpid(pid, 0)
-    report, protections = {"exit": str(os.waitstatus_to_exitcode(status))}, namespaces + cgroups
+    report, protections = {"exit": str(os.waitstatus_to_exitcode(status))}, namespaces
     for line in _read_available(read_end).splitlines():
         tag, _, value = line.partition("\t")
         if tag == "contained":
@@ -120,38 +118,7 @@ def _report(fd: int, tag: str, value: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Linux cgroups and namespaces
-
-
-def _join_cgroups(work: str) -> list[str]:
-    """As root with cgroup v1 (as here): a pids and a memory cgroup of our own, limiting the
-    whole run rather than each process. Their directories go to WORK/cgroups before anything
-    else, so run_tests() removes them even when the run is killed. The controllers joined."""
-    name = os.path.basename(work)
-    joined = []
-    with open("/proc/self/cgroup", encoding="utf-8") as f:
-        memberships = [line.rstrip("\n").split(":", 2) for line in f]
-    for _, controllers, path in (parts for parts in memberships if len(parts) == 3):
-        for controller, limits in CGROUP_LIMITS.items():
-            if controller not in controllers.split(","):
-                continue
-            directory = f"/sys/fs/cgroup/{controller}{path.rstrip('/')}/{name}"
-            try:
-                os.mkdir(directory)
-            except OSError:
-                continue
-            with open(os.path.join(work, "cgroups"), "a", encoding="utf-8") as f:
-                f.write(directory + "\n")
-            try:
-                for filename, value in limits.items():
-                    with open(os.path.join(directory, filename), "w") as f:
-                        f.write(value)
-                with open(os.path.join(directory, "cgroup.procs"), "w") as f:
-                    f.write(str(os.getpid()))
-            except OSError:
-                continue
-            joined.append(controller)
-    return joined
+# Linux namespaces
 
 
 def _enter_namespaces():
