@@ -67,9 +67,10 @@ def extract_code(response: str | None, entry_point: str | None = None) -> str | 
 
     Thinking (<think>...</think>, or everything before a lone </think>) is ignored. A final fence
     left open by max_tokens runs to the end of the text. Among Python blocks (python, py or no
-    language), the last one that defines the entry point (def/class NAME or NAME = ...) wins;
-    without one, every Python block that compiles is joined in order (so a helper in one block
-    and the function in the next both count; prose or output in an unlabelled block is dropped).
+    language), the last one that defines the entry point (def/class NAME or NAME = ...) wins, on
+    its own (an import in another block is not added); without one, every Python block that
+    compiles is joined in order (so a helper in one block and the function in the next both
+    count, and prose or output in an unlabelled block is dropped).
     Without fences, bare code is the longest run that compiles from the first line that starts
     like code (def, class, import, from, a decorator). None when there is no code.
     """
@@ -110,6 +111,9 @@ def _fenced_blocks(text: str) -> list[tuple[str, str]] | None:
         info = opening.group(2).strip().split(" ")[0].lower()
         body, i = [], i + 1
         while i < len(lines) and not _closes(lines[i], fence):
+            if lines[i].rstrip().endswith(fence):  # "    return x```": closed on the code's line
+                body.append(lines[i].rstrip()[: -len(fence)])
+                break
             body.append(lines[i])
             i += 1
         i += 1

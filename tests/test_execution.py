@@ -79,6 +79,11 @@ def test_without_an_entry_point_compiling_blocks_are_joined_in_order():
     assert extract_code(answer, "missing") == joined
 
 
+def test_a_fence_closed_at_the_end_of_a_code_line():
+    answer = "```python\ndef f():\n    return 1```\nThat is all."
+    assert extract_code(answer, "f") == "def f():\n    return 1\n"
+
+
 def test_unclosed_final_fence_runs_to_the_end():
     answer = "```python\ndef f():\n    return 1\n```\nBetter:\n```python\ndef g():\n    return"
     assert extract_code(answer, "g") == "def g():\n    return\n"
