@@ -14,6 +14,7 @@ namespace: when it exits the kernel kills everything left inside) -> the worker,
 itself, drops root and runs the code. Without namespaces the worker is the runner's child.
 """
 
+import io
 import os
 import resource
 import sys
@@ -277,6 +278,8 @@ def _worker(job: Job, libc) -> None:
     if libc is not None and libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0:
         _report(job.result_fd, "contained", "no new privileges")
     sys.argv = ["solution.py"]
+    if isinstance(sys.stdout, io.TextIOWrapper):  # what it printed survives a kill on timeout
+        sys.stdout.reconfigure(line_buffering=True)
     verdict, detail = _run(job.code, job.tests)
     try:
         _report(job.result_fd, "verdict", verdict)

@@ -242,9 +242,10 @@ def _leftovers(result, grace_s: float = 2.0) -> list[str]:
 @pytest.mark.parametrize("namespaces", [True, False])
 @needs_proc
 def test_an_endless_loop_times_out(namespaces):
-    code = "import os\nprint(os.getcwd(), flush=True)\nwhile True:\n    pass\n"
+    code = "import os\nprint(os.getcwd())\nprint('looping')\nwhile True:\n    pass\n"
     result, _ = _execute(code, "", 1.0, namespaces)
     assert (result.verdict, result.detail) == ("timed out", "no result within 1 s")
+    assert result.output.endswith("/box\nlooping\n")  # printed before the kill, kept
     assert result.duration_s < 3
     assert _leftovers(result) == []
 
