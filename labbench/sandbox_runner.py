@@ -23,6 +23,7 @@ MEMORY_BYTES = 1 << 30  # RLIMIT_AS: address space of the code under test
 FILE_BYTES = 16 << 20  # RLIMIT_FSIZE: largest file it may write, its output file included
 PROCESSES = 64  # RLIMIT_NPROC: processes of its (real) user, threads included; root ignores it
 NOBODY = 65534  # the uid and gid the worker runs as when we are root
+DETAIL_CHARS = 300  # a verdict's detail is cut to this (a HumanEval assert can be long)
 BOX_BYTES = 64 << 20  # size of the tmpfs that is its working directory, where namespaces allow
 # Root without a mount namespace, with Python where others cannot read it (pyenv in /root):
 # imports of modules not yet loaded fail. Safer than model code running as root.
@@ -83,8 +84,8 @@ def main() -> None:
                 _worker(job, None)
             _init(job, libc)
         except BaseException as e:  # noqa: BLE001 - a child never returns into main()
-            _report(write_end, "verdict", "error")
-            _report(write_end, "detail", f"the sandbox could not be set up: {_describe(e)}")
+            detail = f"the sandbox could not be set up: {_describe(e)}"
+            _report(write_end, verdict="error", detail=detail)
         finally:
             os._exit(0)
     os.close(write_end)
@@ -114,8 +115,15 @@ def _read_available(fd: int) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _report(fd: int, tag: str, value: str) -> None:
-    os.write(fd, f"{tag}\t{' '.join(value.split())}\n".encode())
+def _report(fd: int, **fields: str) -> None:
+    """Tagged one-line fields, in one write: under PIPE_BUF, so never interleaved with others."""
+    text = ""
+    for tag, value in fields.items():
+        value = " ".join(value.split())
+        if len(value) > DETAIL_CHARS:
+            value = value[: DETAIL_CHARS - 4] + " ..."
+        text += f"{tag}\t{value}\n"
+    os.write(fd, text.encode())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,7 +164,7 @@ def _init(job: Job, libc) -> None:
     """Pid 1 of the new pid namespace: sets up the filesystem, runs the worker, reaps orphans,
     and exits with the worker, which makes the kernel kill whatever the code left running."""
     libc.prctl(PR_SET_PDEATHSIG, 9)  # the runner killed on timeout takes us with it
-    _report(job.result_fd, "contained", _contain_filesystem(libc, job.box, job.drop_root))
+    _report(job.result_fd, contained=_contain_filesystem(libc, job.box, job.drop_root))
     pid = os.fork()
     if pid == 0:
         _worker(job, libc)
@@ -166,7 +174,7 @@ def _init(job: Job, libc) -> None:
         except ChildProcessError:
             os._exit(0)
         if reaped == pid:
-            _report(job.result_fd, "exit", str(os.waitstatus_to_exitcode(status)))
+            _report(job.result_fd, exit=str(os.waitstatus_to_exitcode(status)))
             os._exit(0)
 
 
@@ -268,22 +276,23 @@ def _worker(job: Job, libc) -> None:
     if job.pids_cgroup:  # NPROC counts every process of the user: other sandboxes' too
         del limits[f"NPROC {PROCESSES}"]
     applied = [name for name, (kind, value) in limits.items() if _limit(kind, value)]
-    _report(job.result_fd, "contained", f"rlimits ({', '.join(applied)})")
+    _report(job.result_fd, contained=f"rlimits ({', '.join(applied)})")
     if job.drop_root:  # root ignores RLIMIT_NPROC and file modes: never run model code as root
         os.setgroups([])
         os.setgid(NOBODY)
         os.setuid(NOBODY)
         readable = _reachable(os.path.dirname(os.__file__))
-        _report(job.result_fd, "contained", "uid nobody" + ("" if readable else UNREADABLE))
+        _report(job.result_fd, contained="uid nobody" + ("" if readable else UNREADABLE))
     if libc is not None and libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0:
-        _report(job.result_fd, "contained", "no new privileges")
+        _report(job.result_fd, contained="no new privileges")
     sys.argv = ["solution.py"]
     if isinstance(sys.stdout, io.TextIOWrapper):  # what it printed survives a kill on timeout
         sys.stdout.reconfigure(line_buffering=True)
+    worker = os.getpid()
     verdict, detail = _run(job.code, job.tests)
     try:
-        _report(job.result_fd, "verdict", verdict)
-        _report(job.result_fd, "detail", detail)
+        if os.getpid() == worker:  # not a process the code forked, which ends here too
+            _report(job.result_fd, verdict=verdict, detail=detail)
         sys.stdout.flush()
         sys.stderr.flush()
     finally:

@@ -477,3 +477,12 @@ print("signals", killed)
     result = run_tests(code, "assert not any(killed)")
     assert (result.verdict, result.detail) == ("failed", "assert not any(killed)")
     assert "9" in result.output.split("signals")[1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_a_long_detail_is_cut():
+    result = run_tests("x = 1", f"assert {'x + ' * 200}x == 0")
+    assert result.verdict == "failed"
+    assert len(result.detail) == 300
+    assert result.detail.endswith(" ...")
