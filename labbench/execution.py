@@ -344,7 +344,8 @@ def _verdict(work: Path, timed_out: bool, timeout_s: float, cpu: int) -> tuple[s
         return "timed out", f"used more than {cpu} s of CPU time", protections
     if verdict in VERDICTS and exit_code == 0:
         return verdict, detail, protections
-    died = f"the code under test {describe_exit(exit_code)} before the tests finished"
+    how = describe_exit(exit_code) if exit_code >= 0 else "was " + describe_exit(exit_code)
+    died = f"the code under test {how} before the tests finished"
     return "error", died, protections
 
 

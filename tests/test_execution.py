@@ -173,6 +173,11 @@ def test_a_process_that_dies_is_an_error():
     result = run_tests("import os\nos._exit(3)\n", "")
     assert result.verdict == "error"
     assert result.detail == "the code under test exited with code 3 before the tests finished"
+    result = run_tests("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n", "")
+    assert result.verdict == "error"
+    assert result.detail == (
+        "the code under test was killed by SIGSEGV (segmentation fault) before the tests finished"
+    )
 
 
 @pytest.mark.slow
