@@ -500,3 +500,13 @@ def test_a_long_detail_is_cut():
     assert result.verdict == "failed"
     assert len(result.detail) == 300
     assert result.detail.endswith(" ...")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_common_imports_work_without_namespaces():
+    """Here, as root without namespaces, nobody cannot read pyenv's standard library in /root:
+    the modules solutions commonly import are loaded before the worker stops being root."""
+    code = "import collections, hashlib, heapq, itertools, math, re\nprint(math.isqrt(16))\n"
+    result, _ = _execute(code, "", 10.0, namespaces=False)
+    assert (result.verdict, result.output) == ("passed", "4\n")
