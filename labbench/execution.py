@@ -7,6 +7,7 @@ prompt's tests in a separate, contained process (labbench/sandbox_runner.py is t
 What the containment does and does not protect against is in the README ("Running model code").
 """
 
+import contextlib
 import functools
 import math
 import os
@@ -27,6 +28,15 @@ VERDICTS = ("passed", "failed", "error", "timed out", "no code found")
 OUTPUT_CHARS = 2000  # captured output kept, truncated
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
 NOBODY = 65534  # the runner drops root to this uid and gid
+RUN_PROCESSES, RUN_MEMORY_BYTES = 64, 2 << 30  # cgroup limits for a whole run, where there is one
+CGROUP_LIMITS = {  # cgroup v1 controller -> (file, value)
+    "pids": ("pids.max", str(RUN_PROCESSES)),
+    "memory": ("memory.limit_in_bytes", str(RUN_MEMORY_BYTES)),
+}
+CGROUP_DESCRIPTIONS = {
+    "pids": f"{RUN_PROCESSES} processes",
+    "memory": f"{RUN_MEMORY_BYTES >> 30} GiB",
+}
 
 
 @dataclass(frozen=True)
@@ -57,9 +67,10 @@ def extract_code(response: str | None, entry_point: str | None = None) -> str | 
 
     Thinking (<think>...</think>, or everything before a lone </think>) is ignored. A final fence
     left open by max_tokens runs to the end of the text. Among Python blocks (python, py or no
-    language), the last one that defines the entry point (def/class NAME or NAME = ...) wins;
-    without one, every Python block that compiles is joined in order (so a helper in one block
-    and the function in the next both count; prose or output in an unlabelled block is dropped).
+    language), the last one that defines the entry point (def/class NAME or NAME = ...) wins, on
+    its own (an import in another block is not added); without one, every Python block that
+    compiles is joined in order (so a helper in one block and the function in the next both
+    count, and prose or output in an unlabelled block is dropped).
     Without fences, bare code is the longest run that compiles from the first line that starts
     like code (def, class, import, from, a decorator). None when there is no code.
     """
@@ -100,6 +111,9 @@ def _fenced_blocks(text: str) -> list[tuple[str, str]] | None:
         info = opening.group(2).strip().split(" ")[0].lower()
         body, i = [], i + 1
         while i < len(lines) and not _closes(lines[i], fence):
+            if lines[i].rstrip().endswith(fence):  # "    return x```": closed on the code's line
+                body.append(lines[i].rstrip()[: -len(fence)])
+                break
             body.append(lines[i])
             i += 1
         i += 1
@@ -162,6 +176,7 @@ def _execute(
     fallback that machines without Linux namespaces (macOS) get."""
     start = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="labbench-exec-"))
+    cgroups = _make_cgroups(work.name) if namespaces else {}
     try:
         box = work / "box"
         box.mkdir()
@@ -172,36 +187,100 @@ def _execute(
         (work / "tests.py").write_text(tests, encoding="utf-8")
         cpu_seconds = math.ceil(timeout_s) + 1
         with open(work / "output", "wb+") as output:
+            process, joined = _start(work, cpu_seconds, namespaces, output, cgroups)
+            timed_out = not _wait(process, start + timeout_s)
+            captured = _captured(output)
+        verdict, detail, protections = _verdict(work, timed_out, timeout_s, cpu_seconds)
+        if joined:
+            limits = ", ".join(CGROUP_DESCRIPTIONS[controller] for controller in joined)
+            protections = f"cgroup ({limits}), {protections}"
+        return ExecutionResult(verdict, detail, captured, time.monotonic() - start), protections
+    finally:
+        _remove_cgroups(cgroups)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _start(
+    work: Path, cpu_seconds: int, namespaces: bool, output, cgroups: dict[str, Path]
+) -> tuple[subprocess.Popen, list[str]]:
+    """The runner, and the cgroups it joined. It is moved into them while its Python starts
+    (each move waits for an RCU grace period, 10-25 ms on a busy machine); it waits for a byte
+    saying we are done ("p": with a pids cgroup) before it forks anything."""
+    box = work / "box"
+    go_read, go_write = os.pipe()
+    try:
+        try:
             process = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-B", str(RUNNER), str(work), str(cpu_seconds)]
-                + ([] if namespaces else ["plain"]),
+                + ["namespaces" if namespaces else "plain", str(go_read)],
                 cwd=box,
                 env=_minimal_env(box),
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                pass_fds=(go_read,),
             )
-            timed_out = not _wait(process, start + timeout_s)
-            captured = _captured(output)
-        verdict, detail, protections = _verdict(work, timed_out, timeout_s, cpu_seconds)
-        return ExecutionResult(verdict, detail, captured, time.monotonic() - start), protections
+        finally:
+            os.close(go_read)
+        joined = _join_cgroups(cgroups, process.pid)
+        with contextlib.suppress(BrokenPipeError):  # a runner that died at its start
+            os.write(go_write, b"p" if "pids" in joined else b"g")
     finally:
-        _remove_cgroups(work)
-        shutil.rmtree(work, ignore_errors=True)
+        os.close(go_write)
+    return process, joined
 
 
-def _remove_cgroups(work: Path) -> None:
-    """The run's own cgroups (Linux as root), once the processes in them are gone."""
+def _make_cgroups(name: str) -> dict[str, Path]:
+    """As root with cgroup v1 (as here and in CI): a pids and a memory cgroup for this run, so
+    the limits hold for the run as a whole (64 processes of 1 GiB each could take 64 GiB), and
+    the process limit is not shared, as RLIMIT_NPROC is, with every other sandbox run as nobody.
+    cgroup v2 is not handled yet."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return {}
     try:
-        directories = (work / "cgroups").read_text(encoding="utf-8").splitlines()
+        memberships = Path("/proc/self/cgroup").read_text(encoding="utf-8").splitlines()
     except OSError:
-        return
-    deadline = time.monotonic() + 2.0  # SIGKILLed processes take a moment to leave
-    for directory in directories:
+        return {}
+    made = {}
+    for _, controllers, path in (
+        line.split(":", 2) for line in memberships if line.count(":") >= 2
+    ):
+        for controller, (filename, value) in CGROUP_LIMITS.items():
+            if controller not in controllers.split(","):
+                continue
+            directory = Path(f"/sys/fs/cgroup/{controller}{path.rstrip('/')}") / name
+            try:
+                directory.mkdir()
+            except OSError:
+                continue
+            made[controller] = directory
+            try:
+                (directory / filename).write_text(value)
+            except OSError:
+                directory.rmdir()
+                del made[controller]
+    return made
+
+
+def _join_cgroups(cgroups: dict[str, Path], pid: int) -> list[str]:
+    joined = []
+    for controller, directory in cgroups.items():
+        try:
+            (directory / "cgroup.procs").write_text(str(pid))
+        except OSError:
+            continue
+        joined.append(controller)
+    return joined
+
+
+def _remove_cgroups(cgroups: dict[str, Path]) -> None:
+    """Once the processes in them are gone: SIGKILLed ones take a moment to leave."""
+    deadline = time.monotonic() + 2.0
+    for directory in cgroups.values():
         while True:
             try:
-                os.rmdir(directory)
+                directory.rmdir()
                 break
             except FileNotFoundError:
                 break
@@ -265,7 +344,8 @@ def _verdict(work: Path, timed_out: bool, timeout_s: float, cpu: int) -> tuple[s
         return "timed out", f"used more than {cpu} s of CPU time", protections
     if verdict in VERDICTS and exit_code == 0:
         return verdict, detail, protections
-    died = f"the code under test {describe_exit(exit_code)} before the tests finished"
+    how = describe_exit(exit_code) if exit_code >= 0 else "was " + describe_exit(exit_code)
+    died = f"the code under test {how} before the tests finished"
     return "error", died, protections
 
 

@@ -1,6 +1,8 @@
 """Child side of labbench.execution: runs one program's code and tests, contained.
 
-Started by run_tests() as `python -I -S -B sandbox_runner.py WORK CPU_SECONDS`, so it must stay
+Started by run_tests() as `python -I -S -B sandbox_runner.py WORK CPU_SECONDS OPTIONS GO_FD`
+(OPTIONS: "plain" for no namespaces, else "namespaces"; GO_FD gives one byte when run_tests() has
+put this process in the run's cgroups, "p" when one of them limits processes), so it must stay
 importable without the labbench package (stdlib only, nothing from site-packages), and cheap to
 start: no json, re or traceback (each costs 10-25 ms of imports, and this runs once per test).
 It reads WORK/solution.py and WORK/tests.py, runs them in WORK/box and writes WORK/result: four
@@ -12,6 +14,7 @@ namespace: when it exits the kernel kills everything left inside) -> the worker,
 itself, drops root and runs the code. Without namespaces the worker is the runner's child.
 """
 
+import io
 import os
 import resource
 import sys
@@ -20,10 +23,16 @@ MEMORY_BYTES = 1 << 30  # RLIMIT_AS: address space of the code under test
 FILE_BYTES = 16 << 20  # RLIMIT_FSIZE: largest file it may write, its output file included
 PROCESSES = 64  # RLIMIT_NPROC: processes of its (real) user, threads included; root ignores it
 NOBODY = 65534  # the uid and gid the worker runs as when we are root
+DETAIL_CHARS = 300  # a verdict's detail is cut to this (a HumanEval assert can be long)
 BOX_BYTES = 64 << 20  # size of the tmpfs that is its working directory, where namespaces allow
 # Root without a mount namespace, with Python where others cannot read it (pyenv in /root):
-# imports of modules not yet loaded fail. Safer than model code running as root.
-UNREADABLE = " (it cannot read the standard library: imports fail)"
+# the worker still becomes nobody (safer than model code running as root), with these modules,
+# the ones solutions to tests like HumanEval's import, loaded before; others fail to import.
+PRELOADED = (
+    "bisect collections copy datetime decimal fractions functools hashlib heapq itertools json "
+    "math operator random re statistics string time typing"
+).split()
+UNREADABLE = " (it cannot read the standard library: only common modules were loaded for it)"
 
 # From <sched.h>, <sys/mount.h> and <sys/prctl.h>.
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
@@ -41,12 +50,6 @@ MOUNT_OPTIONS = {  # per-mount options a remount must keep (inside a user namesp
     "strictatime": MS_STRICTATIME,
 }
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
-RUN_MEMORY_BYTES = 2 << 30  # memory of the whole run, every process and its tmpfs together
-CGROUP_LIMITS = {  # cgroup v1 files
-    "pids": {"pids.max": str(PROCESSES)},
-    "memory": {"memory.limit_in_bytes": str(RUN_MEMORY_BYTES)},
-}
-CGROUP_DESCRIPTIONS = {"pids": f"{PROCESSES} processes", "memory": f"{RUN_MEMORY_BYTES >> 30} GiB"}
 
 
 class Job:
@@ -62,18 +65,20 @@ class Job:
         self.result_fd = result_fd  # the pipe's write end, for _report()
         self.drop_root = os.geteuid() == 0  # asked before a user namespace makes us root in it
         self.pids_cgroup = False  # when the run has its own, RLIMIT_NPROC is not needed
+        self.isolate = True  # namespaces where the machine allows them
 
 
 def main() -> None:
-    work, cpu_seconds, isolate = sys.argv[1], int(sys.argv[2]), sys.argv[3:] != ["plain"]
+    work, cpu_seconds, options, go = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
     read_end, write_end = os.pipe()
     job = Job(work, cpu_seconds, write_end)
+    job.isolate = options != "plain"
     # Opened before the mount namespace (which this process shares) turns read-only.
     result_file = open(os.path.join(work, "result"), "w", encoding="utf-8")  # noqa: SIM115
-    linux = sys.platform.startswith("linux") and isolate
-    joined = _join_cgroups(work) if linux and job.drop_root else []
-    job.pids_cgroup = "pids" in joined
-    cgroups = [f"cgroup ({', '.join(CGROUP_DESCRIPTIONS[c] for c in joined)})"] if joined else []
+    # run_tests() is putting us in the run's cgroups: a fork before it is done would escape them.
+    job.pids_cgroup = os.read(go, 1) == b"p"
+    os.close(go)
+    linux = sys.platform.startswith("linux") and job.isolate
     libc, namespaces = _enter_namespaces() if linux else (None, [])
     pid = os.fork()
     if pid == 0:
@@ -84,13 +89,13 @@ def main() -> None:
                 _worker(job, None)
             _init(job, libc)
         except BaseException as e:  # noqa: BLE001 - a child never returns into main()
-            _report(write_end, "verdict", "error")
-            _report(write_end, "detail", f"the sandbox could not be set up: {_describe(e)}")
+            detail = f"the sandbox could not be set up: {_describe(e)}"
+            _report(write_end, verdict="error", detail=detail)
         finally:
             os._exit(0)
     os.close(write_end)
     _, status = os.waitpid(pid, 0)
-    report, protections = {"exit": str(os.waitstatus_to_exitcode(status))}, namespaces + cgroups
+    report, protections = {"exit": str(os.waitstatus_to_exitcode(status))}, namespaces
     for line in _read_available(read_end).splitlines():
         tag, _, value = line.partition("\t")
         if tag == "contained":
@@ -115,43 +120,19 @@ def _read_available(fd: int) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _report(fd: int, tag: str, value: str) -> None:
-    os.write(fd, f"{tag}\t{' '.join(value.split())}\n".encode())
+def _report(fd: int, **fields: str) -> None:
+    """Tagged one-line fields, in one write: under PIPE_BUF, so never interleaved with others."""
+    text = ""
+    for tag, value in fields.items():
+        value = " ".join(value.split())
+        if len(value) > DETAIL_CHARS:
+            value = value[: DETAIL_CHARS - 4] + " ..."
+        text += f"{tag}\t{value}\n"
+    os.write(fd, text.encode())
 
 
 # ---------------------------------------------------------------------------------------------
-# Linux cgroups and namespaces
-
-
-def _join_cgroups(work: str) -> list[str]:
-    """As root with cgroup v1 (as here): a pids and a memory cgroup of our own, limiting the
-    whole run rather than each process. Their directories go to WORK/cgroups before anything
-    else, so run_tests() removes them even when the run is killed. The controllers joined."""
-    name = os.path.basename(work)
-    joined = []
-    with open("/proc/self/cgroup", encoding="utf-8") as f:
-        memberships = [line.rstrip("\n").split(":", 2) for line in f]
-    for _, controllers, path in (parts for parts in memberships if len(parts) == 3):
-        for controller, limits in CGROUP_LIMITS.items():
-            if controller not in controllers.split(","):
-                continue
-            directory = f"/sys/fs/cgroup/{controller}{path.rstrip('/')}/{name}"
-            try:
-                os.mkdir(directory)
-            except OSError:
-                continue
-            with open(os.path.join(work, "cgroups"), "a", encoding="utf-8") as f:
-                f.write(directory + "\n")
-            try:
-                for filename, value in limits.items():
-                    with open(os.path.join(directory, filename), "w") as f:
-                        f.write(value)
-                with open(os.path.join(directory, "cgroup.procs"), "w") as f:
-                    f.write(str(os.getpid()))
-            except OSError:
-                continue
-            joined.append(controller)
-    return joined
+# Linux namespaces
 
 
 def _enter_namespaces():
@@ -188,7 +169,7 @@ def _init(job: Job, libc) -> None:
     """Pid 1 of the new pid namespace: sets up the filesystem, runs the worker, reaps orphans,
     and exits with the worker, which makes the kernel kill whatever the code left running."""
     libc.prctl(PR_SET_PDEATHSIG, 9)  # the runner killed on timeout takes us with it
-    _report(job.result_fd, "contained", _contain_filesystem(libc, job.box, job.drop_root))
+    _report(job.result_fd, contained=_contain_filesystem(libc, job.box, job.drop_root))
     pid = os.fork()
     if pid == 0:
         _worker(job, libc)
@@ -198,7 +179,7 @@ def _init(job: Job, libc) -> None:
         except ChildProcessError:
             os._exit(0)
         if reaped == pid:
-            _report(job.result_fd, "exit", str(os.waitstatus_to_exitcode(status)))
+            _report(job.result_fd, exit=str(os.waitstatus_to_exitcode(status)))
             os._exit(0)
 
 
@@ -300,20 +281,26 @@ def _worker(job: Job, libc) -> None:
     if job.pids_cgroup:  # NPROC counts every process of the user: other sandboxes' too
         del limits[f"NPROC {PROCESSES}"]
     applied = [name for name, (kind, value) in limits.items() if _limit(kind, value)]
-    _report(job.result_fd, "contained", f"rlimits ({', '.join(applied)})")
+    _report(job.result_fd, contained=f"rlimits ({', '.join(applied)})")
     if job.drop_root:  # root ignores RLIMIT_NPROC and file modes: never run model code as root
+        readable = _reachable(os.path.dirname(os.__file__))
+        if not readable:
+            for module in PRELOADED:
+                __import__(module)
         os.setgroups([])
         os.setgid(NOBODY)
         os.setuid(NOBODY)
-        readable = _reachable(os.path.dirname(os.__file__))
-        _report(job.result_fd, "contained", "uid nobody" + ("" if readable else UNREADABLE))
+        _report(job.result_fd, contained="uid nobody" + ("" if readable else UNREADABLE))
     if libc is not None and libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0:
-        _report(job.result_fd, "contained", "no new privileges")
+        _report(job.result_fd, contained="no new privileges")
     sys.argv = ["solution.py"]
+    if isinstance(sys.stdout, io.TextIOWrapper):  # what it printed survives a kill on timeout
+        sys.stdout.reconfigure(line_buffering=True)
+    worker = os.getpid()
     verdict, detail = _run(job.code, job.tests)
     try:
-        _report(job.result_fd, "verdict", verdict)
-        _report(job.result_fd, "detail", detail)
+        if os.getpid() == worker:  # not a process the code forked, which ends here too
+            _report(job.result_fd, verdict=verdict, detail=detail)
         sys.stdout.flush()
         sys.stderr.flush()
     finally:
