@@ -255,12 +255,12 @@ def _make_cgroups(name: str) -> dict[str, Path]:
                 directory.mkdir()
             except OSError:
                 continue
-            made[controller] = directory
             try:
                 (directory / filename).write_text(value)
             except OSError:
-                directory.rmdir()
-                del made[controller]
+                _remove_cgroups({controller: directory})
+                continue
+            made[controller] = directory
     return made
 
 
