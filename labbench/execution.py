@@ -12,6 +12,7 @@ import functools
 import math
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -254,12 +255,12 @@ def _make_cgroups(name: str) -> dict[str, Path]:
                 directory.mkdir()
             except OSError:
                 continue
-            made[controller] = directory
             try:
                 (directory / filename).write_text(value)
             except OSError:
-                directory.rmdir()
-                del made[controller]
+                _remove_cgroups({controller: directory})
+                continue
+            made[controller] = directory
     return made
 
 
@@ -305,16 +306,7 @@ def _wait(process: subprocess.Popen, deadline: float) -> bool:
     """Wait for the runner until the deadline; then kill its whole process group. True when
     it finished in time. The group is killed while the runner is still unreaped, so its id
     cannot have been reused by someone else's process."""
-    finished, delay = False, 0.0005
-    while True:
-        if _exited_unreaped(process):
-            finished = True
-            break
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        time.sleep(min(delay, remaining))
-        delay = min(delay * 2, 0.005)
+    finished = _exits_by(process, deadline)
     try:
         os.killpg(process.pid, signal.SIGKILL)  # stragglers left behind, or all of it on timeout
     except (ProcessLookupError, PermissionError):
@@ -323,11 +315,35 @@ def _wait(process: subprocess.Popen, deadline: float) -> bool:
     return finished
 
 
+def _exits_by(process: subprocess.Popen, deadline: float) -> bool:
+    """Whether the process exits before the deadline, leaving it unreaped: on Linux a pidfd
+    turns readable when it exits; elsewhere, polling."""
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # not Linux 5.3+ (or a seccomp filter refuses it)
+        pidfd = None
+    if pidfd is not None:
+        try:
+            poller = select.poll()  # not select.select: it fails on descriptors above 1023
+            poller.register(pidfd, select.POLLIN)
+            return bool(poller.poll(max(0.0, deadline - time.monotonic()) * 1000))
+        finally:
+            os.close(pidfd)
+    delay = 0.0005
+    while not _exited_unreaped(process):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.005)
+    return True
+
+
 def _exited_unreaped(process: subprocess.Popen) -> bool:
     if hasattr(os, "waitid"):
         flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
         return os.waitid(os.P_PID, process.pid, flags) is not None
-    return process.poll() is not None  # macOS before Python 3.13: no waitid
+    return process.poll() is not None  # macOS before Python 3.13: no waitid, so this reaps
 
 
 def _verdict(work: Path, timed_out: bool, timeout_s: float, cpu: int) -> tuple[str, str, str]:
