@@ -10,8 +10,7 @@ answer's definition replaces the stub.
 
 import textwrap
 
-# _defines: the rule extraction uses to pick the block that defines the entry point
-from labbench.execution import ExecutionResult, _defines, extract_code, run_tests
+from labbench.execution import ExecutionResult, defines, extract_code, run_tests
 from labbench.suite import Prompt
 
 
@@ -27,7 +26,7 @@ def program_for(prompt: Prompt, response: str | None) -> str | None:
     code = extract_code(response, prompt.entry_point)
     if prompt.code_prompt is None:
         return code
-    defined = code is not None and prompt.entry_point and _defines(code, prompt.entry_point)
+    defined = code is not None and prompt.entry_point and defines(code, prompt.entry_point)
     if defined:
         return f"{prompt.code_prompt}\n{code}"
     if code is not None:

@@ -7,6 +7,7 @@ prompt's tests in a separate, contained process (labbench/sandbox_runner.py is t
 What the containment does and does not protect against is in the README ("Running model code").
 """
 
+import atexit
 import contextlib
 import functools
 import math
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,12 @@ from labbench.errors import describe_exit
 VERDICTS = ("passed", "failed", "error", "timed out", "no code found")
 OUTPUT_CHARS = 2000  # captured output kept, truncated
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
+# Runs in progress (runner process -> its work directory), so an evaluator that exits early
+# (Ctrl-C, SIGTERM, an exception) takes them with it: see _stop_running_at_exit.
+_running: dict[subprocess.Popen, tuple[Path, dict[str, Path]]] = {}
+WORK_PREFIX = "labbench-exec-"  # of the temporary directories and cgroups
+STALE_S = 3600  # leftovers of an evaluator that was SIGKILLed are removed after this
+_running_lock = threading.Lock()
 NOBODY = 65534  # the runner drops root to this uid and gid
 RUN_PROCESSES, RUN_MEMORY_BYTES = 64, 2 << 30  # cgroup limits for a whole run, where there is one
 CGROUP_LIMITS = {  # cgroup v1 controller -> (file, value)
@@ -83,7 +91,7 @@ def extract_code(response: str | None, entry_point: str | None = None) -> str | 
     if not python:
         return None
     if entry_point:
-        defining = [code for code in python if _defines(code, entry_point)]
+        defining = [code for code in python if defines(code, entry_point)]
         if defining:
             return defining[-1]
     compiling = [code for code in python if _compiles(code)]
@@ -127,7 +135,9 @@ def _closes(line: str, fence: str) -> bool:
     return len(mark) >= len(fence) and mark == fence[0] * len(mark)
 
 
-def _defines(code: str, name: str) -> bool:
+def defines(code: str, name: str) -> bool:
+    """Whether the code defines `name` (def, class or assignment): the rule that picks the
+    block holding the entry point, which codetests also uses to complete an answer."""
     escaped = re.escape(name)
     pattern = rf"^\s*(?:(?:async\s+)?def|class)\s+{escaped}\b|^\s*{escaped}\s*(?::[^=\n]*)?="
     return re.search(pattern, code, re.MULTILINE) is not None
@@ -176,7 +186,8 @@ def _execute(
     """The result, and the protections the runner reported active. namespaces=False tests the
     fallback that machines without Linux namespaces (macOS) get."""
     start = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="labbench-exec-"))
+    _remove_stale_leftovers()
+    work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX))
     cgroups = _make_cgroups(work.name) if namespaces else {}
     try:
         box = work / "box"
@@ -189,7 +200,13 @@ def _execute(
         cpu_seconds = math.ceil(timeout_s) + 1
         with open(work / "output", "wb+") as output:
             process, joined = _start(work, cpu_seconds, namespaces, output, cgroups)
-            timed_out = not _wait(process, start + timeout_s)
+            with _running_lock:
+                _running[process] = (work, cgroups)
+            try:
+                timed_out = not _wait(process, start + timeout_s)
+            finally:
+                with _running_lock:
+                    _running.pop(process, None)
             captured = _captured(output)
         verdict, detail, protections = _verdict(work, timed_out, timeout_s, cpu_seconds)
         if joined:
@@ -213,7 +230,7 @@ def _start(
         try:
             process = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-B", str(RUNNER), str(work), str(cpu_seconds)]
-                + ["namespaces" if namespaces else "plain", str(go_read)],
+                + ["namespaces" if namespaces else "plain", str(go_read), str(os.getpid())],
                 cwd=box,
                 env=_minimal_env(box),
                 stdin=subprocess.DEVNULL,
@@ -232,36 +249,78 @@ def _start(
     return process, joined
 
 
+@atexit.register
+def _stop_running_at_exit() -> None:
+    """Kill the process group of every run still going and remove its files. The threads that
+    started them are daemons, frozen at exit, so their own cleanup never runs. (A SIGKILLed
+    evaluator runs no Python at all: on Linux the runner dies with it, by PR_SET_PDEATHSIG.)"""
+    with _running_lock:
+        running = list(_running.items())
+        _running.clear()
+    for process, (work, cgroups) in running:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=2)
+        _remove_cgroups(cgroups)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@functools.cache
+def _remove_stale_leftovers() -> None:
+    """Once per process: the work directories and (empty) cgroups that an evaluator killed by
+    SIGKILL left behind, when they are over an hour old; a run in progress is never that old."""
+    now = time.time()
+    cgroups = list(_cgroup_parents().values())
+    for parent in [Path(tempfile.gettempdir()), *cgroups]:
+        for path in parent.glob(f"{WORK_PREFIX}*") if parent.is_dir() else []:
+            with contextlib.suppress(OSError):
+                if now - path.stat().st_mtime < STALE_S:
+                    continue
+                if parent in cgroups:
+                    path.rmdir()  # refused while a process is in it
+                else:
+                    shutil.rmtree(path)
+
+
 def _make_cgroups(name: str) -> dict[str, Path]:
     """As root with cgroup v1 (as here and in CI): a pids and a memory cgroup for this run, so
     the limits hold for the run as a whole (64 processes of 1 GiB each could take 64 GiB), and
     the process limit is not shared, as RLIMIT_NPROC is, with every other sandbox run as nobody.
     cgroup v2 is not handled yet."""
+    made = {}
+    for controller, parent in _cgroup_parents().items():
+        filename, value = CGROUP_LIMITS[controller]
+        directory = parent / name
+        try:
+            directory.mkdir()
+        except OSError:
+            continue
+        try:
+            (directory / filename).write_text(value)
+        except OSError:
+            _remove_cgroups({controller: directory})
+            continue
+        made[controller] = directory
+    return made
+
+
+def _cgroup_parents() -> dict[str, Path]:
+    """Controller -> our own cgroup v1 directory, where the runs' cgroups go (as root on Linux)."""
     if not sys.platform.startswith("linux") or os.geteuid() != 0:
         return {}
     try:
         memberships = Path("/proc/self/cgroup").read_text(encoding="utf-8").splitlines()
     except OSError:
         return {}
-    made = {}
+    parents = {}
     for _, controllers, path in (
         line.split(":", 2) for line in memberships if line.count(":") >= 2
     ):
-        for controller, (filename, value) in CGROUP_LIMITS.items():
-            if controller not in controllers.split(","):
-                continue
-            directory = Path(f"/sys/fs/cgroup/{controller}{path.rstrip('/')}") / name
-            try:
-                directory.mkdir()
-            except OSError:
-                continue
-            try:
-                (directory / filename).write_text(value)
-            except OSError:
-                _remove_cgroups({controller: directory})
-                continue
-            made[controller] = directory
-    return made
+        for controller in CGROUP_LIMITS:
+            if controller in controllers.split(","):
+                parents[controller] = Path(f"/sys/fs/cgroup/{controller}{path.rstrip('/')}")
+    return parents
 
 
 def _join_cgroups(cgroups: dict[str, Path], pid: int) -> list[str]:

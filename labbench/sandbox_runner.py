@@ -1,8 +1,10 @@
 """Child side of labbench.execution: runs one program's code and tests, contained.
 
-Started by run_tests() as `python -I -S -B sandbox_runner.py WORK CPU_SECONDS OPTIONS GO_FD`
+Started by run_tests() as
+`python -I -S -B sandbox_runner.py WORK CPU_SECONDS OPTIONS GO_FD EVALUATOR_PID`
 (OPTIONS: "plain" for no namespaces, else "namespaces"; GO_FD gives one byte when run_tests() has
-put this process in the run's cgroups, "p" when one of them limits processes), so it must stay
+put this process in the run's cgroups, "p" when one of them limits processes; on Linux the runner
+dies with the evaluator, whose pid is the last argument, however it dies), so it must stay
 importable without the labbench package (stdlib only, nothing from site-packages), and cheap to
 start: no json, re or traceback (each costs 10-25 ms of imports, and this runs once per test).
 It reads WORK/solution.py and WORK/tests.py, runs them in WORK/box and writes WORK/result: four
@@ -70,6 +72,7 @@ class Job:
 
 def main() -> None:
     work, cpu_seconds, options, go = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    _die_with_parent(int(sys.argv[5]))
     read_end, write_end = os.pipe()
     job = Job(work, cpu_seconds, write_end)
     job.isolate = options != "plain"
@@ -106,6 +109,21 @@ def main() -> None:
     fields.append(", ".join(protections))
     with result_file:
         result_file.write("\n".join(fields) + "\n")
+
+
+def _die_with_parent(evaluator_pid: int) -> None:
+    """On Linux, SIGKILL when the evaluator exits (even SIGKILLed), so no run outlives it; init
+    is tied to this process the same way, and the kernel ends its pid namespace with it."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, 9)
+    except (ImportError, OSError, AttributeError):
+        return
+    if os.getppid() != evaluator_pid:  # it died before the prctl took effect
+        os._exit(1)
 
 
 def _read_available(fd: int) -> str:

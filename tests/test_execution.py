@@ -510,3 +510,47 @@ def test_common_imports_work_without_namespaces():
     code = "import collections, hashlib, heapq, itertools, math, re\nprint(math.isqrt(16))\n"
     result, _ = _execute(code, "", 10.0, namespaces=False)
     assert (result.verdict, result.output) == ("passed", "4\n")
+
+
+EVALUATOR = """
+import os, signal, sys, threading, time
+from labbench.execution import run_tests
+for _ in range(2):
+    threading.Thread(
+        target=run_tests, args=("import time\\ntime.sleep(60)\\n", "pass"),
+        kwargs={"timeout_s": 120}, daemon=True,
+    ).start()
+time.sleep(2)
+print(os.getpid(), flush=True)
+if sys.argv[1] == "SIGKILL":
+    os.kill(os.getpid(), signal.SIGKILL)
+sys.exit(0)
+"""
+
+
+def runners_of(evaluator_pid: int) -> list[int]:
+    """Sandbox processes (runner, init, worker: forks keep the runner's argv) started by it."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(arg.endswith(b"sandbox_runner.py") for arg in argv):
+            if argv[-2:] in ([str(evaluator_pid).encode(), b""], [str(evaluator_pid).encode()]):
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("ending", ["exit", "SIGKILL"])
+def test_no_run_outlives_the_evaluator(ending):
+    child = subprocess.run(
+        [sys.executable, "-c", EVALUATOR, ending], capture_output=True, text=True, timeout=50
+    )
+    evaluator = int(child.stdout.split()[0])
+    deadline = time.monotonic() + 5
+    while runners_of(evaluator) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert runners_of(evaluator) == [], "sandbox processes outlived their evaluator"
