@@ -23,7 +23,7 @@ from labbench.fingerprint import eval_fingerprint
 from labbench.ledger import Run, dataset_of_adapter, recording_run, run_scores
 from labbench.scoring import PromptScore, failed_score, score_response
 from labbench.settings import EvalSettings, SamplingSettings
-from labbench.stats import mean_of_group_means_interval
+from labbench.stats import overall_interval
 from labbench.suite import Prompt, Suite
 from labbench.toolcalls import extract_tool_calls
 
@@ -247,14 +247,22 @@ def run_suite(
     return rows
 
 
-def interval_summary(rows: list[dict]) -> dict:
+def interval_summary(db: Database, run_id: int) -> dict:
     """What a finished eval stores in runs.summary: the 95% CI of overall, which SQL cannot
-    compute. The scores themselves are never stored: they come from the ledger's views."""
-    by_category: dict[str, list[float]] = {}
-    for row in rows:
-        by_category.setdefault(row["category"], []).append(row["score"])
-    low, high = mean_of_group_means_interval(by_category) if rows else (None, None)
-    return {"overall_ci_low": low, "overall_ci_high": high}
+    compute, and its method (stats.overall_interval). It is computed from the ledger's rows,
+    a prompt's score being the mean of its rows, so it never depends on the completion order.
+    The scores themselves are never stored: they come from the ledger's views."""
+    prompts = db.execute(
+        "SELECT prompt_id, category, AVG(score) FROM eval_results WHERE run_id = ? "
+        "GROUP BY prompt_id, category",
+        [run_id],
+    ).fetchall()
+    interval = overall_interval(prompts)
+    return {
+        "overall_ci_low": interval.low,
+        "overall_ci_high": interval.high,
+        "overall_ci_method": interval.method,
+    }
 
 
 def _progress(total: int):
@@ -360,7 +368,7 @@ def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
                     if server is not None:
                         run.update(output_excerpt=server.log_excerpt())
                     raise
-                run.update(summary=interval_summary(rows))
+                run.update(summary=interval_summary(db, run.id))
                 finished = True
                 if rows and all("error" in row for row in rows):
                     # Scores of 0 from requests that never got an answer measure nothing.

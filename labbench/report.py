@@ -13,9 +13,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlite_utils import Database
 
 from labbench.atomicfile import write_text_atomically
+from labbench.entries import render_command
 from labbench.errors import UserError
 from labbench.formatting import DASH, category_title, percent
-from labbench.journal import render_command
 from labbench.ledger import run_scores
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"

@@ -2,6 +2,8 @@
 it shipped (a fix is a new migration). sqlite-utils runs each one in a transaction.
 """
 
+import json
+
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
@@ -217,3 +219,92 @@ def m006_hardware(db: Database) -> None:
     # JSON: cpu, cores, memory_bytes, os, machine, mlx_device, blas, blas_library; the BLAS is
     # the one labbench resolved for the server or training process of the run (see blas.py).
     db.table("runs").add_column("hardware", str)
+
+
+# The sampling settings and endpoint of an eval, as the baseline rule compares them. A missing
+# temperature is the default 0; the endpoint is `url` for a server we did not start (url= and
+# no server_pid), else `server`.
+_EVAL_SETTINGS = """
+    COALESCE(json_extract(runs.config, '$.sampling.temperature'), 0) AS temperature,
+    json_extract(runs.config, '$.sampling.max_tokens') AS max_tokens,
+    json_extract(runs.config, '$.sampling.seed') AS seed,
+    CASE WHEN json_extract(runs.config, '$.url') IS NOT NULL
+              AND json_extract(runs.config, '$.server_pid') IS NULL
+         THEN 'url' ELSE 'server' END AS endpoint
+"""
+
+
+@migrations()
+def m009_journal_views(db: Database) -> None:
+    # cumulative_results, again: Δ against the right baseline. A run's baseline is the most
+    # recent earlier finished eval of the same suite, base model, sampling settings
+    # (temperature, max_tokens, seed) and endpoint kind that ran the base model alone (no
+    # adapter). For an adapter's row that is its base model's eval; for a base model's row the
+    # previous run of the identical configuration (a reproducibility check). base_model is
+    # runs.model today; a lineage column (issue 13: fused models) slots in as
+    # COALESCE(runs.base_model, runs.model), with `derived` true for a fused model too.
+    # The *_pct and delta_pts columns are the same numbers as text, for Datasette.
+    db.execute("DROP VIEW IF EXISTS cumulative_results")
+    db.create_view(
+        "cumulative_results",
+        f"""
+        WITH evals AS (
+          SELECT runs.id AS run_id, runs.suite, runs.model, runs.model AS base_model,
+                 runs.adapter, COALESCE(runs.adapter, '') != '' AS derived, runs.dataset,
+                 {_EVAL_SETTINGS},
+                 summaries.overall, summaries.success_rate, summaries.prompts,
+                 json_extract(runs.summary, '$.overall_ci_low') AS ci_low,
+                 json_extract(runs.summary, '$.overall_ci_high') AS ci_high,
+                 json_extract(runs.summary, '$.overall_ci_method') AS ci_method,
+                 runs.fingerprint, runs.note, runs.started_at
+          FROM runs JOIN eval_summaries AS summaries ON summaries.run_id = runs.id
+          WHERE runs.kind = 'eval' AND runs.status = 'ok'
+        ),
+        with_baseline AS (
+          SELECT *, MAX(CASE WHEN NOT derived THEN run_id END) OVER (
+                      PARTITION BY suite, base_model, temperature, max_tokens, seed, endpoint
+                      ORDER BY run_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+                    ) AS baseline_run_id
+          FROM evals
+        )
+        SELECT row.run_id, row.suite,
+               '#' || row.run_id || CASE WHEN row.derived THEN ' Trained'
+                                         ELSE ' Baseline' END AS step,
+               row.model, row.base_model, row.adapter, row.dataset, row.endpoint,
+               row.temperature, row.max_tokens, row.seed,
+               row.overall, row.ci_low, row.ci_high, row.ci_method,
+               row.baseline_run_id, row.overall - baseline.overall AS delta,
+               printf('%.1f%%', 100 * row.overall) AS overall_pct,
+               CASE WHEN row.ci_low IS NOT NULL
+                    THEN printf('%.1f%%–%.1f%%', 100 * row.ci_low, 100 * row.ci_high)
+                    ELSE row.ci_method END AS ci_pct,
+               CASE WHEN row.baseline_run_id IS NOT NULL
+                    THEN printf('%+.1f pts vs #%d', 100 * (row.overall - baseline.overall),
+                                row.baseline_run_id) END AS delta_pts,
+               categories.categories, row.success_rate, row.prompts, row.fingerprint, row.note,
+               row.started_at
+        FROM with_baseline AS row
+        LEFT JOIN evals AS baseline ON baseline.run_id = row.baseline_run_id
+        JOIN (SELECT run_id, json_group_object(category, score) AS categories
+              FROM category_scores GROUP BY run_id) AS categories
+          ON categories.run_id = row.run_id
+        """,
+    )
+    _recompute_intervals(db)
+
+
+def _recompute_intervals(db: Database) -> None:
+    """CIs stored before m009 depended on the order prompts finished in: recompute every
+    finished eval's from its results with the rule of evaluation.interval_summary."""
+    from labbench.evaluation import interval_summary
+
+    rows = db.execute(
+        "SELECT id, summary FROM runs WHERE kind = 'eval' AND status != 'running' "
+        "AND id IN (SELECT run_id FROM eval_results) ORDER BY id"
+    ).fetchall()
+    for run_id, summary in rows:
+        stored = json.loads(summary or "{}")
+        stored.update(interval_summary(db, run_id))
+        db.execute(
+            "UPDATE runs SET summary = ? WHERE id = ?", [json.dumps(stored, sort_keys=True), run_id]
+        )
