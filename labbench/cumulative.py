@@ -33,8 +33,16 @@ DELTA_HELP = (
 )
 
 
-def cumulative_rows(db: Database) -> list[dict]:
-    return list(db.query(f"SELECT * FROM cumulative_results {CUMULATIVE_ORDER}"))
+def id_list(ids: list[int]) -> str:
+    """`(?, ?, ...)` for `run_id IN ...`: SQLite narrows the ledger's views to the given runs
+    for a list of values, not for a subquery, and the journal reads only the runs it shows."""
+    return "(" + ", ".join("?" * len(ids)) + ")" if ids else "(NULL)"
+
+
+def cumulative_rows(db: Database, run_ids: list[int]) -> list[dict]:
+    """The cumulative_results rows of these runs (those that are finished evals)."""
+    sql = f"SELECT * FROM cumulative_results WHERE run_id IN {id_list(run_ids)} {CUMULATIVE_ORDER}"
+    return list(db.query(sql, run_ids))
 
 
 def model_name(model: str | None) -> str:
@@ -73,36 +81,52 @@ def should_be_identical(row: dict) -> bool:
     return not row["temperature"] or row["seed"] is not None
 
 
-def same_fingerprint_different_score(cumulative: list[dict]) -> dict[int, list[int]]:
-    """Run id -> the other runs with its fingerprint, seed and temperature but a different
-    overall score, among runs that should have been identical (should_be_identical)."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for row in cumulative:
-        if row["fingerprint"] and row["overall"] is not None and should_be_identical(row):
-            groups[(row["fingerprint"], row["seed"], row["temperature"])].append(row)
-    flagged: dict[int, list[int]] = {}
-    for rows in groups.values():
-        for row in rows:
-            others = sorted(
-                o["run_id"]
-                for o in rows
-                if o["run_id"] != row["run_id"] and abs(o["overall"] - row["overall"]) > 1e-9
-            )
-            if others:
-                flagged[row["run_id"]] = others
-    return flagged
+def identical_run_flags(db: Database, rows: list[dict]) -> dict[int, list[int]]:
+    """Run id -> [the previous finished eval with its fingerprint, seed and temperature] when
+    that run scored differently, for the `rows` that should have been identical
+    (should_be_identical)."""
+    watched = [r["run_id"] for r in rows if r["fingerprint"] and should_be_identical(r)]
+    same = (
+        "json_extract(prev.config, '$.sampling.{0}') IS json_extract(row.config, '$.sampling.{0}')"
+    )
+    pairs = {
+        found["id"]: found["previous"]
+        for found in db.query(
+            "SELECT row.id, (SELECT MAX(prev.id) FROM runs AS prev"
+            " WHERE prev.fingerprint = row.fingerprint AND prev.id < row.id"
+            " AND prev.kind = 'eval' AND prev.status = 'ok'"
+            f" AND {same.format('seed')} AND {same.format('temperature')}) AS previous"
+            f" FROM runs AS row WHERE row.id IN {id_list(watched)}",
+            watched,
+        )
+        if found["previous"] is not None
+    }
+    overall = {r["run_id"]: r["overall"] for r in rows}
+    missing = sorted(set(pairs.values()) - set(overall))
+    overall |= {r["run_id"]: r["overall"] for r in cumulative_rows(db, missing)}
+    return {
+        run_id: [other]
+        for run_id, other in pairs.items()
+        if overall.get(other) is not None
+        and overall[run_id] is not None
+        and abs(overall[other] - overall[run_id]) > 1e-9
+    }
 
 
 def flag_text(others: list[int]) -> str:
-    return "⚠ same fingerprint as " + ", ".join(f"#{o}" for o in others) + ", different score"
+    runs = ", ".join(f"#{o}" for o in others)
+    return f"⚠ same fingerprint as {runs}, different score (should have been identical)"
 
 
 def cumulative_tables(
-    rows: list[dict], notes: dict[int, list[str]], journal_dir: Path
+    rows: list[dict],
+    flagged: dict[int, list[int]],
+    notes: dict[int, list[str]],
+    journal_dir: Path,
+    plot: bool = True,
 ) -> list[str]:
-    """One Cumulative Results table per suite, from the view's rows (in CUMULATIVE_ORDER).
-    `notes`: run id -> its notes."""
-    flagged = same_fingerprint_different_score(rows)
+    """One Cumulative Results table per suite, from the view's rows (in CUMULATIVE_ORDER),
+    with its score plot. `flagged`: identical_run_flags; `notes`: run id -> its notes."""
     by_suite: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_suite[row["suite"]].append(row)
@@ -129,7 +153,10 @@ def cumulative_tables(
             cells += [delta_text(row)]
             cells += [percent(scores[row["run_id"]].get(c)) for c in categories]
             body.append([*cells, "; ".join(row_notes) or DASH])
-        plot = plots.scores_by_lineage(
+        parts += [f"### Suite: {suite}", "", markdown_table(body, headers), ""]
+        if not plot:
+            continue
+        picture = plots.scores_by_lineage(
             journal_dir / plots.PLOTS_DIR_NAME / f"scores-{slug(suite)}.png",
             suite,
             [
@@ -141,14 +168,7 @@ def cumulative_tables(
                 for row in sorted(suite_rows, key=lambda r: r["run_id"])
             ],
         )
-        parts += [
-            f"### Suite: {suite}",
-            "",
-            markdown_table(body, headers),
-            "",
-            f"![Scores by lineage, suite {suite}]({relative(plot, journal_dir)})",
-            "",
-        ]
+        parts += [f"![Scores by lineage, suite {suite}]({relative(picture, journal_dir)})", ""]
     if not parts:
         return ["_No finished evals yet._", ""]
     return [DELTA_HELP, "", *parts]

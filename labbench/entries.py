@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from labbench import plots
-from labbench.cumulative import flag_text, model_name, same_fingerprint_different_score
+from labbench.cumulative import flag_text, id_list, model_name
 from labbench.formatting import (
     DASH,
     category_order,
@@ -31,64 +31,76 @@ from labbench.hardware import hardware_line
 
 EXCERPT_CHARS = 300
 KIND_TITLES = {"eval": "Eval", "bench": "Benchmark", "train": "Training", "demo": "Demo"}
-IDS = "(SELECT value FROM json_each(:ids))"
 
 
 class EntryData:
-    """Everything the entries of `runs` show. `cumulative`: the cumulative_results rows (for
-    the nondeterminism flag); `late_notes`: False leaves out notes added with `just note`,
-    as in the archive, which keeps what the run recorded itself."""
+    """Everything the entries of `runs` show, read for those runs only. `flags`: run id ->
+    the identical runs it scored differently from; `late_notes`: False leaves out notes added
+    with `just note`, as the archive does, which keeps what the run recorded itself."""
 
     def __init__(
-        self, db: Database, runs: list[dict], cumulative: list[dict], late_notes: bool = True
+        self,
+        db: Database,
+        runs: list[dict],
+        flags: dict[int, list[int]],
+        late_notes: bool = True,
     ):
         self.runs = runs
-        ids = {"ids": json.dumps([r["id"] for r in runs])}
+        self.nondeterministic = flags
+        ids = [r["id"] for r in runs]
 
-        def rows(sql: str, params: dict = ids):
-            return db.query(sql, params)
+        def rows(sql: str, run_ids: list[int] = ids):
+            return db.query(sql.replace("(:ids)", id_list(run_ids)), run_ids)
 
         self.children: dict[int, list[dict]] = defaultdict(list)
-        for row in rows(f"SELECT * FROM runs WHERE parent_run_id IN {IDS} ORDER BY id"):
+        for row in rows("SELECT * FROM runs WHERE parent_run_id IN (:ids) ORDER BY id"):
             self.children[row["parent_run_id"]].append(row)
         # A demo's entry shows its evals' scores too.
-        scored = {
-            "ids": json.dumps(
-                [r["id"] for r in runs] + [c["id"] for c in sum(self.children.values(), [])]
-            )
-        }
+        scored = ids + [c["id"] for children in self.children.values() for c in children]
         self.categories: dict[int, dict[str, dict]] = defaultdict(dict)
-        found = rows(f"SELECT * FROM category_scores WHERE run_id IN {IDS}", scored)
+        found = rows("SELECT * FROM category_scores WHERE run_id IN (:ids)", scored)
         for row in sorted(found, key=lambda r: (r["run_id"], category_order(r["category"]))):
             self.categories[row["run_id"]][row["category"]] = row
-        self.summaries = {
-            r["run_id"]: r
-            for r in rows(f"SELECT * FROM eval_summaries WHERE run_id IN {IDS}", scored)
-        }
+        self.summaries = {run_id: headline(c) for run_id, c in self.categories.items()}
         self.notes: dict[int, list[dict]] = defaultdict(list)
         if late_notes:
-            for row in rows(f"SELECT * FROM run_notes WHERE run_id IN {IDS} ORDER BY id"):
+            for row in rows("SELECT * FROM run_notes WHERE run_id IN (:ids) ORDER BY id"):
                 self.notes[row["run_id"]].append(row)
         self.files: dict[int, list[dict]] = defaultdict(list)
-        for row in rows(f"SELECT * FROM run_files WHERE run_id IN {IDS} ORDER BY id"):
+        for row in rows("SELECT * FROM run_files WHERE run_id IN (:ids) ORDER BY id"):
             self.files[row["run_id"]].append(row)
         self.checkpoints: dict[int, list[dict]] = defaultdict(list)
         for row in rows(
-            f"SELECT * FROM checkpoints WHERE run_id IN {IDS} ORDER BY run_id, iteration"
+            "SELECT * FROM checkpoints WHERE run_id IN (:ids) ORDER BY run_id, iteration"
         ):
             self.checkpoints[row["run_id"]].append(row)
         self.reports: dict[int, list[dict]] = defaultdict(list)
-        for row in rows(f"SELECT * FROM train_reports WHERE run_id IN {IDS} ORDER BY run_id, id"):
+        for row in rows("SELECT * FROM train_reports WHERE run_id IN (:ids) ORDER BY run_id, id"):
             self.reports[row["run_id"]].append(row)
         # The excerpt shows the lowest-scoring prompt, ties broken by prompt id: chosen by the
         # results, never by the order they finished in.
         self.worst_responses: dict[int, dict] = {}
         for row in rows(
             "SELECT run_id, prompt_id, response, error, score FROM eval_results "
-            f"WHERE run_id IN {IDS} ORDER BY run_id, score IS NULL, score, prompt_id, id"
+            "WHERE run_id IN (:ids) ORDER BY run_id, score IS NULL, score, prompt_id, id"
         ):
             self.worst_responses.setdefault(row["run_id"], row)
-        self.nondeterministic = same_fingerprint_different_score(cumulative)
+
+
+def headline(categories: dict[str, dict]) -> dict:
+    """An eval's headline numbers from its category_scores rows, as eval_summaries computes
+    them (overall = mean of the category scores); read this way because SQLite computes the
+    eval_summaries view for the whole ledger even when asked for one run.
+    tests/test_journal.py keeps the two in agreement."""
+    scores = [c["score"] for c in categories.values() if c["score"] is not None]
+    prompts = sum(c["prompts"] for c in categories.values())
+    failures = sum(c["failures"] for c in categories.values())
+    return {
+        "overall": sum(scores) / len(scores) if scores else None,
+        "prompts": prompts,
+        "failures": failures,
+        "success_rate": (prompts - failures) / prompts if prompts else None,
+    }
 
 
 def notes_text(view: EntryData, run: dict, kind: str = "note") -> list[str]:

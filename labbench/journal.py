@@ -13,7 +13,6 @@ entries keep what each run recorded itself; notes added later with `just note` a
 JOURNAL.md under "Notes on archived runs" (and in the cumulative tables).
 """
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,13 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from labbench.atomicfile import write_text_atomically
-from labbench.cumulative import cumulative_rows, cumulative_tables, model_name
+from labbench.cumulative import (
+    cumulative_rows,
+    cumulative_tables,
+    id_list,
+    identical_run_flags,
+    model_name,
+)
 from labbench.entries import EntryData, render_entry
 
 JOURNAL_NAME = "JOURNAL.md"
@@ -64,22 +69,40 @@ def sealed_chunks(runs: list[dict]) -> list[Chunk]:
 
 
 def _runs(db: Database, ids: list[int]) -> list[dict]:
-    return list(
-        db.query(
-            "SELECT * FROM runs WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
-            [json.dumps(ids)],
-        )
-    )
+    return list(db.query(f"SELECT * FROM runs WHERE id IN {id_list(ids)} ORDER BY id", ids))
 
 
-def render_archive(db: Database, chunk: Chunk, cumulative: list[dict], journal_dir: Path) -> str:
+def live_notes(db: Database, rows: list[dict], run_ids: list[int]) -> dict[int, list[str]]:
+    """Run id -> its notes for the cumulative table: --note, then `just note` notes."""
+    notes: dict[int, list[str]] = defaultdict(list)
+    for row in rows:
+        if row["note"]:
+            notes[row["run_id"]].append(row["note"])
+    for row in db.query(
+        f"SELECT run_id, text FROM run_notes WHERE kind = 'note' AND run_id IN {id_list(run_ids)}"
+        " ORDER BY id",
+        run_ids,
+    ):
+        notes[row["run_id"]].append(row["text"])
+    return notes
+
+
+def render_archive(db: Database, chunk: Chunk, journal_dir: Path) -> str:
     runs = _runs(db, chunk.run_ids)
-    data = EntryData(db, runs, cumulative, late_notes=False)
+    rows = cumulative_rows(db, chunk.run_ids)
+    flags = identical_run_flags(db, rows)
+    notes = {r["run_id"]: [r["note"]] for r in rows if r["note"]}
+    data = EntryData(db, runs, flags, late_notes=False)
     parts = [
         f"# Journal archive: {chunk.name.removesuffix('.md')}",
         "",
-        f"Runs {chunk.run_ids[0]} to {chunk.run_ids[-1]}, newest first, as they were recorded;"
-        " written once. Notes added later are in ../JOURNAL.md.",
+        f"Runs {chunk.run_ids[0]} to {chunk.run_ids[-1]} as they were recorded, written once;"
+        " notes added later are in ../JOURNAL.md.",
+        "",
+        "## Cumulative Results",
+        "",
+        *cumulative_tables(rows, flags, notes, journal_dir, plot=False),
+        "## Experiments",
         "",
     ]
     parts += [render_entry(data, run, journal_dir) for run in reversed(runs)]
@@ -88,11 +111,12 @@ def render_archive(db: Database, chunk: Chunk, cumulative: list[dict], journal_d
 
 def archived_notes(db: Database, archived: dict[int, str]) -> list[str]:
     """Notes added with `just note` to runs whose entries are archived."""
+    ids = sorted(archived)
     notes = db.query(
         "SELECT run_notes.run_id, run_notes.kind, run_notes.text, runs.model FROM run_notes "
-        "JOIN runs ON runs.id = run_notes.run_id WHERE run_notes.run_id IN "
-        "(SELECT value FROM json_each(?)) ORDER BY run_notes.run_id, run_notes.id",
-        [json.dumps(sorted(archived))],
+        f"JOIN runs ON runs.id = run_notes.run_id WHERE run_notes.run_id IN {id_list(ids)} "
+        "ORDER BY run_notes.run_id, run_notes.id",
+        ids,
     )
     lines = [
         f"- Run {n['run_id']} ({model_name(n['model'])}, [archive/{archived[n['run_id']]}]"
@@ -106,7 +130,6 @@ def render_journal(db: Database, journal_dir: Path, rebuild: bool = False) -> st
     """JOURNAL.md's text; archive files that are due are written on the way (all of them
     again with `rebuild`)."""
     runs = list(db.query("SELECT id, started_at, status FROM runs ORDER BY id"))
-    cumulative = cumulative_rows(db)
     sealed = sealed_chunks(runs)
     archived = {run_id: c.name for c in sealed for run_id in c.run_ids}
     archive_dir = journal_dir / ARCHIVE_DIR_NAME
@@ -114,15 +137,12 @@ def render_journal(db: Database, journal_dir: Path, rebuild: bool = False) -> st
         path = archive_dir / chunk.name
         if rebuild or not path.exists():
             archive_dir.mkdir(parents=True, exist_ok=True)
-            write_text_atomically(path, render_archive(db, chunk, cumulative, journal_dir))
-    notes: dict[int, list[str]] = defaultdict(list)
-    for row in cumulative:
-        if row["note"]:
-            notes[row["run_id"]].append(row["note"])
-    for row in db.query("SELECT run_id, text FROM run_notes WHERE kind = 'note' ORDER BY id"):
-        notes[row["run_id"]].append(row["text"])
-    recent = _runs(db, [r["id"] for r in runs if r["id"] not in archived])
-    data = EntryData(db, recent, cumulative)
+            write_text_atomically(path, render_archive(db, chunk, journal_dir))
+    live = [r["id"] for r in runs if r["id"] not in archived]
+    rows = cumulative_rows(db, live)
+    flags = identical_run_flags(db, rows)
+    recent = _runs(db, live)
+    data = EntryData(db, recent, flags)
     parts = [
         "# Training Experiment Journal",
         "",
@@ -131,7 +151,15 @@ def render_journal(db: Database, journal_dir: Path, rebuild: bool = False) -> st
         "",
         "## Cumulative Results",
         "",
-        *cumulative_tables(cumulative, notes, journal_dir),
+    ]
+    if sealed:
+        parts += [
+            f"Runs {live[0]} on; older runs, their rows included, are in the archive (below),"
+            " and every row is in the ledger's cumulative_results view (`just browse`).",
+            "",
+        ]
+    parts += [
+        *cumulative_tables(rows, flags, live_notes(db, rows, live), journal_dir),
         "## Experiments",
         "",
     ]

@@ -224,7 +224,7 @@ def m006_hardware(db: Database) -> None:
 # The sampling settings and endpoint of an eval, as the baseline rule compares them. A missing
 # temperature is the default 0; the endpoint is `url` for a server we did not start (url= and
 # no server_pid), else `server`.
-_EVAL_SETTINGS = """
+EVAL_SETTINGS = """
     COALESCE(json_extract(runs.config, '$.sampling.temperature'), 0) AS temperature,
     json_extract(runs.config, '$.sampling.max_tokens') AS max_tokens,
     json_extract(runs.config, '$.sampling.seed') AS seed,
@@ -232,6 +232,17 @@ _EVAL_SETTINGS = """
               AND json_extract(runs.config, '$.server_pid') IS NULL
          THEN 'url' ELSE 'server' END AS endpoint
 """
+
+
+def _category_means(run: str) -> str:
+    """A run's category scores as category_scores defines them (a prompt's score is the mean
+    of its rows), read from eval_results by run id so that SQLite looks up only that run:
+    category_scores itself is aggregated over the whole table first, which made the journal's
+    few rows cost as much as all 10,000."""
+    return f"""(SELECT category, AVG(score) AS score FROM
+                 (SELECT category, AVG(score) AS score FROM eval_results
+                  WHERE eval_results.run_id = {run} GROUP BY prompt_id, category)
+               GROUP BY category)"""
 
 
 @migrations()
@@ -243,53 +254,64 @@ def m009_journal_views(db: Database) -> None:
     # previous run of the identical configuration (a reproducibility check). base_model is
     # runs.model today; a lineage column (issue 13: fused models) slots in as
     # COALESCE(runs.base_model, runs.model), with `derived` true for a fused model too.
-    # The *_pct and delta_pts columns are the same numbers as text, for Datasette.
+    #
+    # Every value is looked up per row (no window, no join over the whole table), and the
+    # inner query is grouped by run_id, so that SQLite computes each lookup once and a filter
+    # on run_id (`WHERE run_id >= ?`, what the journal asks) costs only the rows asked for.
+    # overall agrees with eval_summaries (tests/test_journal.py checks it). The *_pct and
+    # delta_pts columns are the same numbers as text, for Datasette.
+    baseline_overall = f"(SELECT AVG(score) FROM {_category_means('baseline_run_id')})"
     db.execute("DROP VIEW IF EXISTS cumulative_results")
     db.create_view(
         "cumulative_results",
         f"""
-        WITH evals AS (
-          SELECT runs.id AS run_id, runs.suite, runs.model, runs.model AS base_model,
-                 runs.adapter, COALESCE(runs.adapter, '') != '' AS derived, runs.dataset,
-                 {_EVAL_SETTINGS},
-                 summaries.overall, summaries.success_rate, summaries.prompts,
-                 json_extract(runs.summary, '$.overall_ci_low') AS ci_low,
-                 json_extract(runs.summary, '$.overall_ci_high') AS ci_high,
-                 json_extract(runs.summary, '$.overall_ci_method') AS ci_method,
-                 runs.fingerprint, runs.note, runs.started_at
-          FROM runs JOIN eval_summaries AS summaries ON summaries.run_id = runs.id
+        WITH evals AS NOT MATERIALIZED (
+          SELECT runs.*, runs.model AS base_model, COALESCE(runs.adapter, '') != '' AS derived,
+                 {EVAL_SETTINGS}
+          FROM runs
           WHERE runs.kind = 'eval' AND runs.status = 'ok'
+            AND EXISTS (SELECT 1 FROM eval_results WHERE eval_results.run_id = runs.id)
         ),
-        with_baseline AS (
-          SELECT *, MAX(CASE WHEN NOT derived THEN run_id END) OVER (
-                      PARTITION BY suite, base_model, temperature, max_tokens, seed, endpoint
-                      ORDER BY run_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
-                    ) AS baseline_run_id
-          FROM evals
+        scored AS (
+          SELECT row.id AS run_id, row.suite, row.model, row.base_model, row.adapter,
+                 row.derived, row.dataset, row.endpoint, row.temperature, row.max_tokens,
+                 row.seed, row.fingerprint, row.note, row.started_at,
+                 json_extract(row.summary, '$.overall_ci_low') AS ci_low,
+                 json_extract(row.summary, '$.overall_ci_high') AS ci_high,
+                 json_extract(row.summary, '$.overall_ci_method') AS ci_method,
+                 (SELECT base.id FROM evals AS base
+                  WHERE base.id < row.id AND NOT base.derived AND base.suite IS row.suite
+                    AND base.base_model IS row.base_model
+                    AND base.temperature IS row.temperature
+                    AND base.max_tokens IS row.max_tokens AND base.seed IS row.seed
+                    AND base.endpoint IS row.endpoint
+                  ORDER BY base.id DESC LIMIT 1) AS baseline_run_id,
+                 (SELECT AVG(score) FROM {_category_means("row.id")}) AS overall,
+                 (SELECT json_group_object(category, score) FROM {_category_means("row.id")})
+                   AS categories,
+                 (SELECT AVG(error IS NULL) FROM eval_results WHERE run_id = row.id)
+                   AS success_rate,
+                 (SELECT COUNT(DISTINCT prompt_id) FROM eval_results WHERE run_id = row.id)
+                   AS prompts
+          FROM evals AS row GROUP BY row.id
         )
-        SELECT row.run_id, row.suite,
-               '#' || row.run_id || CASE WHEN row.derived THEN ' Trained'
-                                         ELSE ' Baseline' END AS step,
-               row.model, row.base_model, row.adapter, row.dataset, row.endpoint,
-               row.temperature, row.max_tokens, row.seed,
-               row.overall, row.ci_low, row.ci_high, row.ci_method,
-               row.baseline_run_id, row.overall - baseline.overall AS delta,
-               printf('%.1f%%', 100 * row.overall) AS overall_pct,
-               CASE WHEN row.ci_low IS NOT NULL
-                    THEN printf('%.1f%%–%.1f%%', 100 * row.ci_low, 100 * row.ci_high)
-                    ELSE row.ci_method END AS ci_pct,
-               CASE WHEN row.baseline_run_id IS NOT NULL
-                    THEN printf('%+.1f pts vs #%d', 100 * (row.overall - baseline.overall),
-                                row.baseline_run_id) END AS delta_pts,
-               categories.categories, row.success_rate, row.prompts, row.fingerprint, row.note,
-               row.started_at
-        FROM with_baseline AS row
-        LEFT JOIN evals AS baseline ON baseline.run_id = row.baseline_run_id
-        JOIN (SELECT run_id, json_group_object(category, score) AS categories
-              FROM category_scores GROUP BY run_id) AS categories
-          ON categories.run_id = row.run_id
+        SELECT run_id, suite,
+               '#' || run_id || CASE WHEN derived THEN ' Trained' ELSE ' Baseline' END AS step,
+               model, base_model, adapter, dataset, endpoint, temperature, max_tokens, seed,
+               overall, ci_low, ci_high, ci_method, baseline_run_id,
+               overall - {baseline_overall} AS delta,
+               printf('%.1f%%', 100 * overall) AS overall_pct,
+               CASE WHEN ci_low IS NOT NULL
+                    THEN printf('%.1f%%–%.1f%%', 100 * ci_low, 100 * ci_high)
+                    ELSE ci_method END AS ci_pct,
+               CASE WHEN baseline_run_id IS NOT NULL
+                    THEN printf('%+.1f pts vs #%d', 100 * (overall - {baseline_overall}),
+                                baseline_run_id) END AS delta_pts,
+               categories, success_rate, prompts, fingerprint, note, started_at
+        FROM scored
         """,
     )
+    db.table("runs").create_index(["fingerprint"])  # the journal's identical-run check
     _recompute_intervals(db)
 
 
