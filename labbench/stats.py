@@ -10,6 +10,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import NamedTuple
 
 PASS_THRESHOLD = 0.5  # a prompt passes when its score is at least this
 
@@ -118,8 +119,7 @@ MIN_BOOTSTRAP_PROMPTS = 5  # per category: fewer and the bootstrap collapses tow
 CI_SEED = 0
 
 
-@dataclass(frozen=True)
-class OverallInterval:
+class OverallInterval(NamedTuple):
     low: float | None
     high: float | None
     method: str  # "wilson", "bootstrap" or "n too small"
@@ -148,7 +148,10 @@ def overall_interval(
         # Wilson accepts fractional successes: with unequal categories the overall rate is a
         # weighted one, and n is the number of prompts behind it.
         n = len(scores)
-        low, high = wilson_interval(min(overall * n, n), n, confidence)
+        successes = overall * n
+        if abs(successes - round(successes)) < 1e-9:  # float noise in the means
+            successes = round(successes)
+        low, high = wilson_interval(min(successes, n), n, confidence)
         return OverallInterval(low, high, "wilson")
     if min(len(values) for values in by_category.values()) < MIN_BOOTSTRAP_PROMPTS:
         return OverallInterval(None, None, "n too small")

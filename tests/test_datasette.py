@@ -96,42 +96,56 @@ def ledger(tmp_path) -> Database:
     return fill_ledger(tmp_path / "ledger.db")
 
 
-def cumulative(run_id, suite, step, overall, delta, categories, **columns) -> dict:
-    return {
+def cumulative(run_id, suite, step, overall, baseline, delta, categories, **columns) -> dict:
+    row = {
         "run_id": run_id,
         "suite": suite,
         "step": step,
-        "dataset": None,
-        "adapter": None,
         "model": "models/tiny",
+        "base_model": "models/tiny",
+        "adapter": None,
+        "dataset": None,
+        "endpoint": "server",
+        "temperature": 0,
+        "max_tokens": None,
+        "seed": None,
         "overall": overall,
         "ci_low": 0.25,
         "ci_high": 0.75,
+        "ci_method": None,
+        "baseline_run_id": baseline,
         "delta": delta,
+        "overall_pct": f"{overall:.1%}",
+        "ci_pct": "25.0%–75.0%",
+        "delta_pts": None if baseline is None else f"{delta * 100:+.1f} pts vs #{baseline}",
         "categories": json.dumps(categories, separators=(",", ":")),
         "success_rate": 1.0,
         "prompts": 3,
         "fingerprint": None,
         "note": None,
         "started_at": f"2026-01-0{run_id}T00:00:00",
-        **columns,
     }
+    return row | columns
 
 
 def test_cumulative_results_is_the_journal_table(ledger):
     rows = list(ledger.query("SELECT * FROM cumulative_results ORDER BY suite, run_id"))
     trained = {"adapter": "adapters/2", "dataset": "data/tools"}
     assert rows == [
-        cumulative(1, "baseline", "#1 Baseline", 0.5, None, {"code": 0.5, "tool": 0.5}),
+        cumulative(1, "baseline", "#1 Baseline", 0.5, None, None, {"code": 0.5, "tool": 0.5}),
+        # An adapter against its base model's eval; a base model's run against the previous
+        # identical one.
         cumulative(
             5,
             "baseline",
             "#5 Trained",
             0.5,
+            1,
             0.0,
             {"code": 0.0, "tool": 1.0},
             ci_low=None,
             ci_high=None,
+            ci_pct=None,
             note="after training",
             **trained,
         ),
@@ -140,13 +154,22 @@ def test_cumulative_results_is_the_journal_table(ledger):
             "baseline",
             "#7 Baseline",
             0.25,
+            1,
             -0.25,
             {"code": 0.0, "tool": 0.5},
             adapter="",
             success_rate=2 / 3,
         ),
         cumulative(
-            4, "other", "#4 Trained", 0.5, None, {"code": 1.0, "tool": 0.0}, prompts=2, **trained
+            4,
+            "other",
+            "#4 Trained",
+            0.5,
+            None,
+            None,
+            {"code": 1.0, "tool": 0.0},
+            prompts=2,
+            **trained,
         ),
     ]
     summaries = {r["run_id"]: r["overall"] for r in ledger.query("SELECT * FROM eval_summaries")}

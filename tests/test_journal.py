@@ -367,3 +367,21 @@ def test_a_nan_loss_shows_as_nan(isolated_ledger):
     text = write_journal(db, journal_dir(isolated_ledger)).read_text(encoding="utf-8")
     assert "- Last train loss: NaN at iteration 2" in text
     assert "- Last validation loss: NaN at iteration 1" in text
+
+
+def test_m009_recomputes_the_stored_intervals(isolated_ledger):
+    """Intervals stored before m009 depended on the order prompts finished in."""
+    from sqlite_utils import Database
+
+    from labbench.schema import migrations
+
+    db = Database(isolated_ledger)
+    migrations.apply(db, stop_before="m009_journal_views")
+    run_id = add_eval(db, [1.0, 0.0, 1.0, 1.0, 0.0, 1.0], status="running")
+    db.table("runs").update(run_id, {"status": "ok", "summary": json.dumps(
+        {"overall_ci_low": 0.31, "overall_ci_high": 0.92, "note": "kept"}
+    )})  # fmt: skip
+    migrations.apply(db)
+    summary = json.loads(db.table("runs").get(run_id)["summary"])
+    assert summary == {"note": "kept", **interval_summary(db, run_id)}
+    assert summary["overall_ci_method"] == "wilson"

@@ -90,7 +90,8 @@ def test_interrupted_training_leaves_a_usable_checkpoint(tiny_model, dataset, is
     assert evaluated["adapter"] == str(adapter) and evaluated["step"] == "#2 Trained"
     assert evaluated["dataset"] == run["dataset"] and run["dataset"].startswith(str(dataset))
     journal = (isolated_ledger.parent / "journal" / "JOURNAL.md").read_text()
-    assert "| #2 Trained | " + run["dataset"] + " | adapters/1 |" in journal
+    model = Path(run["model"]).name
+    assert f"| #2 Trained | {model} | adapters/1 | {run['dataset']} |" in journal
     assert "Run 1: Training" in journal and "[interrupted]" in journal
 
 
