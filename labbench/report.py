@@ -15,7 +15,7 @@ from sqlite_utils import Database
 from labbench.atomicfile import write_text_atomically
 from labbench.entries import render_command
 from labbench.errors import UserError
-from labbench.formatting import DASH, category_title, percent
+from labbench.formatting import DASH, category_title, percent, sampling_text
 from labbench.ledger import run_scores
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -85,6 +85,26 @@ def _prompt_row(row: dict) -> dict:
     }
 
 
+def prompt_texts(run: dict, parts: dict | None) -> dict[str, str] | None:
+    """Prompt id -> its text (system prompt first), from the run's suite file when it is the
+    file the run used (its hash is in the fingerprint); None when it changed or is gone."""
+    from labbench.fingerprint import file_sha256
+    from labbench.suite import load_suite
+
+    suite_path = (_json_value(run["config"], {}) or {}).get("suite_path")
+    if not suite_path or not isinstance(parts, dict) or not Path(suite_path).is_file():
+        return None
+    if file_sha256(Path(suite_path)) != parts.get("suite"):
+        return None
+    try:
+        suite = load_suite(suite_path)
+    except UserError:
+        return None
+    return {
+        p.id: (f"[system] {p.system}\n\n" if p.system else "") + p.prompt for p in suite.prompts
+    }
+
+
 def report_context(db: Database, run_id: int) -> dict:
     """Everything the template shows, read from the ledger (raises UserError for no such run)."""
     runs = list(db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
@@ -106,6 +126,11 @@ def report_context(db: Database, run_id: int) -> dict:
         "SELECT * FROM eval_results WHERE run_id = ? ORDER BY category, prompt_id, id", [run_id]
     )
     parts = _json_value(run["fingerprint_parts"])
+    sampling = (_json_value(run["config"], {}) or {}).get("sampling")
+    texts = prompt_texts(run, parts) if run["kind"] == "eval" else None
+    rows = [_prompt_row(row) for row in results]
+    for row in rows:
+        row["text"] = None if texts is None else texts.get(row["prompt_id"])
     return {
         "run": run,
         "title": f"Run {run['id']}: {run['kind']} {run['status']}",
@@ -115,12 +140,15 @@ def report_context(db: Database, run_id: int) -> dict:
         "summary": {
             "overall": scores.get("overall"),
             "ci": None if low is None or high is None else (low, high),
+            "ci_method": scores.get("ci_method"),
             "success_rate": scores.get("success_rate"),
             "prompts": scores.get("prompts", 0),
             "failures": scores.get("failures") or 0,
         },
         "categories": categories,
-        "results": [_prompt_row(row) for row in results],
+        "results": rows,
+        "sampling": sampling_text(sampling) if isinstance(sampling, dict) else None,
+        "prompt_texts_known": texts is not None,
     }
 
 
