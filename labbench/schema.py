@@ -297,9 +297,7 @@ def m009_journal_views(db: Database) -> None:
         )
         SELECT run_id, suite,
                '#' || run_id || CASE WHEN derived THEN ' Trained' ELSE ' Baseline' END AS step,
-               model, base_model, adapter, dataset, endpoint, temperature, max_tokens, seed,
-               overall, ci_low, ci_high, ci_method, baseline_run_id,
-               overall - {baseline_overall} AS delta,
+               model, adapter, dataset,
                printf('%.1f%%', 100 * overall) AS overall_pct,
                CASE WHEN ci_low IS NOT NULL
                     THEN printf('%.1f%%–%.1f%%', 100 * ci_low, 100 * ci_high)
@@ -307,6 +305,9 @@ def m009_journal_views(db: Database) -> None:
                CASE WHEN baseline_run_id IS NOT NULL
                     THEN printf('%+.1f pts vs #%d', 100 * (overall - {baseline_overall}),
                                 baseline_run_id) END AS delta_pts,
+               base_model, endpoint, temperature, max_tokens, seed,
+               overall, ci_low, ci_high, ci_method, baseline_run_id,
+               overall - {baseline_overall} AS delta,
                categories, success_rate, prompts, fingerprint, note, started_at
         FROM scored
         """,

@@ -68,6 +68,7 @@ def fill_ledger(path: Path) -> Database:
             run_row(5, adapter="adapters/2", dataset="data/tools", note="after training"),
             run_row(6, status="interrupted", error="interrupted by the user"),
             run_row(7, adapter="", summary=SUMMARY),
+            run_row(8, kind="bench"),
         ]
     )
     scores = {
@@ -86,6 +87,7 @@ def fill_ledger(path: Path) -> Database:
             {"run_id": 2, "iteration": 10, "split": "train", "loss": 2.0, "learning_rate": 1e-5},
             {"run_id": 2, "iteration": 10, "split": "val", "loss": 2.5},
             {"run_id": 2, "iteration": 20, "split": "train", "loss": 1.5, "learning_rate": 1e-5},
+            {"run_id": 8, "iteration": 5, "split": "train", "loss": 9.0},
         ]
     )
     return db
@@ -257,6 +259,13 @@ def test_compare_runs_flips_by_the_same_rule_as_compare(tmp_path):
     for i, (a, b) in enumerate(pairs):
         assert by_prompt[f"p-{i:02d}"]["flip"] == flip(a, b), (a, b)
     assert {flip(a, b) for a, b in pairs} == {"", "pass -> fail", "fail -> pass"}
+
+
+def test_the_loss_charts_keep_bench_runs_apart_from_training(ledger):
+    charts = DASHBOARDS["labbench"]["charts"]
+    training = list(ledger.query(without_filters(charts["loss"]["query"])))
+    bench = list(ledger.query(without_filters(charts["bench_loss"]["query"])))
+    assert {r["run_id"] for r in training} == {2} and {r["run_id"] for r in bench} == {8}
 
 
 def without_filters(sql: str) -> str:
@@ -456,7 +465,7 @@ def test_browse_any_ledger_name_and_stop_with_ctrl_c(tmp_path):
     fill_ledger(tmp_path / "experiments.db").close()
     with browsing("--ledger", str(tmp_path / "experiments.db")) as (base, process):
         runs = get_json(f"{base}/ledger/runs.json?_shape=array&_sort=id")
-        assert [r["id"] for r in runs] == [1, 2, 3, 4, 5, 6, 7]
+        assert [r["id"] for r in runs] == [1, 2, 3, 4, 5, 6, 7, 8]
         title = requests.get(f"{base}/ledger/compare_runs?a=1&b=5", timeout=30).text
         assert "Compare two eval runs prompt by prompt" in title
         _, stderr = stop(process, signal.SIGINT)
