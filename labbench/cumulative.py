@@ -162,7 +162,14 @@ def cumulative_tables(
             [
                 {
                     key: row[key]
-                    for key in ("run_id", "overall", "ci_low", "ci_high", "baseline_run_id")
+                    for key in (
+                        "run_id",
+                        "overall",
+                        "ci_low",
+                        "ci_high",
+                        "baseline_run_id",
+                        "adapter",
+                    )
                 }
                 | {"lineage": model_label(row)}
                 for row in sorted(suite_rows, key=lambda r: r["run_id"])

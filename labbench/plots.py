@@ -39,13 +39,26 @@ def _pyplot():
 PLOT_RUNS = 200  # the most recent evals of a suite a score plot shows
 
 
+def lineage_lines(steps: list[dict]) -> list[tuple[int, int]]:
+    """The (baseline run, run) pairs a score plot joins: each run to the baseline the
+    cumulative_results view gave it (its Δ), when both are shown and scored; nothing else."""
+    shown = {s["run_id"]: s for s in steps}
+    return [
+        (s["baseline_run_id"], s["run_id"])
+        for s in steps
+        if s["overall"] is not None
+        and s["baseline_run_id"] in shown
+        and shown[s["baseline_run_id"]]["overall"] is not None
+    ]
+
+
 def scores_by_lineage(path: Path, suite: str, steps: list[dict]) -> Path:
     """Overall score with its 95 % CI for each finished eval of a suite, in run order, and a
     line from each run's baseline (the Δ rule of the cumulative_results view) to the run: one
     colour per base model, adapters as steps from it, unrelated runs never joined.
 
-    `steps`: dicts with run_id, overall, ci_low, ci_high, baseline_run_id and lineage (the
-    label of the base model), in run order; only the last PLOT_RUNS are drawn."""
+    `steps`: dicts with run_id, overall, ci_low, ci_high, baseline_run_id, adapter and lineage
+    (the label of the base model), in run order; only the last PLOT_RUNS are drawn."""
     shown = steps[-PLOT_RUNS:]
     same, digest = _unchanged(path, [suite, shown])
     if same:
@@ -58,14 +71,18 @@ def scores_by_lineage(path: Path, suite: str, steps: list[dict]) -> Path:
     y = {s["run_id"]: s["overall"] for s in shown}
     lineages = sorted({s["lineage"] for s in shown})
     colours = {name: f"C{i % 10}" for i, name in enumerate(lineages)}
+    lines = lineage_lines(shown)
+    by_id = {s["run_id"]: s for s in shown}
     for name in lineages:
         mine = [s for s in shown if s["lineage"] == name and s["overall"] is not None]
-        steps_from_baseline = [
-            [(x[s["baseline_run_id"]], y[s["baseline_run_id"]]), (x[s["run_id"]], s["overall"])]
-            for s in mine
-            if s["baseline_run_id"] in x and y[s["baseline_run_id"]] is not None
-        ]
-        axes.add_collection(LineCollection(steps_from_baseline, colors=colours[name]))
+        ids = {s["run_id"] for s in mine}
+        for adapter_steps, style in ((True, "solid"), (False, "dotted")):
+            segments = [
+                [(x[a], y[a]), (x[b], y[b])]
+                for a, b in lines
+                if b in ids and bool(by_id[b]["adapter"]) == adapter_steps
+            ]
+            axes.add_collection(LineCollection(segments, colors=colours[name], linestyles=style))
         with_ci = [s for s in mine if s["ci_low"] is not None]
         axes.vlines(
             [x[s["run_id"]] for s in with_ci],
@@ -88,7 +105,7 @@ def scores_by_lineage(path: Path, suite: str, steps: list[dict]) -> Path:
     axes.set_ylim(0, 1)
     axes.set_xlabel("eval run" + (f" (the last {PLOT_RUNS})" if len(steps) > PLOT_RUNS else ""))
     axes.set_ylabel("overall score, 95% CI")
-    axes.set_title(f"Scores by base model: suite {suite} (lines: Δ from the baseline)")
+    axes.set_title(f"Suite {suite}: solid, an adapter's Δ from its base; dotted, a rerun's")
     axes.legend(loc="upper left", fontsize="small")
     figure.tight_layout()
     _save(figure, path, digest)

@@ -385,3 +385,18 @@ def test_m009_recomputes_the_stored_intervals(isolated_ledger):
     summary = json.loads(db.table("runs").get(run_id)["summary"])
     assert summary == {"note": "kept", **interval_summary(db, run_id)}
     assert summary["overall_ci_method"] == "wilson"
+
+
+def test_the_score_plot_joins_each_run_to_its_baseline_only(isolated_ledger):
+    from labbench.cumulative import cumulative_rows
+    from labbench.plots import lineage_lines
+
+    db = open_ledger(isolated_ledger)
+    add_eval(db, SIX)  # 1
+    add_eval(db, SIX, model="/m/other")  # 2
+    add_eval(db, SIX, adapter="/a/1")  # 3: a step from #1
+    add_eval(db, SIX, model="tiny-chat", url="http://h:1")  # 4: alone
+    add_eval(db, SIX, model="/m/other", adapter="/a/2")  # 5: a step from #2
+    add_eval(db, SIX)  # 6: #1 again
+    rows = sorted(cumulative_rows(db, list(range(1, 7))), key=lambda r: r["run_id"])
+    assert lineage_lines(rows) == [(1, 3), (2, 5), (1, 6)]
