@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from labbench import cli
-from labbench.evaluation import interval_summary
+from labbench.evaluation import run_summary
 from labbench.journal import write_journal
 from labbench.ledger import finish_run, journal_dir, open_ledger, start_run
 
@@ -88,15 +88,17 @@ def record_one_more(ledger: Path, prompts: int) -> None:
     db = open_ledger(ledger)
     run = start_run(db, "eval", {"sampling": {"temperature": 0.0}}, model="models/tiny")
     run.update(suite="baseline", fingerprint="one-more")
-    for index in range(prompts):
-        run.add_eval_result(
-            {
-                "prompt_id": f"p{index:02d}",
-                "category": CATEGORIES[index % len(CATEGORIES)],
-                "score": float(index % 2),
-            }
-        )
-    run.update(summary=interval_summary(db, run.id))
+    rows = [
+        {
+            "prompt_id": f"p{index:02d}",
+            "category": CATEGORIES[index % len(CATEGORIES)],
+            "score": float(index % 2),
+        }
+        for index in range(prompts)
+    ]
+    for row in rows:
+        run.add_eval_result(row)
+    run.update(summary=run_summary(rows, epochs=1))
     finish_run(run, "ok")
 
 

@@ -61,7 +61,17 @@ class EntryData:
         found = rows("SELECT * FROM category_scores WHERE run_id IN (:ids)", scored)
         for row in sorted(found, key=lambda r: (r["run_id"], category_order(r["category"]))):
             self.categories[row["run_id"]][row["category"]] = row
-        self.summaries = {run_id: headline(c) for run_id, c in self.categories.items()}
+        samples = {
+            row["run_id"]: row
+            for row in rows(
+                "SELECT run_id, SUM(samples) AS samples, SUM(failures) AS failed"
+                " FROM prompt_scores WHERE run_id IN (:ids) GROUP BY run_id",
+                scored,
+            )
+        }
+        self.summaries = {
+            run_id: headline(c, samples[run_id]) for run_id, c in self.categories.items()
+        }
         self.notes: dict[int, list[dict]] = defaultdict(list)
         if late_notes:
             for row in rows("SELECT * FROM run_notes WHERE run_id IN (:ids) ORDER BY id"):
@@ -87,19 +97,18 @@ class EntryData:
             self.worst_responses.setdefault(row["run_id"], row)
 
 
-def headline(categories: dict[str, dict]) -> dict:
-    """An eval's headline numbers from its category_scores rows, as eval_summaries computes
-    them (overall = mean of the category scores); read this way because SQLite computes the
-    eval_summaries view for the whole ledger even when asked for one run.
-    tests/test_journal.py keeps the two in agreement."""
+def headline(categories: dict[str, dict], samples: dict) -> dict:
+    """An eval's headline numbers from its category_scores rows and its samples (from
+    prompt_scores), as eval_summaries computes them (overall = mean of the category scores;
+    success rate over samples); read this way because SQLite computes the eval_summaries view
+    for the whole ledger even when asked for one run. tests/test_journal.py keeps the two in
+    agreement."""
     scores = [c["score"] for c in categories.values() if c["score"] is not None]
-    prompts = sum(c["prompts"] for c in categories.values())
-    failures = sum(c["failures"] for c in categories.values())
     return {
         "overall": sum(scores) / len(scores) if scores else None,
-        "prompts": prompts,
-        "failures": failures,
-        "success_rate": (prompts - failures) / prompts if prompts else None,
+        "prompts": sum(c["prompts"] for c in categories.values()),
+        "failures": sum(c["failures"] for c in categories.values()),
+        "success_rate": (samples["samples"] - samples["failed"]) / samples["samples"],
     }
 
 

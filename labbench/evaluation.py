@@ -23,7 +23,7 @@ from labbench.fingerprint import eval_fingerprint
 from labbench.ledger import Run, dataset_of_adapter, recording_run, run_scores
 from labbench.scoring import PromptScore, failed_score, score_response
 from labbench.settings import EvalSettings, SamplingSettings
-from labbench.stats import overall_interval
+from labbench.stats import PASS_THRESHOLD, overall_interval, pass_at_k, pass_at_k_levels
 from labbench.suite import Prompt, Suite
 from labbench.toolcalls import extract_tool_calls
 
@@ -87,7 +87,9 @@ class Endpoint:
     answered: bool = False  # set by the first answer of any kind
 
 
-def build_request(suite: Suite, prompt: Prompt, endpoint: Endpoint, sampling: SamplingSettings):
+def build_request(
+    suite: Suite, prompt: Prompt, endpoint: Endpoint, sampling: SamplingSettings, epoch: int = 1
+):
     messages = []
     if prompt.system:
         messages.append({"role": "system", "content": prompt.system})
@@ -98,6 +100,9 @@ def build_request(suite: Suite, prompt: Prompt, endpoint: Endpoint, sampling: Sa
         "temperature": sampling.temperature,
         "stop": list(sampling.stop),
     }
+    if sampling.seed is not None:
+        # Each epoch its own seed, so repeats at temperature > 0 are distinct samples.
+        payload["seed"] = sampling.seed + epoch - 1
     if endpoint.model is not None:
         payload["model"] = endpoint.model
     tools = suite.request_tools(prompt)
@@ -160,13 +165,13 @@ def _short(error: BaseException) -> str:
 
 
 def evaluate_prompt(
-    suite: Suite, prompt: Prompt, endpoint: Endpoint, sampling: SamplingSettings
+    suite: Suite, prompt: Prompt, endpoint: Endpoint, sampling: SamplingSettings, epoch: int = 1
 ) -> dict:
-    """One prompt's ledger row. Request errors become a scored-0 row; ServerGone propagates."""
+    """One sample's ledger row. Request errors become a scored-0 row; ServerGone propagates."""
     started = time.perf_counter()
-    row: dict = {"prompt_id": prompt.id, "category": prompt.category}
+    row: dict = {"prompt_id": prompt.id, "category": prompt.category, "epoch": epoch}
     try:
-        answer = post_chat(endpoint, build_request(suite, prompt, endpoint, sampling))
+        answer = post_chat(endpoint, build_request(suite, prompt, endpoint, sampling, epoch))
         choice = answer["choices"][0]
         message = choice.get("message") or {}
         content = message.get("content")
@@ -201,36 +206,41 @@ def run_suite(
     endpoint: Endpoint,
     sampling: SamplingSettings,
     concurrency: int = DEFAULTS.concurrency,
+    epochs: int = DEFAULTS.epochs,
 ) -> list[dict]:
-    """Evaluate every prompt, writing each row to the ledger as it completes; returns the rows.
+    """Evaluate every prompt `epochs` times, writing each row to the ledger as it completes;
+    returns the rows. Epoch 1 of every prompt is asked first, so a run that stops early has
+    whole epochs.
 
     Raises ServerGone when the server dies; the rows already written stay in the ledger.
     """
-    todo: queue.Queue[Prompt] = queue.Queue()
-    for prompt in suite.prompts:
-        todo.put(prompt)
+    todo: queue.Queue[tuple[Prompt, int]] = queue.Queue()
+    for epoch in range(1, epochs + 1):
+        for prompt in suite.prompts:
+            todo.put((prompt, epoch))
+    total = todo.qsize()
     done: queue.Queue[tuple[dict | None, BaseException | None]] = queue.Queue()
     stop = threading.Event()
 
     def worker() -> None:
         while not stop.is_set():
             try:
-                prompt = todo.get_nowait()
+                prompt, epoch = todo.get_nowait()
             except queue.Empty:
                 return
             try:
-                done.put((evaluate_prompt(suite, prompt, endpoint, sampling), None))
+                done.put((evaluate_prompt(suite, prompt, endpoint, sampling, epoch), None))
             except BaseException as error:  # handed to the main thread, which decides
                 done.put((None, error))
 
     # Daemon threads: Ctrl-C must not wait for requests in flight.
-    for _ in range(max(1, min(concurrency, len(suite.prompts)))):
+    for _ in range(max(1, min(concurrency, total))):
         threading.Thread(target=worker, daemon=True).start()
 
     rows: list[dict] = []
-    progress = _progress(len(suite.prompts))
+    progress = _progress(total)
     try:
-        while len(rows) < len(suite.prompts):
+        while len(rows) < total:
             try:
                 row, error = done.get(timeout=0.2)
             except queue.Empty:
@@ -247,17 +257,53 @@ def run_suite(
     return rows
 
 
-def interval_summary(db: Database, run_id: int) -> dict:
-    """What a finished eval stores in runs.summary: the 95% CI of overall, which SQL cannot
-    compute, and its method (stats.overall_interval). It is computed from the ledger's rows,
-    a prompt's score being the mean of its rows, so it never depends on the completion order.
-    The scores themselves are never stored: they come from the ledger's views."""
-    prompts = db.execute(
-        "SELECT prompt_id, category, AVG(score) FROM eval_results WHERE run_id = ? "
-        "GROUP BY prompt_id, category",
-        [run_id],
-    ).fetchall()
-    interval = overall_interval(prompts)
+def run_summary(rows: list[dict], epochs: int) -> dict:
+    """What a finished eval stores in runs.summary: what SQL cannot compute, the 95% CI of
+    overall (over the prompts' mean scores) and, with repeats, pass@k (a sample passes at
+    stats.PASS_THRESHOLD). The scores themselves are never stored: they come from the views."""
+    by_prompt: dict[str, list[dict]] = {}
+    for row in rows:
+        by_prompt.setdefault(row["prompt_id"], []).append(row)
+    prompt_means = [
+        {"prompt_id": prompt_id, "category": samples[0]["category"], "score": mean}
+        for prompt_id, samples in by_prompt.items()
+        if (mean := _mean_score(samples)) is not None
+    ]
+    summary = interval_summary(prompt_means)
+    if epochs > 1:
+        summary["pass_at_k"] = pass_at_k_summary(list(by_prompt.values()), epochs)
+    return summary
+
+
+def _mean_score(samples: list[dict]) -> float | None:
+    scored = [row["score"] for row in samples if row["score"] is not None]
+    return sum(scored) / len(scored) if scored else None
+
+
+def pass_at_k_summary(samples_by_prompt: list[list[dict]], epochs: int) -> dict[str, float]:
+    """{"1": pass@1, "5": pass@5, ...}: the unbiased estimator averaged over the prompts that
+    have every epoch scored (a prompt cut short by a stopped run is left out)."""
+    complete = [
+        samples
+        for samples in samples_by_prompt
+        if len(samples) == epochs and all(row["score"] is not None for row in samples)
+    ]
+    if not complete:
+        return {}
+    return {
+        str(k): sum(
+            pass_at_k(epochs, sum(row["score"] >= PASS_THRESHOLD for row in samples), k)
+            for samples in complete
+        )
+        / len(complete)
+        for k in pass_at_k_levels(epochs)
+    }
+
+
+def interval_summary(rows: list[dict]) -> dict:
+    """The 95% CI of overall and its method (stats.overall_interval), from one row per prompt
+    (prompt_id, category, score): the same bytes whatever order the rows come in."""
+    interval = overall_interval([(row["prompt_id"], row["category"], row["score"]) for row in rows])
     return {
         "overall_ci_low": interval.low,
         "overall_ci_high": interval.high,
@@ -284,6 +330,7 @@ class EvalPlan:
     sampling: SamplingSettings = SamplingSettings()
     concurrency: int = DEFAULTS.concurrency
     timeout_s: float = DEFAULTS.request_timeout_s
+    epochs: int = DEFAULTS.epochs
     goal: str | None = None
     note: str | None = None
     parent_run_id: int | None = None
@@ -296,7 +343,13 @@ class EvalPlan:
             "concurrency": self.concurrency,
             "request_timeout_s": self.timeout_s,
             "sampling": self.sampling.as_dict(),
+            "epochs": self.epochs,
         }
+
+    def fingerprinted_sampling(self) -> dict:
+        """The sampling settings as fingerprinted: repeats count only when there are some, so
+        single-epoch runs keep their earlier fingerprints."""
+        return self.sampling.as_dict() | ({"epochs": self.epochs} if self.epochs > 1 else {})
 
 
 @dataclass(frozen=True)
@@ -336,7 +389,11 @@ def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
             adapter = f" with {plan.adapter}" if plan.adapter else ""
             print(f"run {run.id}: evaluating {what}{adapter} on {plan.suite.name}", file=sys.stderr)
             parts = eval_fingerprint(
-                plan.model or plan.url, plan.adapter, plan.suite.path, plan.sampling.as_dict(), db
+                plan.model or plan.url,
+                plan.adapter,
+                plan.suite.path,
+                plan.fingerprinted_sampling(),
+                db,
             )
             run.update(
                 fingerprint=parts.pop("fingerprint"),
@@ -363,12 +420,14 @@ def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
                     )
                     endpoint.describe_death = lambda: _server_death(server)
                 try:
-                    rows = run_suite(run, plan.suite, endpoint, plan.sampling, plan.concurrency)
+                    rows = run_suite(
+                        run, plan.suite, endpoint, plan.sampling, plan.concurrency, plan.epochs
+                    )
                 except (ServerGone, KeyboardInterrupt):
                     if server is not None:
                         run.update(output_excerpt=server.log_excerpt())
                     raise
-                run.update(summary=interval_summary(db, run.id))
+                run.update(summary=run_summary(rows, plan.epochs))
                 finished = True
                 if rows and all("error" in row for row in rows):
                     # Scores of 0 from requests that never got an answer measure nothing.

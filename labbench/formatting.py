@@ -76,6 +76,7 @@ def scores_table(scores: dict) -> str:
     elif scores.get("ci_method") == "n too small":
         overall += "  (too few prompts for a CI)"
     rows = [["overall", overall], ["success rate", percent(scores["success_rate"])]]
+    rows += [[f"pass@{k}", percent(value)] for k, value in scores.get("pass_at_k", {}).items()]
     categories = sorted(scores["categories"].items(), key=lambda item: category_order(item[0]))
     rows += [[category, percent(score)] for category, score in categories]
     return terminal_table(rows, ["", "score"])

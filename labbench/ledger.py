@@ -205,7 +205,8 @@ def dataset_of_adapter(db: Database, adapter: str | None) -> str | None:
 
 def run_scores(db: Database, run_id: int) -> dict | None:
     """An eval run's scores, from the views over its results (never a stored copy): overall,
-    success rate, prompts, failures, categories {name: score}, and the stored 95% CI of overall.
+    success rate, prompts, failures, categories {name: score}, and the stored 95% CI of overall
+    and pass@k ({"1": ..., "5": ...}, with repeats only).
     None when the run has no results."""
     found = list(db.query("SELECT * FROM eval_summaries WHERE run_id = ?", [run_id]))
     if not found:
@@ -223,6 +224,7 @@ def run_scores(db: Database, run_id: int) -> dict | None:
         "ci_low": stored.get("overall_ci_low"),
         "ci_high": stored.get("overall_ci_high"),
         "ci_method": stored.get("overall_ci_method"),
+        "pass_at_k": stored.get("pass_at_k") or {},
     }
 
 

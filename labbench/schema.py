@@ -221,6 +221,68 @@ def m006_hardware(db: Database) -> None:
     db.table("runs").add_column("hardware", str)
 
 
+@migrations()
+def m007_seeds_and_epochs(db: Database) -> None:
+    # `epochs=N` samples each prompt N times: one eval_results row per (prompt, epoch), numbered
+    # from 1; earlier results are epoch 1. A prompt's score is the mean over its epochs
+    # (prompt_scores), a category's the mean of its prompts, overall the mean of the categories,
+    # so repeats never weigh one prompt more than another. An unscored prompt (score NULL) is
+    # left out of the means.
+    db.table("eval_results").add_column("epoch", int, not_null_default=1)
+    db.execute("DROP INDEX IF EXISTS idx_eval_results_run_id_prompt_id")
+    db.table("eval_results").create_index(["run_id", "prompt_id", "epoch"], unique=True)
+    # The covering index now serves prompt_scores, which groups by (run_id, prompt_id).
+    db.execute("DROP INDEX IF EXISTS idx_eval_results_run_id_category_score_error")
+    db.table("eval_results").create_index(["run_id", "prompt_id", "category", "score", "error"])
+    db.create_view(
+        "prompt_scores",
+        """
+        SELECT run_id, prompt_id, category, AVG(score) AS score, COUNT(*) AS samples,
+               SUM(error IS NOT NULL) AS failures
+        FROM eval_results GROUP BY run_id, prompt_id
+        """,
+        replace=True,
+    )
+    db.create_view(
+        "category_scores",
+        """
+        SELECT run_id, category, AVG(score) AS score, COUNT(*) AS prompts,
+               SUM(failures > 0) AS failures
+        FROM prompt_scores GROUP BY run_id, category
+        """,
+        replace=True,
+    )
+    db.create_view(
+        "eval_summaries",
+        """
+        SELECT runs.id AS run_id, runs.status, runs.model, runs.adapter, runs.suite,
+               runs.started_at, overall.score AS overall, totals.success_rate, totals.prompts,
+               totals.failures, totals.samples
+        FROM runs
+        JOIN (SELECT run_id, AVG(score) AS score FROM category_scores GROUP BY run_id) AS overall
+          ON overall.run_id = runs.id
+        JOIN (SELECT run_id, SUM(samples - failures) * 1.0 / SUM(samples) AS success_rate,
+                     COUNT(*) AS prompts, SUM(failures > 0) AS failures,
+                     SUM(samples) AS samples
+              FROM prompt_scores GROUP BY run_id) AS totals
+          ON totals.run_id = runs.id
+        WHERE runs.kind = 'eval'
+        """,
+        replace=True,
+    )
+    db.create_view(
+        "prompt_history",
+        """
+        SELECT eval_results.prompt_id, eval_results.run_id, eval_results.epoch, runs.suite,
+               runs.model, runs.adapter, runs.status, eval_results.category, eval_results.score,
+               eval_results.finish_reason, eval_results.error, eval_results.explanation,
+               eval_results.response, runs.started_at
+        FROM eval_results JOIN runs ON runs.id = eval_results.run_id
+        """,
+        replace=True,
+    )
+
+
 # The sampling settings and endpoint of an eval, as the baseline rule compares them. A missing
 # temperature is the default 0; the endpoint is `url` for a server we did not start (url= and
 # no server_pid), else `server`.
@@ -318,7 +380,7 @@ def m009_journal_views(db: Database) -> None:
 
 def _recompute_intervals(db: Database) -> None:
     """CIs stored before m009 depended on the order prompts finished in: recompute every
-    finished eval's from its results with the rule of evaluation.interval_summary."""
+    finished eval's from its prompts' scores with evaluation.interval_summary."""
     from labbench.evaluation import interval_summary
 
     rows = db.execute(
@@ -326,8 +388,10 @@ def _recompute_intervals(db: Database) -> None:
         "AND id IN (SELECT run_id FROM eval_results) ORDER BY id"
     ).fetchall()
     for run_id, summary in rows:
-        stored = json.loads(summary or "{}")
-        stored.update(interval_summary(db, run_id))
+        prompts = db.query(
+            "SELECT prompt_id, category, score FROM prompt_scores WHERE run_id = ?", [run_id]
+        )
+        stored = json.loads(summary or "{}") | interval_summary(list(prompts))
         db.execute(
             "UPDATE runs SET summary = ? WHERE id = ?", [json.dumps(stored, sort_keys=True), run_id]
         )

@@ -15,9 +15,19 @@ class SamplingSettings:
     temperature: float = 0.0
     max_tokens: int | None = None  # overrides the suite's max_tokens when set
     stop: tuple[str, ...] = STOP_SEQUENCES
+    seed: int | None = None  # sent with every request (epoch N uses seed + N - 1)
 
     def as_dict(self) -> dict:
-        return {"temperature": self.temperature, "max_tokens": self.max_tokens, "stop": self.stop}
+        """As recorded in runs.config["sampling"]. The seed appears only when one was given, so
+        unseeded runs keep the fingerprints they had before seeds existed."""
+        settings = {
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "stop": self.stop,
+        }
+        if self.seed is not None:
+            settings["seed"] = self.seed
+        return settings
 
 
 @dataclass(frozen=True)
@@ -28,6 +38,7 @@ class EvalSettings:
     concurrency: int = 32
     request_timeout_s: float = 300.0  # one prompt's whole answer
     retries: int = 6  # on connection resets only, with exponential backoff from 50 ms
+    epochs: int = 1  # times each prompt is sampled; a prompt's score is the mean over its epochs
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,26 @@ def overall_interval(
     return OverallInterval(low, high, "bootstrap")
 
 
+def pass_at_k(samples: int, correct: int, k: int) -> float:
+    """The unbiased pass@k estimator of the HumanEval paper (Chen et al. 2021) for one prompt
+    sampled `samples` times with `correct` passing: 1 - C(n-c, k) / C(n, k). Raises ValueError
+    when k is not between 1 and n or correct is not between 0 and n."""
+    if not 1 <= k <= samples:
+        raise ValueError(f"k must be between 1 and the number of samples {samples}, got {k}")
+    if not 0 <= correct <= samples:
+        raise ValueError(f"correct must be between 0 and {samples}, got {correct}")
+    if samples - correct < k:
+        return 1.0
+    return 1.0 - math.comb(samples - correct, k) / math.comb(samples, k)
+
+
+def pass_at_k_levels(epochs: int) -> list[int]:
+    """The k reported for a run sampled `epochs` times: 1, then 5, 10, 100... up to epochs, and
+    epochs itself."""
+    levels = [1] + [k for k in (5, 10, 100) if k < epochs]
+    return levels + ([epochs] if epochs > 1 else [])
+
+
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value from the discordant pairs: b = pass->fail, c = fail->pass.
 

@@ -58,10 +58,15 @@ def load_run(db, run_id: int) -> dict:
 
 
 def load_results(db, run_id: int) -> dict[str, dict]:
-    """The run's per-prompt rows by prompt id; a missing score counts 0, as in the score views."""
+    """The run's prompts by id: the mean score over epochs (the prompt_scores view), with the
+    first epoch's error and explanation; a missing score counts 0."""
     rows = db.query(
-        "SELECT prompt_id, category, score, error, explanation FROM eval_results"
-        " WHERE run_id = ? ORDER BY prompt_id",
+        "SELECT p.prompt_id, p.category, p.score, first.error, first.explanation"
+        " FROM prompt_scores AS p JOIN eval_results AS first"
+        "   ON first.run_id = p.run_id AND first.prompt_id = p.prompt_id"
+        "   AND first.epoch = (SELECT MIN(epoch) FROM eval_results AS e"
+        "                      WHERE e.run_id = p.run_id AND e.prompt_id = p.prompt_id)"
+        " WHERE p.run_id = ? ORDER BY p.prompt_id",
         [run_id],
     )
     results = {row["prompt_id"]: {**row, "score": row["score"] or 0.0} for row in rows}

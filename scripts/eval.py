@@ -41,6 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-tokens", type=int, help="override the suite's max_tokens")
     parser.add_argument(
+        "--seed",
+        type=int,
+        help="sampling seed sent with every request (epoch N sends seed + N - 1); "
+        "runs with the same seed should score alike",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=DEFAULTS.epochs,
+        help="sample each prompt N times: its score is the mean, and pass@k is reported",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=DEFAULTS.request_timeout_s, help="seconds per request"
     )
     cli.add_run_args(parser)
@@ -58,6 +70,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError("--max-tokens must be at least 1")
     if args.temperature < 0:
         raise UserError("--temperature must be at least 0")
+    if args.epochs < 1:
+        raise UserError("--epochs must be at least 1")
+    if args.seed is not None and args.seed < 0:
+        raise UserError("--seed must be at least 0")
     if args.timeout <= 0:
         raise UserError("--timeout must be a positive number of seconds")
 
@@ -65,6 +81,12 @@ def check_args(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
     check_args(args)
+    if args.epochs > 1 and args.temperature == 0:
+        print(
+            "note: at temperature 0 every epoch samples the same answer; "
+            "repeats measure variance only with --temperature above 0",
+            file=sys.stderr,
+        )
     from labbench.evaluation import EvalPlan, normalize_url, record_eval
     from labbench.formatting import scores_table
     from labbench.server import check_adapter, resolve_model
@@ -77,9 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         adapter=check_adapter(args.adapter),
         url=normalize_url(args.url) if args.url is not None else None,
         port=args.port,
-        sampling=SamplingSettings(temperature=args.temperature, max_tokens=args.max_tokens),
+        sampling=SamplingSettings(
+            temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed
+        ),
         concurrency=args.concurrency,
         timeout_s=args.timeout,
+        epochs=args.epochs,
         goal=args.goal,
         note=args.note,
     )
@@ -89,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         print(scores_table(outcome.scores))
     print(f"recorded as run {outcome.run_id} in {ledger.path}", file=sys.stderr)
     if outcome.error:
-        kept = f"kept {outcome.kept} of {len(suite.prompts)} results"
+        kept = f"kept {outcome.kept} of {len(suite.prompts) * args.epochs} results"
         raise UserError(f"run {outcome.run_id} failed: {outcome.error}; {kept}")
     return 0
 

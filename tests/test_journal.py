@@ -7,7 +7,7 @@ from helpers import run_script
 
 from labbench import journal
 from labbench.entries import EntryData
-from labbench.evaluation import interval_summary
+from labbench.evaluation import interval_summary, run_summary
 from labbench.journal import render_journal, write_journal
 from labbench.ledger import journal_dir, open_ledger
 
@@ -69,9 +69,11 @@ def add_eval(
         }
         for index, score in enumerate(scores)
     ]
-    db.table("eval_results").insert_all([rows[i] for i in order or range(len(rows))])
+    arrived = [rows[i] for i in order or range(len(rows))]
+    db.table("eval_results").insert_all(arrived)
     if status != "running":
-        db.table("runs").update(run_id, {"summary": json.dumps(interval_summary(db, run_id))})
+        summary = run_summary(arrived, epochs=1)
+        db.table("runs").update(run_id, {"summary": json.dumps(summary)})
     return run_id
 
 
@@ -383,7 +385,8 @@ def test_m009_recomputes_the_stored_intervals(isolated_ledger):
     )})  # fmt: skip
     migrations.apply(db)
     summary = json.loads(db.table("runs").get(run_id)["summary"])
-    assert summary == {"note": "kept", **interval_summary(db, run_id)}
+    prompts = list(db.query("SELECT * FROM prompt_scores WHERE run_id = ?", [run_id]))
+    assert summary == {"note": "kept", **interval_summary(prompts)}
     assert summary["overall_ci_method"] == "wilson"
 
 
