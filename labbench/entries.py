@@ -58,7 +58,14 @@ class EntryData:
         # A demo's entry shows its evals' scores too.
         scored = ids + [c["id"] for children in self.children.values() for c in children]
         self.categories: dict[int, dict[str, dict]] = defaultdict(dict)
-        found = rows("SELECT * FROM category_scores WHERE run_id IN (:ids)", scored)
+        # category_scores as its view defines it, but grouped here: SQLite narrows
+        # prompt_scores to the given runs, not the view built on it (it would read them all).
+        found = rows(
+            "SELECT run_id, category, AVG(score) AS score, COUNT(*) AS prompts,"
+            " SUM(failures > 0) AS failures FROM prompt_scores WHERE run_id IN (:ids)"
+            " GROUP BY run_id, category",
+            scored,
+        )
         for row in sorted(found, key=lambda r: (r["run_id"], category_order(r["category"]))):
             self.categories[row["run_id"]][row["category"]] = row
         samples = {

@@ -186,6 +186,8 @@ def test_cumulative_table_agrees_with_the_ledger_view(ledger, isolated_ledger):
         )
     runs = list(ledger.query("SELECT * FROM runs ORDER BY id"))
     entries = EntryData(ledger, runs, {})
+    for row in ledger.query("SELECT * FROM category_scores"):
+        assert entries.categories[row["run_id"]][row["category"]] == row
     for run_id, summary in summaries.items():
         headline = entries.summaries[run_id]
         assert headline["overall"] == pytest.approx(summary["overall"])
