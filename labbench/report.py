@@ -13,10 +13,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlite_utils import Database
 
 from labbench.atomicfile import write_text_atomically
-from labbench.entries import render_command
+from labbench.entries import EntryData, render_command
 from labbench.errors import UserError
 from labbench.formatting import DASH, category_title, percent, sampling_text
-from labbench.ledger import run_scores
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE_NAME = "report.html.j2"
@@ -111,17 +110,15 @@ def report_context(db: Database, run_id: int) -> dict:
     if not runs:
         raise UserError(f"no run {run_id} in the ledger")
     run = runs[0]
-    # Scores come from the views over eval_results, as in the journal and Datasette, so they
-    # agree and exist for failed runs too.
-    scores = run_scores(db, run_id) or {}
-    categories = list(
-        db.query(
-            "SELECT category, score, prompts, failures FROM category_scores "
-            "WHERE run_id = ? ORDER BY category",
-            [run_id],
-        )
-    )
-    low, high = scores.get("ci_low"), scores.get("ci_high")
+    # Scores as the journal reads them (entries.EntryData: the views' definitions, narrowed to
+    # this run, so a report costs the same on a big ledger); they exist for failed runs too.
+    data = EntryData(db, [run], {})
+    scores = data.summaries.get(run_id, {})
+    categories = sorted(data.categories.get(run_id, {}).values(), key=lambda c: c["category"])
+    stored = _json_value(run["summary"], {}) or {}
+    if not isinstance(stored, dict):
+        stored = {}
+    low, high = stored.get("overall_ci_low"), stored.get("overall_ci_high")
     results = db.query(
         "SELECT * FROM eval_results WHERE run_id = ? ORDER BY category, prompt_id, id", [run_id]
     )
@@ -140,7 +137,7 @@ def report_context(db: Database, run_id: int) -> dict:
         "summary": {
             "overall": scores.get("overall"),
             "ci": None if low is None or high is None else (low, high),
-            "ci_method": scores.get("ci_method"),
+            "ci_method": stored.get("overall_ci_method"),
             "success_rate": scores.get("success_rate"),
             "prompts": scores.get("prompts", 0),
             "failures": scores.get("failures") or 0,
