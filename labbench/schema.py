@@ -286,7 +286,7 @@ def m007_seeds_and_epochs(db: Database) -> None:
 # The sampling settings and endpoint of an eval, as the baseline rule compares them. A missing
 # temperature is the default 0; the endpoint is `url` for a server we did not start (url= and
 # no server_pid), else `server`.
-EVAL_SETTINGS = """
+_EVAL_SETTINGS = """
     COALESCE(json_extract(runs.config, '$.sampling.temperature'), 0) AS temperature,
     json_extract(runs.config, '$.sampling.max_tokens') AS max_tokens,
     json_extract(runs.config, '$.sampling.seed') AS seed,
@@ -329,7 +329,7 @@ def m009_journal_views(db: Database) -> None:
         f"""
         WITH evals AS NOT MATERIALIZED (
           SELECT runs.*, runs.model AS base_model, COALESCE(runs.adapter, '') != '' AS derived,
-                 {EVAL_SETTINGS}
+                 {_EVAL_SETTINGS}
           FROM runs
           WHERE runs.kind = 'eval' AND runs.status = 'ok'
             AND EXISTS (SELECT 1 FROM eval_results WHERE eval_results.run_id = runs.id)
