@@ -84,6 +84,11 @@ tiny-model *args:
 bench-eval *args:
     @exec "{{python}}" benchmarks/bench_eval.py "$@"
 
+# Benchmark: the same eval with and without executed tests (exec=false), the ratio on the last line
+[no-exit-message]
+bench-exec *args:
+    @exec "{{python}}" benchmarks/bench_exec.py "$@"
+
 # Benchmark: the journal's cost for one more run vs a full regeneration, 10,000 runs x 30 prompts
 [no-exit-message]
 bench-journal *args:

@@ -19,10 +19,8 @@ code says whether the measurement ran, not whether the target was met.
 
 import argparse
 import json
-import os
 import queue
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,7 +30,7 @@ from pathlib import Path
 
 import requests
 
-from labbench import PROJECT_ROOT, cli
+from labbench import cli
 from labbench.errors import UserError
 
 if sys.version_info >= (3, 11):
@@ -117,26 +115,15 @@ def write_cycled_suite(source: Path, count: int, target: Path) -> None:
 
 def measure_eval(base_url: str, suite: Path, scratch: Path, n: int) -> Measurement:
     """`just eval url=... suite=...` as a user types it: every other setting its default."""
-    just = Path(sys.executable).parent / "just"
-    ledger = scratch / f"eval-{n}" / "ledger.db"
-    command = [str(just), "eval", f"url={base_url}", f"suite={suite}"]
-    env = {**os.environ, cli.LEDGER_ENV: str(ledger)}
-    started = time.perf_counter()
-    result = subprocess.run(
-        command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=EVAL_TIMEOUT_S
-    )
-    seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"just eval exited with code {result.returncode}: {last}")
     from sqlite_utils import Database
 
+    from labbench.benchmark import timed_eval
+
+    ledger = scratch / f"eval-{n}" / "ledger.db"
+    seconds = timed_eval([f"url={base_url}", f"suite={suite}"], ledger, EVAL_TIMEOUT_S)
     db = Database(ledger)
     [run] = list(db.query("SELECT id, duration_s FROM runs"))
-    rows = list(db.query("SELECT error, completion_tokens FROM eval_results"))
-    failed = [row["error"] for row in rows if row["error"] is not None]
-    if failed:
-        raise UserError(f"eval: {len(failed)} of {len(rows)} requests failed ({failed[0]})")
+    rows = list(db.query("SELECT completion_tokens FROM eval_results"))
     tokens = sum(row["completion_tokens"] or 0 for row in rows)
     db.close()
     # Wall time outside the recorded run: imports, suite load, report and journal writing.

@@ -3,14 +3,19 @@ iterations excluded, then sec/iter, tokens/s and peak memory (mlx's own figure, 
 process RSS) over the measured iterations, checked against mlx-lm's own timing, and a verdict.
 """
 
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sqlite_utils import Database
 
+from labbench import PROJECT_ROOT
+from labbench.cli import LEDGER_ENV
 from labbench.errors import UserError
 from labbench.ledger import recording_run
 from labbench.settings import BenchSettings, LoraSettings
@@ -137,3 +142,31 @@ def record_bench(db: Database, plan: BenchPlan) -> dict:
         }
         run.update(summary=result)
     return result
+
+
+def timed_eval(words: list[str], ledger: Path, timeout_s: float) -> float:
+    """Run `just eval WORDS` as a user types it, recording into `ledger`; its wall-clock seconds,
+    which count everything (start-up, imports, the ledger, the report and the journal). A
+    failed eval or a failed request is a UserError: a benchmark of failures measures nothing."""
+    just = Path(sys.executable).parent / "just"
+    env = {**os.environ, LEDGER_ENV: str(ledger)}
+    started = time.perf_counter()
+    result = subprocess.run(
+        [str(just), "eval", *words],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"just eval exited with code {result.returncode}: {last}")
+    db = Database(ledger)
+    rows = list(db.query("SELECT error FROM eval_results"))
+    db.close()
+    failed = [row["error"] for row in rows if row["error"] is not None]
+    if failed:
+        raise UserError(f"eval: {len(failed)} of {len(rows)} requests failed ({failed[0]})")
+    return seconds

@@ -110,6 +110,16 @@ def parse_args(
     return args
 
 
+def boolean(word: str) -> bool:
+    """An argparse type for make-style switches: `exec=false`, `exec=true` (also yes/no, 1/0)."""
+    value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(
+        word.strip().lower()
+    )
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {word!r}")
+    return value
+
+
 def add_ledger_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ledger",

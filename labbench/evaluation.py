@@ -1,10 +1,13 @@
 """Send a suite's prompts to an OpenAI-compatible server, score them, and record each result.
 
 Used by `scripts/eval.py`, and by training to score checkpoints. Prompts run concurrently on
-daemon threads (mlx_lm.server batches them); results are written to the ledger from the main
-thread, one row as each prompt completes, so a crash never loses finished results.
+daemon threads (mlx_lm.server batches them); answers whose code is tested are handed to a pool
+of test threads, one per core, so executing never holds up a request. Results are written to the
+ledger from the main thread, one row as each prompt completes, so a crash never loses finished
+results.
 """
 
+import os
 import queue
 import re
 import sys
@@ -18,14 +21,16 @@ from urllib.parse import urlsplit
 import requests
 from sqlite_utils import Database
 
+from labbench.codetests import run_answer_tests
 from labbench.errors import UserError, describe_exit
+from labbench.execution import containment_summary
 from labbench.fingerprint import eval_fingerprint
 from labbench.ledger import Run, dataset_of_adapter, recording_run, run_scores
-from labbench.scoring import PromptScore, failed_score, score_response
+from labbench.scoring import failed_score, score_response
 from labbench.settings import EvalSettings, SamplingSettings
 from labbench.stats import PASS_THRESHOLD, overall_interval, pass_at_k, pass_at_k_levels
 from labbench.suite import Prompt, Suite
-from labbench.toolcalls import extract_tool_calls
+from labbench.toolcalls import ToolCall, extract_tool_calls
 
 DEFAULTS = EvalSettings()
 # Before the first answer a refused connection is not retried: nothing listens. After it,
@@ -164,10 +169,11 @@ def _short(error: BaseException) -> str:
     return str(error).splitlines()[0][:200]
 
 
-def evaluate_prompt(
+def ask(
     suite: Suite, prompt: Prompt, endpoint: Endpoint, sampling: SamplingSettings, epoch: int = 1
 ) -> dict:
-    """One sample's ledger row. Request errors become a scored-0 row; ServerGone propagates."""
+    """The request's part of one sample's ledger row: the answer, or the error the request met
+    (then the row is complete, scored 0). ServerGone propagates. finish_row scores it."""
     started = time.perf_counter()
     row: dict = {"prompt_id": prompt.id, "category": prompt.category, "epoch": epoch}
     try:
@@ -175,9 +181,7 @@ def evaluate_prompt(
         choice = answer["choices"][0]
         message = choice.get("message") or {}
         content = message.get("content")
-        api_calls = message.get("tool_calls")
-        calls = extract_tool_calls(content, api_calls)
-        score: PromptScore = score_response(prompt, content, calls, choice.get("finish_reason"))
+        calls = extract_tool_calls(content, message.get("tool_calls"))
         usage = answer.get("usage") or {}
         row |= {
             "response": content,
@@ -191,13 +195,32 @@ def evaluate_prompt(
     except (RuntimeError, KeyError, IndexError, TypeError, AttributeError) as error:
         message = _short(error) if isinstance(error, RuntimeError) else f"bad answer: {error!r}"
         score = failed_score(message)
-        row["error"] = message
-    row |= {
-        "score": score.score,
-        "explanation": score.explanation,
-        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-    }
+        row |= {"error": message, "score": score.score, "explanation": score.explanation}
+    row["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
     return row
+
+
+def needs_tests(suite: Suite, prompt: Prompt, row: dict) -> bool:
+    """Whether finishing this row runs code (answered, with tests, execution on)."""
+    return prompt.expect_tests is not None and suite.exec_tests and "error" not in row
+
+
+def finish_row(suite: Suite, prompt: Prompt, row: dict) -> dict:
+    """The row scored, after running the prompt's tests on the answer's code when they apply."""
+    if "error" in row:
+        return row
+    tests = None
+    if needs_tests(suite, prompt, row):
+        tests = run_answer_tests(prompt, row["response"], DEFAULTS.tests_timeout_s)
+        row |= {"tests_verdict": tests.verdict, "tests_output": tests.output}
+    calls = [ToolCall(call["name"], call["arguments"]) for call in row["tool_calls"]]
+    score = score_response(prompt, row["response"], calls, row["finish_reason"], tests)
+    return row | {"score": score.score, "explanation": score.explanation}
+
+
+def tests_workers() -> int:
+    """Test runs at once: one per core, so generation keeps the rest of the machine busy."""
+    return os.cpu_count() or 1
 
 
 def run_suite(
@@ -212,6 +235,8 @@ def run_suite(
     returns the rows. Epoch 1 of every prompt is asked first, so a run that stops early has
     whole epochs.
 
+    Answers whose code is tested go to a pool of tests_workers() threads, so the request
+    threads send the next prompt at once: the tests run while generation goes on.
     Raises ServerGone when the server dies; the rows already written stay in the ledger.
     """
     todo: queue.Queue[tuple[Prompt, int]] = queue.Queue()
@@ -219,6 +244,7 @@ def run_suite(
         for prompt in suite.prompts:
             todo.put((prompt, epoch))
     total = todo.qsize()
+    to_test: queue.Queue[tuple[Prompt, dict]] = queue.Queue()
     done: queue.Queue[tuple[dict | None, BaseException | None]] = queue.Queue()
     stop = threading.Event()
 
@@ -229,13 +255,31 @@ def run_suite(
             except queue.Empty:
                 return
             try:
-                done.put((evaluate_prompt(suite, prompt, endpoint, sampling, epoch), None))
+                row = ask(suite, prompt, endpoint, sampling, epoch)
+                if needs_tests(suite, prompt, row):
+                    to_test.put((prompt, row))
+                else:
+                    done.put((finish_row(suite, prompt, row), None))
             except BaseException as error:  # handed to the main thread, which decides
                 done.put((None, error))
 
-    # Daemon threads: Ctrl-C must not wait for requests in flight.
+    def tester() -> None:
+        while not stop.is_set():
+            try:
+                prompt, row = to_test.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                done.put((finish_row(suite, prompt, row), None))
+            except BaseException as error:
+                done.put((None, error))
+
+    # Daemon threads: Ctrl-C must not wait for requests in flight or tests running.
     for _ in range(max(1, min(concurrency, total))):
         threading.Thread(target=worker, daemon=True).start()
+    if suite.exec_tests and any(prompt.expect_tests for prompt in suite.prompts):
+        for _ in range(tests_workers()):
+            threading.Thread(target=tester, daemon=True).start()
 
     rows: list[dict] = []
     progress = _progress(total)
@@ -334,22 +378,46 @@ class EvalPlan:
     goal: str | None = None
     note: str | None = None
     parent_run_id: int | None = None
+    limit: int | None = None  # the suite was cut to its first `limit` prompts
 
     def config(self) -> dict:
         return {
             "suite_path": str(self.suite.path),
             "prompts_planned": len(self.suite.prompts),
+            "limit": self.limit,
             "url": self.url,
             "concurrency": self.concurrency,
             "request_timeout_s": self.timeout_s,
             "sampling": self.sampling.as_dict(),
             "epochs": self.epochs,
+            "execution": self.execution(),
         }
 
     def fingerprinted_sampling(self) -> dict:
         """The sampling settings as fingerprinted: repeats count only when there are some, so
         single-epoch runs keep their earlier fingerprints."""
         return self.sampling.as_dict() | ({"epochs": self.epochs} if self.epochs > 1 else {})
+
+    def execution(self) -> dict | None:
+        """How expect_tests ran (None: the suite has none), with the containment in force."""
+        if all(prompt.expect_tests is None for prompt in self.suite.prompts):
+            return None
+        if not self.suite.exec_tests:
+            return {"enabled": False}
+        return {
+            "enabled": True,
+            "timeout_s": DEFAULTS.tests_timeout_s,
+            "workers": tests_workers(),
+            "containment": containment_summary(),
+        }
+
+    def scope(self) -> dict | None:
+        """What changes the scores beyond model, suite file and sampling, when not the default:
+        part of the fingerprint, so a cut or exec=false run is not taken for a rerun."""
+        scope = {"limit": self.limit} if self.limit is not None else {}
+        if not self.suite.exec_tests:
+            scope["exec"] = False
+        return scope or None
 
 
 @dataclass(frozen=True)
@@ -394,6 +462,7 @@ def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
                 plan.suite.path,
                 plan.fingerprinted_sampling(),
                 db,
+                scope=plan.scope(),
             )
             run.update(
                 fingerprint=parts.pop("fingerprint"),

@@ -97,8 +97,11 @@ def eval_fingerprint(
     suite_path: Path,
     sampling: dict,
     db: Database | None = None,
+    scope: dict | None = None,
 ) -> dict[str, str | None]:
-    """The parts of an eval's fingerprint and their combined hash under "fingerprint"."""
+    """The parts of an eval's fingerprint and their combined hash under "fingerprint".
+    `scope` (a prompt limit, execution off) is a part only when given, so the fingerprints of
+    plain runs stay what they were."""
     model_dir = None
     if model:
         model_dir = Path(model) if Path(model).is_dir() else hub_snapshot(model)
@@ -110,6 +113,8 @@ def eval_fingerprint(
         "chat_template": text_sha256(template) if template else None,
         "sampling": text_sha256(json.dumps(sampling, sort_keys=True)),
     }
+    if scope:
+        parts["scope"] = text_sha256(json.dumps(scope, sort_keys=True))
     if model_dir is None:
         # Weights we cannot see (a --url server, a hub id not in the cache): the name stands in.
         parts["model_name"] = text_sha256(model or "")

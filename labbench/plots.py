@@ -113,6 +113,11 @@ def scores_by_lineage(path: Path, suite: str, steps: list[dict]) -> Path:
     return path
 
 
+def _or_nan(value: float | None) -> float:
+    """None (a score with nothing scored, a NaN loss stored as NULL) plots as the gap it is."""
+    return float("nan") if value is None else value
+
+
 def loss_curves(path: Path, run_id: int, train: list[tuple], val: list[tuple]) -> Path:
     """Train and validation loss by iteration for one training run."""
     same, digest = _unchanged(path, [run_id, train, val])
@@ -120,9 +125,8 @@ def loss_curves(path: Path, run_id: int, train: list[tuple], val: list[tuple]) -
         return path
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(8, 4))
-    # A NaN loss is stored as NULL: plot it as the gap it is.
-    train = [(i, float("nan") if v is None else v) for i, v in train]
-    val = [(i, float("nan") if v is None else v) for i, v in val]
+    train = [(i, _or_nan(v)) for i, v in train]
+    val = [(i, _or_nan(v)) for i, v in val]
     if train:
         axes.plot(*zip(*train, strict=True), "-" if len(train) > 1 else "o", label="train loss")
     if val:

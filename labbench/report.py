@@ -57,6 +57,8 @@ def _duration(ms: float | None) -> str:
 
 
 def _score_class(score: float | None, error: str | None) -> str:
+    if error is None and score is None:
+        return "unscored"  # its tests were not run (exec=false): neither passed nor failed
     if error is not None or score is None or score <= 0:
         return "fail"
     return "pass" if score >= 1 else "partial"
@@ -71,6 +73,7 @@ def _prompt_row(row: dict) -> dict:
         "score_text": DASH if row["score"] is None else f"{row['score']:.2f}",
         "score_class": _score_class(row["score"], row["error"]),
         "explanation": row["explanation"] or "",
+        "tests_output": row["tests_output"],
         "error": row["error"],
         "response": row["response"],
         "tool_calls": None if calls is None or calls == [] else _pretty_json(calls),

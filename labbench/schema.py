@@ -283,6 +283,28 @@ def m007_seeds_and_epochs(db: Database) -> None:
     )
 
 
+@migrations()
+def m008_executed_tests(db: Database) -> None:
+    # The verdict of a prompt's expect_tests (passed, failed, error, timed out, no code found;
+    # NULL when the prompt has none or they were not run) and the run's output, truncated.
+    # A prompt whose only part is tests not run (exec=false) has a NULL score: the views' AVG
+    # leaves it out, so it is neither passed nor failed.
+    db.table("eval_results").add_column("tests_verdict", str)
+    db.table("eval_results").add_column("tests_output", str)
+    # One prompt across runs shows its verdict, so a fix that made tests pass can be seen.
+    db.create_view(
+        "prompt_history",
+        """
+        SELECT eval_results.prompt_id, eval_results.run_id, eval_results.epoch, runs.suite,
+               runs.model, runs.adapter, runs.status, eval_results.category, eval_results.score,
+               eval_results.tests_verdict, eval_results.finish_reason, eval_results.error,
+               eval_results.explanation, eval_results.response, runs.started_at
+        FROM eval_results JOIN runs ON runs.id = eval_results.run_id
+        """,
+        replace=True,
+    )
+
+
 # The sampling settings and endpoint of an eval, as the baseline rule compares them. A missing
 # temperature is the default 0; the endpoint is `url` for a server we did not start (url= and
 # no server_pid), else `server`.

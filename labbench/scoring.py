@@ -2,8 +2,11 @@
 
 Rules:
 - A prompt's score is the mean of its parts: "tools" (when expect_tools is given), "keywords"
-  (when expect_keywords is not empty) and "answer" (expect_answer or answer_regex). A prompt with
-  no parts scores 0, never 1.
+  (when expect_keywords is not empty), "answer" (expect_answer or answer_regex) and "tests"
+  (expect_tests). A prompt with no parts scores 0, never 1.
+- tests: 1 when the answer's code passed them, else 0; the line gives the verdict (passed,
+  failed, error, timed out, no code found) and its detail. Tests not run (exec=false) are no
+  part at all: the prompt is scored on its other parts, or is unscored (None), never passed.
 - tools, expect_tools = []: 1 if no tool was called, else 0.
 - tools, expected calls: each expected call takes a distinct made call of the same name. It earns
   1 when every argument the suite lists has an acceptable value, 0.5 otherwise (wrong or missing
@@ -28,11 +31,13 @@ import json
 import re
 from dataclasses import dataclass
 
+from labbench.execution import ExecutionResult
 from labbench.suite import ExpectedCall, Prompt
 from labbench.toolcalls import ToolCall, has_unclosed_tool_call, visible_text
 
 TRUNCATED_CALL_NOTE = "cut off by max_tokens: a tool call may have been dropped"
 TRUNCATED_NOTE = "cut off by max_tokens"
+TESTS_NOT_RUN = "tests not run (exec=false)"
 
 _NUMERIC = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 # A number in running text: not inside a word or a longer number; "1,000" is one number.
@@ -42,8 +47,8 @@ _SHORT = 40  # longest model-made value shown in an explanation
 
 @dataclass(frozen=True)
 class PromptScore:
-    score: float  # 0..1
-    parts: dict[str, float]  # keys among "tools", "keywords", "answer"
+    score: float | None  # 0..1; None: nothing was scored (tests not run and no other part)
+    parts: dict[str, float]  # keys among "tools", "keywords", "answer", "tests"
     explanation: str  # one line per part, then notes
 
 
@@ -52,7 +57,9 @@ def score_response(
     content: str | None,
     tool_calls: list[ToolCall],
     finish_reason: str | None = None,
+    tests: ExecutionResult | None = None,
 ) -> PromptScore:
+    """`tests` is the verdict of the prompt's expect_tests; None when they were not run."""
     text = visible_text(content)
     parts: dict[str, float] = {}
     lines: list[str] = []
@@ -70,7 +77,13 @@ def score_response(
     elif prompt.answer_regex is not None:
         found = re.search(prompt.answer_regex, text) is not None
         add("answer", float(found), f"/{prompt.answer_regex}/ {'matched' if found else 'no match'}")
-    if not parts:
+    if prompt.expect_tests is not None:
+        if tests is None:
+            lines.append(TESTS_NOT_RUN)
+        else:
+            add("tests", float(tests.passed), _tests_text(tests))
+    unscored = not parts and prompt.expect_tests is not None and tests is None
+    if not parts and not unscored:
         lines.append("nothing expected: scored 0")
 
     if finish_reason == "length":
@@ -80,8 +93,13 @@ def score_response(
         else:
             lines.append(TRUNCATED_NOTE)
 
-    score = sum(parts.values()) / len(parts) if parts else 0.0
+    score = sum(parts.values()) / len(parts) if parts else None if unscored else 0.0
     return PromptScore(score, parts, "\n".join(lines))
+
+
+def _tests_text(result: ExecutionResult) -> str:
+    detail = " ".join(result.detail.split())
+    return f"{result.verdict}: {_shorten(detail, 200)}" if detail else result.verdict
 
 
 def failed_score(error: str) -> PromptScore:
@@ -232,8 +250,11 @@ def _value_text(value: object) -> str:
 
 
 def _short(value: object) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= _SHORT else shown[: _SHORT - 3] + "..."
+    return _shorten(repr(value), _SHORT)
+
+
+def _shorten(text: str, length: int) -> str:
+    return text if len(text) <= length else text[: length - 3] + "..."
 
 
 def _call_text(call: ToolCall) -> str:

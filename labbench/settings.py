@@ -39,6 +39,7 @@ class EvalSettings:
     request_timeout_s: float = 300.0  # one prompt's whole answer
     retries: int = 6  # on connection resets only, with exponential backoff from 50 ms
     epochs: int = 1  # times each prompt is sampled; a prompt's score is the mean over its epochs
+    tests_timeout_s: float = 10.0  # wall clock for one prompt's expect_tests run
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,17 @@
 
 A suite has a name, a description, [defaults] (system, max_tokens, tools) that any prompt may
 override, one [tools.NAME] OpenAI function schema per tool, and [[prompts]] tables. Every prompt
-must expect something (expect_tools, expect_keywords, expect_answer or answer_regex), so a prompt
-can never score by default. Every problem is a SuiteError whose message is one line:
-"FILE: PROMPT_ID: FIELD: problem".
+must expect something (expect_tools, expect_keywords, expect_answer, answer_regex or
+expect_tests), so a prompt can never score by default. `expect_tests` is Python test code run
+against the code in the answer (labbench/execution.py); `exec = false` at the top turns running
+it off. Every problem is a SuiteError whose message is one line: "FILE: PROMPT_ID: FIELD: problem".
+`suite=humaneval` is built in (labbench/humaneval.py) unless a file of that name exists.
 """
 
 import copy
 import re
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +26,10 @@ else:  # tomli is installed on 3.10 only: a type check in a 3.11 venv cannot fin
     import tomli as tomllib  # ty: ignore[import-not-found]
 
 SUITES_DIR = PROJECT_ROOT / "suites"
+HUMANEVAL = "humaneval"  # the built-in suite's name
 DEFAULT_MAX_TOKENS = 256  # when neither [defaults] nor the prompt sets max_tokens
 
-_TOP_KEYS = ("name", "description", "defaults", "tools", "prompts")
+_TOP_KEYS = ("name", "description", "exec", "defaults", "tools", "prompts")
 _DEFAULTS_KEYS = ("system", "max_tokens", "tools")
 _TOOL_KEYS = ("description", "parameters")
 _PROMPT_KEYS = (
@@ -39,6 +43,8 @@ _PROMPT_KEYS = (
     "expect_keywords",
     "expect_answer",
     "answer_regex",
+    "expect_tests",
+    "entry_point",
 )
 _EXPECTED_CALL_KEYS = ("name", "arguments")
 
@@ -61,6 +67,11 @@ class Prompt:
     expect_keywords: tuple[str, ...]  # () when not given
     expect_answer: str | None
     answer_regex: str | None
+    expect_tests: str | None = None  # Python test code run with the answer's code
+    entry_point: str | None = None  # the function the tests call: its block wins extraction
+    # The code the answer completes (HumanEval's signature and docstring): an answer without
+    # the entry point is a body appended to it; one with it runs after it (its imports, helpers).
+    code_prompt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,7 @@ class Suite:
     path: Path
     prompts: tuple[Prompt, ...]
     tool_schemas: dict[str, dict]  # tool name -> {"description": ..., "parameters": {...}}
+    exec_tests: bool = True  # False: expect_tests are not run and leave their prompts unscored
 
     @property
     def categories(self) -> list[str]:
@@ -109,6 +121,11 @@ def resolve_suite_path(name_or_path: str) -> Path:
 
 
 def load_suite(name_or_path: str) -> Suite:
+    builtin = name_or_path == HUMANEVAL and not (SUITES_DIR / f"{HUMANEVAL}.toml").is_file()
+    if builtin and not user_path(name_or_path).is_file():
+        from labbench.humaneval import humaneval_suite
+
+        return humaneval_suite()
     path = resolve_suite_path(name_or_path)
     where = _display(path)
     try:
@@ -122,6 +139,9 @@ def load_suite(name_or_path: str) -> Suite:
     _check_keys(data, _TOP_KEYS, (where,), "")
     name = _string(data.get("name", path.stem), (where,), "name")
     description = _string(data.get("description", ""), (where,), "description", allow_empty=True)
+    exec_tests = data.get("exec", True)
+    if not isinstance(exec_tests, bool):
+        raise _error(where, "exec", f"must be true or false, got {_type_name(exec_tests)}")
     tool_schemas = _tool_schemas(data.get("tools", {}), where)
 
     defaults = _table(data.get("defaults", {}), (where,), "defaults")
@@ -154,7 +174,7 @@ def load_suite(name_or_path: str) -> Suite:
             raise _error(where, prompt.id, "id", "duplicate id")
         seen_ids.add(prompt.id)
         prompts.append(prompt)
-    return Suite(name, description, path, tuple(prompts), tool_schemas)
+    return Suite(name, description, path, tuple(prompts), tool_schemas, exec_tests)
 
 
 def _prompt(
@@ -197,11 +217,22 @@ def _prompt(
         except re.error as error:
             raise _error(*context, "answer_regex", f"invalid regex: {error}") from None
     expect_keywords = _string_list(raw.get("expect_keywords", []), context, "expect_keywords")
-    if expect_tools is None and not expect_keywords and (expect_answer or answer_regex) is None:
+    expect_tests = _optional_string(raw.get("expect_tests"), context, "expect_tests")
+    if expect_tests is not None:
+        expect_tests = textwrap.dedent(expect_tests)  # indented to sit under its key in TOML
+        check_test_code(expect_tests, context)
+    entry_point = _optional_string(raw.get("entry_point"), context, "entry_point")
+    if entry_point is not None:
+        if expect_tests is None:
+            raise _error(*context, "entry_point", "goes with expect_tests")
+        if not entry_point.isidentifier():
+            raise _error(*context, "entry_point", f"not a Python name: {entry_point!r}")
+    answer_parts = (expect_answer or answer_regex or expect_tests) is not None
+    if expect_tools is None and not expect_keywords and not answer_parts:
         raise _error(
             *context,
             "expects nothing: give expect_tools (may be []), expect_keywords,"
-            " expect_answer or answer_regex",
+            " expect_answer, answer_regex or expect_tests",
         )
 
     return Prompt(
@@ -217,7 +248,20 @@ def _prompt(
         expect_keywords=expect_keywords,
         expect_answer=expect_answer,
         answer_regex=answer_regex,
+        expect_tests=expect_tests,
+        entry_point=entry_point,
     )
+
+
+def check_test_code(code: str, context: tuple[str, ...]) -> None:
+    """Test code must compile: a typo is found when the suite loads, not as every model failing."""
+    try:
+        compile(code, "expect_tests", "exec")
+    except (SyntaxError, ValueError) as error:
+        line = getattr(error, "lineno", None)
+        where = f"line {line}: " if line else ""
+        message = getattr(error, "msg", None) or str(error)
+        raise _error(*context, "expect_tests", f"{where}does not compile: {message}") from None
 
 
 def _tool_schemas(raw: object, where: str) -> dict[str, dict]:

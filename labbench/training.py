@@ -382,7 +382,8 @@ def evaluate_checkpoints(
             [outcome.run_id, score, run.id, iteration],
         )
         if outcome.error or score is None:
-            raise UserError(f"eval of checkpoint {iteration} failed: {outcome.error}")
+            why = outcome.error or "nothing was scored (its tests were not run: exec=false)"
+            raise UserError(f"eval of checkpoint {iteration} failed: {why}")
         scored.append((score, -iteration, iteration, path, outcome.run_id))
     if not scored:
         return None

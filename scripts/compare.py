@@ -59,7 +59,8 @@ def load_run(db, run_id: int) -> dict:
 
 def load_results(db, run_id: int) -> dict[str, dict]:
     """The run's prompts by id: the mean score over epochs (the prompt_scores view), with the
-    first epoch's error and explanation; a missing score counts 0."""
+    first epoch's error and explanation; score None for a prompt left unscored (its tests not
+    run, exec=false)."""
     rows = db.query(
         "SELECT p.prompt_id, p.category, p.score, first.error, first.explanation"
         " FROM prompt_scores AS p JOIN eval_results AS first"
@@ -69,7 +70,7 @@ def load_results(db, run_id: int) -> dict[str, dict]:
         " WHERE p.run_id = ? ORDER BY p.prompt_id",
         [run_id],
     )
-    results = {row["prompt_id"]: {**row, "score": row["score"] or 0.0} for row in rows}
+    results = {row["prompt_id"]: row for row in rows}
     if not results:
         raise UserError(f"run {run_id} has no results to compare")
     return results
@@ -105,18 +106,31 @@ def hardware_note(a: dict, b: dict) -> str | None:
 
 
 def common_prompts(results_a: dict, results_b: dict) -> tuple[list[str], str | None]:
-    """The prompt ids both runs scored, and a note on the ones left out (None if none were)."""
-    common = sorted(results_a.keys() & results_b.keys())
-    only_a, only_b = len(results_a.keys() - common), len(results_b.keys() - common)
+    """The prompt ids both runs scored, and a note on the ones left out (None if none were):
+    prompts only one run has, and prompts either run left unscored (exec=false)."""
+    shared = sorted(results_a.keys() & results_b.keys())
+    only_a, only_b = len(results_a.keys() - shared), len(results_b.keys() - shared)
+    common = [
+        prompt_id
+        for prompt_id in shared
+        if results_a[prompt_id]["score"] is not None and results_b[prompt_id]["score"] is not None
+    ]
     if not common:
-        raise UserError("the two runs share no prompts")
-    if not only_a and not only_b:
-        return common, None
-    note = (
-        f"note: the prompt sets differ: comparing the {len(common)} shared prompts,"
-        f" left out {only_a + only_b} ({only_a} only in A, {only_b} only in B)"
-    )
-    return common, note
+        raise UserError("the two runs share no scored prompts")
+    unscored = len(shared) - len(common)
+    unscored_note = f"left out {unscored} unscored in A or B (tests not run)"
+    if only_a or only_b:
+        note = (
+            f"note: the prompt sets differ: comparing the {len(common)} shared prompts,"
+            f" left out {only_a + only_b} ({only_a} only in A, {only_b} only in B)"
+        )
+        return common, note + (f"; {unscored_note}" if unscored else "")
+    if unscored:
+        return (
+            common,
+            f"note: comparing the {len(common)} prompts both runs scored, {unscored_note}",
+        )
+    return common, None
 
 
 def changes(common: list[str], results_a: dict, results_b: dict) -> tuple[list[list], int]:

@@ -3,10 +3,12 @@
 just eval                                   # the built-in tiny model, baseline suite
 just eval model=mlx-community/Qwen2.5-Coder-1.5B-Instruct-4bit adapter=adapters/7
 just eval url=http://127.0.0.1:11434/v1 served_model=qwen2.5-coder suite=suites/mine.toml
+just eval url=http://127.0.0.1:8080 suite=humaneval limit=20   # the first 20 HumanEval problems
 """
 
 import argparse
 import sys
+from dataclasses import replace
 
 from labbench import cli
 from labbench.errors import UserError
@@ -22,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", help="model directory or Hugging Face id (default: tiny)")
     parser.add_argument("--adapter", help="LoRA adapter directory, e.g. adapters/7")
-    parser.add_argument("--suite", default=DEFAULTS.suite, help="suite name or TOML path")
+    parser.add_argument(
+        "--suite", default=DEFAULTS.suite, help="suite name, TOML path, or humaneval (built in)"
+    )
     parser.add_argument(
         "--url",
         help="evaluate a running OpenAI-compatible server instead: http://HOST:PORT, "
@@ -55,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=float, default=DEFAULTS.request_timeout_s, help="seconds per request"
     )
+    parser.add_argument(
+        "--limit", type=int, help="run only the suite's first N prompts (a quick look)"
+    )
+    parser.add_argument(
+        "--exec",
+        type=cli.boolean,
+        metavar="true|false",
+        help="run the suite's expect_tests on the answers' code (default: the suite's `exec`,"
+        " else true); false leaves prompts scored only by tests unscored",
+    )
     cli.add_run_args(parser)
     return parser
 
@@ -76,6 +90,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError("--seed must be at least 0")
     if args.timeout <= 0:
         raise UserError("--timeout must be a positive number of seconds")
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be at least 1")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     from labbench.suite import load_suite
 
     suite = load_suite(args.suite)  # bad suites fail here, before any server starts
+    suite = replace(
+        suite,
+        prompts=suite.prompts[: args.limit],
+        exec_tests=suite.exec_tests if args.exec is None else args.exec,
+    )
     plan = EvalPlan(
         suite=suite,
         model=args.served_model if args.url is not None else resolve_model(args.model),
@@ -107,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         epochs=args.epochs,
         goal=args.goal,
         note=args.note,
+        limit=args.limit,
     )
     with cli.recording_ledger(args.ledger) as ledger:
         outcome = record_eval(ledger.db, plan)

@@ -1,17 +1,19 @@
 import itertools
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from labbench.execution import ExecutionResult
 from labbench.ledger import open_ledger, run_scores, start_run
-from labbench.scoring import PromptScore, failed_score, score_response
+from labbench.scoring import TESTS_NOT_RUN, PromptScore, failed_score, score_response
 from labbench.suite import ExpectedCall, Prompt
 from labbench.toolcalls import ToolCall
 
 
 def make_prompt(
-    expect_tools=None, expect_keywords=(), expect_answer=None, answer_regex=None
+    expect_tools=None, expect_keywords=(), expect_answer=None, answer_regex=None, expect_tests=None
 ) -> Prompt:
     return Prompt(
         id="p",
@@ -24,6 +26,7 @@ def make_prompt(
         expect_keywords=tuple(expect_keywords),
         expect_answer=expect_answer,
         answer_regex=answer_regex,
+        expect_tests=expect_tests,
     )
 
 
@@ -354,10 +357,71 @@ def test_failed_score():
     )
 
 
+# Executed tests
+
+TESTS = "assert add(2, 2) == 4"
+
+
+def test_passed_tests_score_one_and_say_so():
+    result = score_response(
+        make_prompt(expect_tests=TESTS), "x", [], tests=ExecutionResult("passed", "", "", 0.1)
+    )
+    assert (result.score, result.parts, result.explanation) == (
+        1.0,
+        {"tests": 1.0},
+        "tests 1.00: passed",
+    )
+
+
+@pytest.mark.parametrize(
+    ("verdict", "detail"),
+    [
+        ("failed", "assert add(2, 2) == 4"),
+        ("error", "NameError: name 'add' is not defined"),
+        ("timed out", "no result within 10 s"),
+        ("no code found", "the answer has no Python code"),
+    ],
+)
+def test_tests_compose_with_keywords_as_one_more_part(verdict, detail):
+    prompt = make_prompt(expect_keywords=["def add"], expect_tests=TESTS)
+    tests = ExecutionResult(verdict, detail, "", 0.1)
+    result = score_response(prompt, "def add(a, b): return a - b", [], tests=tests)
+    assert result.score == 0.5
+    assert result.parts == {"keywords": 1.0, "tests": 0.0}
+    assert result.explanation.splitlines() == [
+        "keywords 1.00: found 'def add'",
+        f"tests 0.00: {verdict}: {detail}",
+    ]
+
+
+def test_tests_not_run_leave_a_tests_only_prompt_unscored_never_passed():
+    result = score_response(make_prompt(expect_tests=TESTS), "def add(a, b): return a + b", [])
+    assert (result.score, result.parts, result.explanation) == (None, {}, TESTS_NOT_RUN)
+    assert TESTS_NOT_RUN == "tests not run (exec=false)"
+
+
+def test_tests_not_run_score_a_prompt_on_its_other_parts_only():
+    prompt = make_prompt(expect_answer="4", expect_tests=TESTS)
+    result = score_response(prompt, "It returns 5.", [])
+    assert (result.score, result.parts) == (0.0, {"answer": 0.0})
+    assert result.explanation.splitlines() == [
+        "answer 0.00: '4' not found in the answer",
+        TESTS_NOT_RUN,
+    ]
+
+
+def test_a_long_failure_detail_is_one_shortened_line():
+    tests = ExecutionResult("failed", "assert " + "x" * 500 + "\nsecond line", "", 0.1)
+    result = score_response(make_prompt(expect_tests=TESTS), "", [], tests=tests)
+    [line] = result.explanation.splitlines()
+    assert line.startswith("tests 0.00: failed: assert xxx") and line.endswith("...")
+    assert len(line) < 230
+
+
 # Summary
 
 
-def run_scores_of(ledger_path, rows: list[tuple[str, float, bool]]) -> dict | None:
+def run_scores_of(ledger_path, rows: Sequence[tuple[str, float | None, bool]]) -> dict | None:
     """Record (category, score, ok) rows as the runner does (a failed request stores
     failed_score) and read the run's scores back from the ledger's views."""
     db = open_ledger(ledger_path)
@@ -396,6 +460,14 @@ def test_failed_prompts_count_zero(isolated_ledger):
     assert (scores["overall"], scores["success_rate"]) == (0.625, 0.75)
     assert scores["categories"] == {"a": 0.5, "b": 0.75}
     assert (scores["prompts"], scores["failures"]) == (4, 1)
+
+
+def test_unscored_prompts_are_left_out_of_category_and_overall(isolated_ledger):
+    rows = [("a", 1.0, True), ("a", None, True), ("b", None, True), ("c", 0.0, True)]
+    scores = run_scores_of(isolated_ledger, rows)
+    assert scores is not None
+    assert scores["categories"] == {"a": 1.0, "b": None, "c": 0.0}
+    assert (scores["overall"], scores["prompts"], scores["failures"]) == (0.5, 4, 0)
 
 
 def test_a_run_without_results_has_no_scores(isolated_ledger):

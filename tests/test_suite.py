@@ -225,7 +225,8 @@ PROMPT_ERRORS = [
     (
         "expect_tool = []",
         "suite.toml: read: expect_tool: unknown key (expected one of: id, category, prompt,"
-        " system, max_tokens, tools, expect_tools, expect_keywords, expect_answer, answer_regex)",
+        " system, max_tokens, tools, expect_tools, expect_keywords, expect_answer, answer_regex,"
+        " expect_tests, entry_point)",
     ),
 ]
 
@@ -313,7 +314,7 @@ def test_expected_call_errors(write_suite, expect_tools, tools, message):
         (
             'id = "x"\ncategory = "c"\nprompt = "p"\nexpect_keywords = []',
             "suite.toml: x: expects nothing: give expect_tools (may be []), expect_keywords,"
-            " expect_answer or answer_regex",
+            " expect_answer, answer_regex or expect_tests",
         ),
     ],
 )
@@ -329,8 +330,8 @@ def test_prompt_errors(write_suite, prompt, message):
         ('prompts = "x"', "suite.toml: prompts: must be [[prompts]] tables"),
         (
             'title = "x"\n' + READ_PROMPT,
-            "suite.toml: title: unknown key (expected one of: name, description, defaults, tools,"
-            " prompts)",
+            "suite.toml: title: unknown key (expected one of: name, description, exec, defaults,"
+            " tools, prompts)",
         ),
         (
             HEADER.replace("max_tokens = 64", "max_tokens = -1") + READ_PROMPT,
@@ -418,3 +419,71 @@ def test_baseline_tool_arguments_appear_in_the_prompt_text():
             for name, accepted in call.arguments.items():
                 values = accepted if isinstance(accepted, list) else [accepted]
                 assert any(str(value) in prompt.prompt for value in values), (prompt.id, name)
+
+
+CODE_PROMPT = """\
+[[prompts]]
+id = "add"
+category = "code_generation"
+prompt = "Write add(a, b)."
+"""
+
+
+def test_expect_tests_is_an_expectation_and_loads_with_its_entry_point(write_suite):
+    suite = load_suite(
+        write_suite(
+            HEADER
+            + CODE_PROMPT
+            + """entry_point = "add"
+            expect_tests = \"\"\"
+            assert add(2, 2) == 4
+            \"\"\"
+            """
+        )
+    )
+    [prompt] = suite.prompts
+    assert (prompt.expect_tests, prompt.entry_point) == ("assert add(2, 2) == 4\n", "add")
+    assert (prompt.expect_tools, prompt.expect_keywords, prompt.code_prompt) == (None, (), None)
+    assert suite.exec_tests is True
+
+
+def test_exec_false_in_a_suite_turns_execution_off(write_suite):
+    text = "exec = false\n" + HEADER + CODE_PROMPT + 'expect_tests = "assert add(1, 1) == 2"\n'
+    assert load_suite(write_suite(text)).exec_tests is False
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            'expect_tests = "assert add(2, 2) == 4\\nassert add(1 ==\\n"',
+            "suite.toml: add: expect_tests: line 2: does not compile: '(' was never closed",
+        ),
+        (
+            'expect_tests = "assert add(2, 2) == 4\\n  assert add(0, 0) == 0"',
+            "suite.toml: add: expect_tests: line 2: does not compile: unexpected indent",
+        ),
+        ('expect_tests = ""', "suite.toml: add: expect_tests: must not be empty"),
+        ("expect_tests = 4", "suite.toml: add: expect_tests: must be a string, got an integer"),
+        (
+            'entry_point = "add"\nexpect_keywords = ["def"]',
+            "suite.toml: add: entry_point: goes with expect_tests",
+        ),
+        (
+            'entry_point = "add me"\nexpect_tests = "assert True"',
+            "suite.toml: add: entry_point: not a Python name: 'add me'",
+        ),
+    ],
+)
+def test_test_code_and_entry_point_errors_name_file_prompt_and_line(write_suite, fields, message):
+    assert load_error(write_suite, HEADER + CODE_PROMPT + fields + "\n") == message
+
+
+def test_exec_must_be_a_boolean(write_suite):
+    text = 'exec = "no"\n' + HEADER + READ_PROMPT
+    assert load_error(write_suite, text) == "suite.toml: exec: must be true or false, got a string"
+
+
+def test_the_baseline_code_prompts_are_scored_by_tests():
+    code = [p for p in load_suite("baseline").prompts if p.category == "code_generation"]
+    assert code and all(prompt.expect_tests for prompt in code)

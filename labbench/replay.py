@@ -1,0 +1,84 @@
+"""A small OpenAI-compatible chat server that replays known answers, over real HTTP on a free
+port, in a thread: the self-check feeds HumanEval's canonical solutions through the whole eval
+path with it, and `just bench-exec` uses it as a server whose answers hold code.
+
+The first path segment before /v1 is handed to `answer` as the variant, so one server can give
+different answers to `url=http://127.0.0.1:PORT/VARIANT/v1`. With `tokens_per_s` it emulates a
+server that generates that many tokens per second in all (requests share it, as a batching
+server's throughput is shared), counting a token as 4 characters of the answer.
+"""
+
+import json
+import threading
+import time
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+Answer = Callable[[str, str], str]  # (variant, last user message) -> the answer's content
+
+
+CHARS_PER_TOKEN = 4
+
+
+@contextmanager
+def replay_server(answer: Answer, tokens_per_s: float | None = None) -> Generator[str, None, None]:
+    """Serve until the block ends; yields the base URL, http://127.0.0.1:PORT."""
+    busy_until = [time.monotonic()]
+    lock = threading.Lock()
+
+    def generate(content: str) -> None:
+        """Wait for this answer's share of the emulated server's time."""
+        if tokens_per_s is None:
+            return
+        with lock:
+            start = max(time.monotonic(), busy_until[0])
+            busy_until[0] = start + len(content) / CHARS_PER_TOKEN / tokens_per_s
+            finish = busy_until[0]
+        time.sleep(max(0.0, finish - time.monotonic()))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            variant, _, rest = self.path.strip("/").partition("/")
+            if rest != "v1/chat/completions":
+                variant, rest = "", self.path.strip("/")
+            if rest != "v1/chat/completions":
+                self.send_error(404)
+                return
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            question = [m for m in request["messages"] if m["role"] == "user"][-1]["content"]
+            content = answer(variant, question)
+            generate(content)
+            body = json.dumps(
+                {
+                    "choices": [
+                        {
+                            "message": {"role": "assistant", "content": content},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": len(question) // CHARS_PER_TOKEN,
+                        "completion_tokens": len(content) // CHARS_PER_TOKEN,
+                    },
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format, *args) -> None:  # quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
