@@ -405,3 +405,18 @@ def test_the_score_plot_joins_each_run_to_its_baseline_only(isolated_ledger):
     add_eval(db, SIX)  # 6: #1 again
     rows = sorted(cumulative_rows(db, list(range(1, 7))), key=lambda r: r["run_id"])
     assert lineage_lines(rows) == [(1, 3), (2, 5), (1, 6)]
+
+
+def test_unscored_prompts_and_runs_render(isolated_ledger):
+    """Prompts whose tests were not run have no score (NULL): left out, never a crash."""
+    db = open_ledger(isolated_ledger)
+    add_eval(db, [None, None, None])  # 1: nothing scored
+    add_eval(db, [1.0, None, 0.0, 1.0, None, 0.0], adapter="/a/1")  # 2
+    write_journal(db, journal_dir(isolated_ledger))
+    rows = markdown_rows(render_journal(db, journal_dir(isolated_ledger)), "### Suite: baseline")
+    assert [(r[0], r[4], r[5]) for r in rows] == [
+        ("#1 Baseline", "—", "—"),
+        ("#2 Trained", "50.0% (15.0%–85.0%)", "—"),
+    ]
+    view = {r["run_id"]: r for r in db.query("SELECT * FROM cumulative_results")}
+    assert view[1]["overall"] is None and view[2]["baseline_run_id"] == 1
