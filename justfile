@@ -63,7 +63,7 @@ compare *args:
 note *args:
     @exec "{{python}}" scripts/note.py "$@"
 
-# Regenerate journal/JOURNAL.md from the ledger
+# Regenerate journal/JOURNAL.md from the ledger (archive files too: --rebuild)
 [no-exit-message]
 journal *args:
     @exec "{{python}}" scripts/journal.py "$@"
@@ -89,7 +89,7 @@ bench-eval *args:
 bench-exec *args:
     @exec "{{python}}" benchmarks/bench_exec.py "$@"
 
-# Benchmark: journal regeneration time on a synthetic ledger of 10,000 runs x 30 prompts
+# Benchmark: the journal's cost for one more run vs a full regeneration, 10,000 runs x 30 prompts
 [no-exit-message]
 bench-journal *args:
     @exec "{{python}}" benchmarks/bench_journal.py "$@"

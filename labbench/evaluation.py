@@ -28,12 +28,7 @@ from labbench.fingerprint import eval_fingerprint
 from labbench.ledger import Run, dataset_of_adapter, recording_run, run_scores
 from labbench.scoring import failed_score, score_response
 from labbench.settings import EvalSettings, SamplingSettings
-from labbench.stats import (
-    PASS_THRESHOLD,
-    mean_of_group_means_interval,
-    pass_at_k,
-    pass_at_k_levels,
-)
+from labbench.stats import PASS_THRESHOLD, overall_interval, pass_at_k, pass_at_k_levels
 from labbench.suite import Prompt, Suite
 from labbench.toolcalls import ToolCall, extract_tool_calls
 
@@ -350,13 +345,14 @@ def pass_at_k_summary(samples_by_prompt: list[list[dict]], epochs: int) -> dict[
 
 
 def interval_summary(rows: list[dict]) -> dict:
-    """The 95% CI of overall, from one row per prompt."""
-    by_category: dict[str, list[float]] = {}
-    for row in rows:
-        if row["score"] is not None:  # unscored (tests not run), as the views' AVG leaves it
-            by_category.setdefault(row["category"], []).append(row["score"])
-    low, high = mean_of_group_means_interval(by_category) if by_category else (None, None)
-    return {"overall_ci_low": low, "overall_ci_high": high}
+    """The 95% CI of overall and its method (stats.overall_interval), from one row per prompt
+    (prompt_id, category, score): the same bytes whatever order the rows come in."""
+    interval = overall_interval([(row["prompt_id"], row["category"], row["score"]) for row in rows])
+    return {
+        "overall_ci_low": interval.low,
+        "overall_ci_high": interval.high,
+        "overall_ci_method": interval.method,
+    }
 
 
 def _progress(total: int):

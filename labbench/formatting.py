@@ -1,5 +1,8 @@
 """How numbers and tables are shown, in the terminal, the journal and the reports alike."""
 
+import os
+from pathlib import Path
+
 DASH = "—"
 CATEGORY_TITLES = {
     "tool_calling": "Tool Calling",
@@ -22,11 +25,14 @@ def loss(value: float | None) -> str:
     return "NaN" if value is None else f"{value:.3f}"
 
 
-def with_ci(value: float | None, low: float | None, high: float | None) -> str:
+def with_ci(
+    value: float | None, low: float | None, high: float | None, method: str | None = None
+) -> str:
+    """A score with its CI; `method` "n too small" says why there is none."""
     if value is None:
         return DASH
     if low is None or high is None:
-        return percent(value)
+        return f"{percent(value)} (n too small)" if method == "n too small" else percent(value)
     return f"{percent(value)} ({percent(low)}–{percent(high)})"
 
 
@@ -67,8 +73,35 @@ def scores_table(scores: dict) -> str:
     overall = percent(scores["overall"])
     if scores["ci_low"] is not None:
         overall += f"  (95% CI {percent(scores['ci_low'])} – {percent(scores['ci_high'])})"
+    elif scores.get("ci_method") == "n too small":
+        overall += "  (too few prompts for a CI)"
     rows = [["overall", overall], ["success rate", percent(scores["success_rate"])]]
     rows += [[f"pass@{k}", percent(value)] for k, value in scores.get("pass_at_k", {}).items()]
     categories = sorted(scores["categories"].items(), key=lambda item: category_order(item[0]))
     rows += [[category, percent(score)] for category, score in categories]
     return terminal_table(rows, ["", "score"])
+
+
+def short_path(path: str, journal_dir: Path) -> str:
+    """A path relative to the ledger's directory (adapters/7, journal/reports/7.html) when it
+    is inside it, else as recorded."""
+    base = journal_dir.parent
+    if Path(path).is_relative_to(base):
+        return Path(path).relative_to(base).as_posix()
+    return path
+
+
+def relative(path: Path | str, journal_dir: Path) -> str:
+    """A link from the journal directory to `path`."""
+    return Path(os.path.relpath(path, journal_dir)).as_posix()
+
+
+def sampling_text(sampling: dict) -> str:
+    """An eval's sampling settings (runs.config["sampling"]) in full."""
+    max_tokens = sampling.get("max_tokens")
+    seed = sampling.get("seed")
+    return (
+        f"temperature {sampling.get('temperature') or 0:g}, "
+        f"seed {'none' if seed is None else seed}, "
+        f"max_tokens {'from the suite' if max_tokens is None else max_tokens}"
+    )

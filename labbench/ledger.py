@@ -223,6 +223,7 @@ def run_scores(db: Database, run_id: int) -> dict | None:
         "categories": {row["category"]: row["score"] for row in rows},
         "ci_low": stored.get("overall_ci_low"),
         "ci_high": stored.get("overall_ci_high"),
+        "ci_method": stored.get("overall_ci_method"),
         "pass_at_k": stored.get("pass_at_k") or {},
     }
 

@@ -1,4 +1,4 @@
-"""Matplotlib pictures for the journal: scores by step, training loss curves.
+"""Matplotlib pictures for the journal: scores by base model, training loss curves.
 
 A picture is redrawn only when the data it shows changed (a hash of the data sits beside
 it), so regenerating the journal stays fast as the ledger grows. matplotlib is imported only
@@ -36,31 +36,76 @@ def _pyplot():
     return plt
 
 
-def scores_by_step(path: Path, suite: str, steps: list[dict], categories: list[str]) -> Path:
-    """Overall (with its 95 % CI) and per-category score for each finished eval of a suite.
+PLOT_RUNS = 200  # the most recent evals of a suite a score plot shows
 
-    `steps`: dicts with run_id, overall, ci_low, ci_high and a `categories` dict."""
-    same, digest = _unchanged(path, [suite, steps, categories])
+
+def lineage_lines(steps: list[dict]) -> list[tuple[int, int]]:
+    """The (baseline run, run) pairs a score plot joins: each run to the baseline the
+    cumulative_results view gave it (its Δ), when both are shown and scored; nothing else."""
+    shown = {s["run_id"]: s for s in steps}
+    return [
+        (s["baseline_run_id"], s["run_id"])
+        for s in steps
+        if s["overall"] is not None
+        and s["baseline_run_id"] in shown
+        and shown[s["baseline_run_id"]]["overall"] is not None
+    ]
+
+
+def scores_by_lineage(path: Path, suite: str, steps: list[dict]) -> Path:
+    """Overall score with its 95 % CI for each finished eval of a suite, in run order, and a
+    line from each run's baseline (the Δ rule of the cumulative_results view) to the run: one
+    colour per base model, adapters as steps from it, unrelated runs never joined.
+
+    `steps`: dicts with run_id, overall, ci_low, ci_high, baseline_run_id, adapter and lineage
+    (the label of the base model), in run order; only the last PLOT_RUNS are drawn."""
+    shown = steps[-PLOT_RUNS:]
+    same, digest = _unchanged(path, [suite, shown])
     if same:
         return path
     plt = _pyplot()
+    from matplotlib.collections import LineCollection
+
     figure, axes = plt.subplots(figsize=(8, 4))
-    x = list(range(len(steps)))
-    overall = [_or_nan(s["overall"]) for s in steps]
-    few = len(steps) <= 50  # markers and run labels only while they stay readable
-    axes.plot(x, overall, "o-" if few else "-", color="black", label="overall", linewidth=2)
-    low = [_or_nan(s["ci_low"] if s["ci_low"] is not None else s["overall"]) for s in steps]
-    high = [_or_nan(s["ci_high"] if s["ci_high"] is not None else s["overall"]) for s in steps]
-    axes.fill_between(x, low, high, color="grey", alpha=0.2, label="overall 95% CI")
-    for category in categories:
-        values = [_or_nan(s["categories"].get(category)) for s in steps]
-        axes.plot(x, values, ".--" if few else "--", label=category, linewidth=1)
-    if len(steps) <= 30:
-        axes.set_xticks(x, [f"#{s['run_id']}" for s in steps], rotation=45)
+    x = {s["run_id"]: i for i, s in enumerate(shown)}
+    y = {s["run_id"]: s["overall"] for s in shown}
+    lineages = sorted({s["lineage"] for s in shown})
+    colours = {name: f"C{i % 10}" for i, name in enumerate(lineages)}
+    lines = lineage_lines(shown)
+    by_id = {s["run_id"]: s for s in shown}
+    for name in lineages:
+        mine = [s for s in shown if s["lineage"] == name and s["overall"] is not None]
+        ids = {s["run_id"] for s in mine}
+        for adapter_steps, style in ((True, "solid"), (False, "dotted")):
+            segments = [
+                [(x[a], y[a]), (x[b], y[b])]
+                for a, b in lines
+                if b in ids and bool(by_id[b]["adapter"]) == adapter_steps
+            ]
+            axes.add_collection(LineCollection(segments, colors=colours[name], linestyles=style))
+        with_ci = [s for s in mine if s["ci_low"] is not None]
+        axes.vlines(
+            [x[s["run_id"]] for s in with_ci],
+            [s["ci_low"] for s in with_ci],
+            [s["ci_high"] for s in with_ci],
+            colors=colours[name],
+            alpha=0.35,
+            linewidth=3,
+        )
+        axes.plot(
+            [x[s["run_id"]] for s in mine],
+            [s["overall"] for s in mine],
+            "o" if len(shown) <= 50 else ".",
+            color=colours[name],
+            label=name,
+        )
+    if len(shown) <= 30:
+        axes.set_xticks(range(len(shown)), [f"#{s['run_id']}" for s in shown], rotation=45)
+    axes.set_xlim(-0.5, max(len(shown) - 0.5, 0.5))
     axes.set_ylim(0, 1)
-    axes.set_xlabel("eval run (step)")
-    axes.set_ylabel("score")
-    axes.set_title(f"Scores by step: suite {suite}")
+    axes.set_xlabel("eval run" + (f" (the last {PLOT_RUNS})" if len(steps) > PLOT_RUNS else ""))
+    axes.set_ylabel("overall score, 95% CI")
+    axes.set_title(f"Suite {suite}: solid, an adapter's Δ from its base; dotted, a rerun's")
     axes.legend(loc="upper left", fontsize="small")
     figure.tight_layout()
     _save(figure, path, digest)

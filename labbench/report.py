@@ -13,10 +13,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlite_utils import Database
 
 from labbench.atomicfile import write_text_atomically
+from labbench.entries import EntryData, render_command
 from labbench.errors import UserError
-from labbench.formatting import DASH, category_title, percent
-from labbench.journal import render_command
-from labbench.ledger import run_scores
+from labbench.formatting import DASH, category_title, percent, sampling_text
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE_NAME = "report.html.j2"
@@ -88,27 +87,50 @@ def _prompt_row(row: dict) -> dict:
     }
 
 
+def prompt_texts(run: dict, parts: dict | None) -> dict[str, str] | None:
+    """Prompt id -> its text (system prompt first), from the run's suite file when it is the
+    file the run used (its hash is in the fingerprint); None when it changed or is gone."""
+    from labbench.fingerprint import file_sha256
+    from labbench.suite import load_suite
+
+    suite_path = (_json_value(run["config"], {}) or {}).get("suite_path")
+    if not suite_path or not isinstance(parts, dict) or not Path(suite_path).is_file():
+        return None
+    if file_sha256(Path(suite_path)) != parts.get("suite"):
+        return None
+    try:
+        suite = load_suite(suite_path)
+    except UserError:
+        return None
+    return {
+        p.id: (f"[system] {p.system}\n\n" if p.system else "") + p.prompt for p in suite.prompts
+    }
+
+
 def report_context(db: Database, run_id: int) -> dict:
     """Everything the template shows, read from the ledger (raises UserError for no such run)."""
     runs = list(db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
     if not runs:
         raise UserError(f"no run {run_id} in the ledger")
     run = runs[0]
-    # Scores come from the views over eval_results, as in the journal and Datasette, so they
-    # agree and exist for failed runs too.
-    scores = run_scores(db, run_id) or {}
-    categories = list(
-        db.query(
-            "SELECT category, score, prompts, failures FROM category_scores "
-            "WHERE run_id = ? ORDER BY category",
-            [run_id],
-        )
-    )
-    low, high = scores.get("ci_low"), scores.get("ci_high")
+    # Scores as the journal reads them (entries.EntryData: the views' definitions, narrowed to
+    # this run, so a report costs the same on a big ledger); they exist for failed runs too.
+    data = EntryData(db, [run], {})
+    scores = data.summaries.get(run_id, {})
+    categories = sorted(data.categories.get(run_id, {}).values(), key=lambda c: c["category"])
+    stored = _json_value(run["summary"], {}) or {}
+    if not isinstance(stored, dict):
+        stored = {}
+    low, high = stored.get("overall_ci_low"), stored.get("overall_ci_high")
     results = db.query(
         "SELECT * FROM eval_results WHERE run_id = ? ORDER BY category, prompt_id, id", [run_id]
     )
     parts = _json_value(run["fingerprint_parts"])
+    sampling = (_json_value(run["config"], {}) or {}).get("sampling")
+    texts = prompt_texts(run, parts) if run["kind"] == "eval" else None
+    rows = [_prompt_row(row) for row in results]
+    for row in rows:
+        row["text"] = None if texts is None else texts.get(row["prompt_id"])
     return {
         "run": run,
         "title": f"Run {run['id']}: {run['kind']} {run['status']}",
@@ -118,12 +140,15 @@ def report_context(db: Database, run_id: int) -> dict:
         "summary": {
             "overall": scores.get("overall"),
             "ci": None if low is None or high is None else (low, high),
+            "ci_method": stored.get("overall_ci_method"),
             "success_rate": scores.get("success_rate"),
             "prompts": scores.get("prompts", 0),
             "failures": scores.get("failures") or 0,
         },
         "categories": categories,
-        "results": [_prompt_row(row) for row in results],
+        "results": rows,
+        "sampling": sampling_text(sampling) if isinstance(sampling, dict) else None,
+        "prompt_texts_known": texts is not None,
     }
 
 

@@ -2,6 +2,8 @@
 it shipped (a fix is a new migration). sqlite-utils runs each one in a transaction.
 """
 
+import json
+
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
@@ -301,3 +303,117 @@ def m008_executed_tests(db: Database) -> None:
         """,
         replace=True,
     )
+
+
+# The sampling settings and endpoint of an eval, as the baseline rule compares them. A missing
+# temperature is the default 0; the endpoint is `url` for a server we did not start (url= and
+# no server_pid), else `server`.
+_EVAL_SETTINGS = """
+    COALESCE(json_extract(runs.config, '$.sampling.temperature'), 0) AS temperature,
+    json_extract(runs.config, '$.sampling.max_tokens') AS max_tokens,
+    json_extract(runs.config, '$.sampling.seed') AS seed,
+    CASE WHEN json_extract(runs.config, '$.url') IS NOT NULL
+              AND json_extract(runs.config, '$.server_pid') IS NULL
+         THEN 'url' ELSE 'server' END AS endpoint
+"""
+
+
+def _category_means(run: str) -> str:
+    """A run's category scores as category_scores defines them (a prompt's score is the mean
+    of its rows), read from eval_results by run id so that SQLite looks up only that run:
+    category_scores itself is aggregated over the whole table first, which made the journal's
+    few rows cost as much as all 10,000."""
+    return f"""(SELECT category, AVG(score) AS score FROM
+                 (SELECT category, AVG(score) AS score FROM eval_results
+                  WHERE eval_results.run_id = {run} GROUP BY prompt_id, category)
+               GROUP BY category)"""
+
+
+@migrations()
+def m009_journal_views(db: Database) -> None:
+    # cumulative_results, again: Δ against the right baseline. A run's baseline is the most
+    # recent earlier finished eval of the same suite, base model, sampling settings
+    # (temperature, max_tokens, seed) and endpoint kind that ran the base model alone (no
+    # adapter). For an adapter's row that is its base model's eval; for a base model's row the
+    # previous run of the identical configuration (a reproducibility check). base_model is
+    # runs.model today; a lineage column (issue 13: fused models) slots in as
+    # COALESCE(runs.base_model, runs.model), with `derived` true for a fused model too.
+    #
+    # Every value is looked up per row (no window, no join over the whole table), and the
+    # inner query is grouped by run_id, so that SQLite computes each lookup once and a filter
+    # on run_id (`WHERE run_id >= ?`, what the journal asks) costs only the rows asked for.
+    # overall agrees with eval_summaries (tests/test_journal.py checks it). The *_pct and
+    # delta_pts columns are the same numbers as text, for Datasette.
+    baseline_overall = f"(SELECT AVG(score) FROM {_category_means('baseline_run_id')})"
+    db.execute("DROP VIEW IF EXISTS cumulative_results")
+    db.create_view(
+        "cumulative_results",
+        f"""
+        WITH evals AS NOT MATERIALIZED (
+          SELECT runs.*, runs.model AS base_model, COALESCE(runs.adapter, '') != '' AS derived,
+                 {_EVAL_SETTINGS}
+          FROM runs
+          WHERE runs.kind = 'eval' AND runs.status = 'ok'
+            AND EXISTS (SELECT 1 FROM eval_results WHERE eval_results.run_id = runs.id)
+        ),
+        scored AS (
+          SELECT row.id AS run_id, row.suite, row.model, row.base_model, row.adapter,
+                 row.derived, row.dataset, row.endpoint, row.temperature, row.max_tokens,
+                 row.seed, row.fingerprint, row.note, row.started_at,
+                 json_extract(row.summary, '$.overall_ci_low') AS ci_low,
+                 json_extract(row.summary, '$.overall_ci_high') AS ci_high,
+                 json_extract(row.summary, '$.overall_ci_method') AS ci_method,
+                 (SELECT base.id FROM evals AS base
+                  WHERE base.id < row.id AND NOT base.derived AND base.suite IS row.suite
+                    AND base.base_model IS row.base_model
+                    AND base.temperature IS row.temperature
+                    AND base.max_tokens IS row.max_tokens AND base.seed IS row.seed
+                    AND base.endpoint IS row.endpoint
+                  ORDER BY base.id DESC LIMIT 1) AS baseline_run_id,
+                 (SELECT AVG(score) FROM {_category_means("row.id")}) AS overall,
+                 (SELECT json_group_object(category, score) FROM {_category_means("row.id")})
+                   AS categories,
+                 (SELECT AVG(error IS NULL) FROM eval_results WHERE run_id = row.id)
+                   AS success_rate,
+                 (SELECT COUNT(DISTINCT prompt_id) FROM eval_results WHERE run_id = row.id)
+                   AS prompts
+          FROM evals AS row GROUP BY row.id
+        )
+        SELECT run_id, suite,
+               '#' || run_id || CASE WHEN derived THEN ' Trained' ELSE ' Baseline' END AS step,
+               model, adapter, dataset,
+               printf('%.1f%%', 100 * overall) AS overall_pct,
+               CASE WHEN ci_low IS NOT NULL
+                    THEN printf('%.1f%%–%.1f%%', 100 * ci_low, 100 * ci_high)
+                    ELSE ci_method END AS ci_pct,
+               CASE WHEN baseline_run_id IS NOT NULL
+                    THEN printf('%+.1f pts vs #%d', 100 * (overall - {baseline_overall}),
+                                baseline_run_id) END AS delta_pts,
+               base_model, endpoint, temperature, max_tokens, seed,
+               overall, ci_low, ci_high, ci_method, baseline_run_id,
+               overall - {baseline_overall} AS delta,
+               categories, success_rate, prompts, fingerprint, note, started_at
+        FROM scored
+        """,
+    )
+    db.table("runs").create_index(["fingerprint"])  # the journal's identical-run check
+    _recompute_intervals(db)
+
+
+def _recompute_intervals(db: Database) -> None:
+    """CIs stored before m009 depended on the order prompts finished in: recompute every
+    finished eval's from its prompts' scores with evaluation.interval_summary."""
+    from labbench.evaluation import interval_summary
+
+    rows = db.execute(
+        "SELECT id, summary FROM runs WHERE kind = 'eval' AND status != 'running' "
+        "AND id IN (SELECT run_id FROM eval_results) ORDER BY id"
+    ).fetchall()
+    for run_id, summary in rows:
+        prompts = db.query(
+            "SELECT prompt_id, category, score FROM prompt_scores WHERE run_id = ?", [run_id]
+        )
+        stored = json.loads(summary or "{}") | interval_summary(list(prompts))
+        db.execute(
+            "UPDATE runs SET summary = ? WHERE id = ?", [json.dumps(stored, sort_keys=True), run_id]
+        )

@@ -10,6 +10,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import NamedTuple
 
 PASS_THRESHOLD = 0.5  # a prompt passes when its score is at least this
 
@@ -112,6 +113,50 @@ def mean_of_group_means_interval(
     )
     tail = (1 - confidence) / 2
     return (_percentile(statistics, tail), _percentile(statistics, 1 - tail))
+
+
+MIN_BOOTSTRAP_PROMPTS = 5  # per category: fewer and the bootstrap collapses towards a point
+CI_SEED = 0
+
+
+class OverallInterval(NamedTuple):
+    low: float | None
+    high: float | None
+    method: str  # "wilson", "bootstrap" or "n too small"
+
+
+def overall_interval(
+    prompts: Sequence[tuple[str, str, float | None]], confidence: float = 0.95
+) -> OverallInterval:
+    """The 95 % CI of an eval's overall score (the mean of its category means) from its
+    (prompt_id, category, score) triples, whatever order they came in.
+
+    Pass/fail scores (every score 0 or 1) get a Wilson interval at the overall score with n =
+    the scored prompts, which never collapses to a point. Other scores get the stratified
+    bootstrap over prompts sorted by id with a fixed seed, when every category has at least
+    MIN_BOOTSTRAP_PROMPTS prompts; otherwise no interval ("n too small"). Unscored prompts
+    (score None) are left out."""
+    by_category: dict[str, list[float]] = {}
+    for _, category, score in sorted(prompts, key=lambda p: (p[0], p[1])):
+        if score is not None:
+            by_category.setdefault(category, []).append(score)
+    if not by_category:
+        return OverallInterval(None, None, "n too small")
+    scores = [s for values in by_category.values() for s in values]
+    if is_binary(scores):
+        overall = _mean([_mean(by_category[name]) for name in sorted(by_category)])
+        # Wilson accepts fractional successes: with unequal categories the overall rate is a
+        # weighted one, and n is the number of prompts behind it.
+        n = len(scores)
+        successes = overall * n
+        if abs(successes - round(successes)) < 1e-9:  # float noise in the means
+            successes = round(successes)
+        low, high = wilson_interval(min(successes, n), n, confidence)
+        return OverallInterval(low, high, "wilson")
+    if min(len(values) for values in by_category.values()) < MIN_BOOTSTRAP_PROMPTS:
+        return OverallInterval(None, None, "n too small")
+    low, high = mean_of_group_means_interval(by_category, confidence, seed=CI_SEED)
+    return OverallInterval(low, high, "bootstrap")
 
 
 def pass_at_k(samples: int, correct: int, k: int) -> float:

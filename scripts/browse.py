@@ -19,6 +19,7 @@ HOST = "127.0.0.1"  # local only: the ledger holds commands, paths and model out
 DEFAULT_PORT = 8001  # Datasette's usual port; any free TCP port
 DB_NAME = "ledger"  # every ledger file is served under this name, the one metadata.yaml uses
 METADATA = PROJECT_ROOT / "metadata.yaml"
+STATIC = PROJECT_ROOT / "labbench" / "datasette"  # served as /labbench-static/ (metadata.yaml)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +40,11 @@ def datasette_app(ledger: Path):
 
     metadata = yaml.safe_load(METADATA.read_text(encoding="utf-8"))
     # No facet suggestions: each one re-runs a view, seconds per page on a big ledger.
-    datasette = Datasette(metadata=metadata, settings={"suggest_facets": False})
+    datasette = Datasette(
+        metadata=metadata,
+        settings={"suggest_facets": False},
+        static_mounts=[("labbench-static", str(STATIC))],
+    )
     datasette.remove_database("_memory")  # added when no files are given; we add ours by name
     datasette.add_database(Database(datasette, path=str(ledger), is_mutable=True), name=DB_NAME)
     return datasette

@@ -68,6 +68,7 @@ def fill_ledger(path: Path) -> Database:
             run_row(5, adapter="adapters/2", dataset="data/tools", note="after training"),
             run_row(6, status="interrupted", error="interrupted by the user"),
             run_row(7, adapter="", summary=SUMMARY),
+            run_row(8, kind="bench"),
         ]
     )
     scores = {
@@ -86,6 +87,7 @@ def fill_ledger(path: Path) -> Database:
             {"run_id": 2, "iteration": 10, "split": "train", "loss": 2.0, "learning_rate": 1e-5},
             {"run_id": 2, "iteration": 10, "split": "val", "loss": 2.5},
             {"run_id": 2, "iteration": 20, "split": "train", "loss": 1.5, "learning_rate": 1e-5},
+            {"run_id": 8, "iteration": 5, "split": "train", "loss": 9.0},
         ]
     )
     return db
@@ -96,42 +98,56 @@ def ledger(tmp_path) -> Database:
     return fill_ledger(tmp_path / "ledger.db")
 
 
-def cumulative(run_id, suite, step, overall, delta, categories, **columns) -> dict:
-    return {
+def cumulative(run_id, suite, step, overall, baseline, delta, categories, **columns) -> dict:
+    row = {
         "run_id": run_id,
         "suite": suite,
         "step": step,
-        "dataset": None,
-        "adapter": None,
         "model": "models/tiny",
+        "base_model": "models/tiny",
+        "adapter": None,
+        "dataset": None,
+        "endpoint": "server",
+        "temperature": 0,
+        "max_tokens": None,
+        "seed": None,
         "overall": overall,
         "ci_low": 0.25,
         "ci_high": 0.75,
+        "ci_method": None,
+        "baseline_run_id": baseline,
         "delta": delta,
+        "overall_pct": f"{overall:.1%}",
+        "ci_pct": "25.0%–75.0%",
+        "delta_pts": None if baseline is None else f"{delta * 100:+.1f} pts vs #{baseline}",
         "categories": json.dumps(categories, separators=(",", ":")),
         "success_rate": 1.0,
         "prompts": 3,
         "fingerprint": None,
         "note": None,
         "started_at": f"2026-01-0{run_id}T00:00:00",
-        **columns,
     }
+    return row | columns
 
 
 def test_cumulative_results_is_the_journal_table(ledger):
     rows = list(ledger.query("SELECT * FROM cumulative_results ORDER BY suite, run_id"))
     trained = {"adapter": "adapters/2", "dataset": "data/tools"}
     assert rows == [
-        cumulative(1, "baseline", "#1 Baseline", 0.5, None, {"code": 0.5, "tool": 0.5}),
+        cumulative(1, "baseline", "#1 Baseline", 0.5, None, None, {"code": 0.5, "tool": 0.5}),
+        # An adapter against its base model's eval; a base model's run against the previous
+        # identical one.
         cumulative(
             5,
             "baseline",
             "#5 Trained",
             0.5,
+            1,
             0.0,
             {"code": 0.0, "tool": 1.0},
             ci_low=None,
             ci_high=None,
+            ci_pct=None,
             note="after training",
             **trained,
         ),
@@ -140,13 +156,22 @@ def test_cumulative_results_is_the_journal_table(ledger):
             "baseline",
             "#7 Baseline",
             0.25,
+            1,
             -0.25,
             {"code": 0.0, "tool": 0.5},
             adapter="",
             success_rate=2 / 3,
         ),
         cumulative(
-            4, "other", "#4 Trained", 0.5, None, {"code": 1.0, "tool": 0.0}, prompts=2, **trained
+            4,
+            "other",
+            "#4 Trained",
+            0.5,
+            None,
+            None,
+            {"code": 1.0, "tool": 0.0},
+            prompts=2,
+            **trained,
         ),
     ]
     summaries = {r["run_id"]: r["overall"] for r in ledger.query("SELECT * FROM eval_summaries")}
@@ -234,6 +259,13 @@ def test_compare_runs_flips_by_the_same_rule_as_compare(tmp_path):
     for i, (a, b) in enumerate(pairs):
         assert by_prompt[f"p-{i:02d}"]["flip"] == flip(a, b), (a, b)
     assert {flip(a, b) for a, b in pairs} == {"", "pass -> fail", "fail -> pass"}
+
+
+def test_the_loss_charts_keep_bench_runs_apart_from_training(ledger):
+    charts = DASHBOARDS["labbench"]["charts"]
+    training = list(ledger.query(without_filters(charts["loss"]["query"])))
+    bench = list(ledger.query(without_filters(charts["bench_loss"]["query"])))
+    assert {r["run_id"] for r in training} == {2} and {r["run_id"] for r in bench} == {8}
 
 
 def without_filters(sql: str) -> str:
@@ -400,9 +432,8 @@ def test_browse_serves_a_real_ledger_while_an_eval_writes(tiny_model, isolated_l
             (1, "#1 Baseline"),
             (3, "#3 Baseline"),
         ]
-        assert cumulative[1]["delta"] == pytest.approx(
-            cumulative[1]["overall"] - cumulative[0]["overall"]
-        )
+        # Run 3 set max_tokens=16 and run 1 did not: other sampling settings, no baseline.
+        assert (cumulative[1]["baseline_run_id"], cumulative[1]["delta"]) == (None, None)
         comparison = get_json(f"{api}/compare_runs.json?_shape=array&a=1&b=3")
         assert comparison == expected_comparison(db, 1, 3)
         assert len(comparison) == db["eval_results"].count_where("run_id = 1")
@@ -433,7 +464,7 @@ def test_browse_any_ledger_name_and_stop_with_ctrl_c(tmp_path):
     fill_ledger(tmp_path / "experiments.db").close()
     with browsing("--ledger", str(tmp_path / "experiments.db")) as (base, process):
         runs = get_json(f"{base}/ledger/runs.json?_shape=array&_sort=id")
-        assert [r["id"] for r in runs] == [1, 2, 3, 4, 5, 6, 7]
+        assert [r["id"] for r in runs] == [1, 2, 3, 4, 5, 6, 7, 8]
         title = requests.get(f"{base}/ledger/compare_runs?a=1&b=5", timeout=30).text
         assert "Compare two eval runs prompt by prompt" in title
         _, stderr = stop(process, signal.SIGINT)

@@ -1,6 +1,7 @@
 """The HTML run report: escaped model output, the whole run shown, the same bytes every time."""
 
 import re
+from html import escape
 
 import pytest
 
@@ -144,3 +145,32 @@ def test_run_without_results_and_unknown_run(db, tmp_path):
     assert "No results recorded." in html and "0 results kept" in html
     with pytest.raises(UserError, match="no run 999"):
         write_report(db, 999, tmp_path)
+
+
+def test_report_shows_each_prompt_and_the_sampling(db, tmp_path):
+    from helpers import small_suite_toml
+
+    from labbench.fingerprint import file_sha256
+    from labbench.suite import load_suite
+
+    suite_file = tmp_path / "small.toml"
+    suite_file.write_text(small_suite_toml(32))
+    suite = load_suite(str(suite_file))
+    sampling = {"temperature": 0.7, "max_tokens": 32, "seed": 5, "stop": []}
+    parts = {"suite": file_sha256(suite_file)}
+    run = start_run(
+        db, "eval", {"suite_path": str(suite_file), "sampling": sampling}, suite=suite.name
+    )
+    run.update(fingerprint_parts=parts)
+    first = suite.prompts[0]
+    run.add_eval_result({"prompt_id": first.id, "category": first.category, "score": 1.0})
+    finish_run(run, "ok")
+    html = render_report(db, run.id)
+    assert "<dt>Sampling</dt><dd>temperature 0.7, seed 5, max_tokens 32</dd>" in html
+    assert "<details><summary>prompt</summary><pre>" in html
+    assert escape(first.prompt) in html
+
+    suite_file.write_text(small_suite_toml(16))  # the suite changed since the run
+    html = render_report(db, run.id)
+    assert "the suite file changed or is gone since this run" in html
+    assert escape(first.prompt) not in html

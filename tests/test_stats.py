@@ -10,6 +10,7 @@ from labbench.stats import (
     compare_scores,
     mcnemar_exact,
     mean_of_group_means_interval,
+    overall_interval,
     paired_bootstrap,
     wilson_interval,
 )
@@ -190,3 +191,38 @@ def test_mean_of_group_means_interval_weights_groups_equally():
 def test_mean_of_group_means_interval_needs_values():
     with pytest.raises(ValueError):
         mean_of_group_means_interval({"a": []})
+
+
+prompt_triples = st.lists(
+    st.tuples(
+        st.sampled_from(["tool", "code", "reason"]),
+        st.sampled_from([0.0, 0.25, 0.5, 1.0]),
+    ),
+    min_size=1,
+    max_size=40,
+).map(lambda pairs: [(f"p{i:02d}", category, score) for i, (category, score) in enumerate(pairs)])
+
+
+@given(prompt_triples, st.randoms(use_true_random=False))
+def test_overall_interval_ignores_the_order(prompts, rng):
+    shuffled = list(prompts)
+    rng.shuffle(shuffled)
+    assert overall_interval(shuffled) == overall_interval(prompts)
+
+
+def test_overall_interval_methods():
+    # Pass/fail: Wilson, whatever the size; with equal categories it is Wilson on the rate.
+    binary = [(f"p{i}", "ab"[i % 2], float(i % 3 == 0)) for i in range(12)]
+    assert overall_interval(binary).method == "wilson"
+    assert overall_interval(binary)[:2] == wilson_interval(4, 12)
+    everything = overall_interval([("p1", "a", 1.0), ("p2", "b", 1.0)])
+    assert everything.high == 1.0 and (everything.low or 1.0) < 0.5  # never the point 100-100
+    # Graded scores: the bootstrap from 5 prompts per category, else no interval.
+    graded = [(f"p{i}", "ab"[i % 2], 0.5 * (i % 3)) for i in range(10)]
+    assert overall_interval(graded).method == "bootstrap"
+    assert overall_interval(graded[:9]) == (None, None, "n too small")
+    # Unscored prompts (score None) are left out.
+    assert overall_interval([("p1", "a", None)]) == (None, None, "n too small")
+    assert overall_interval([("p1", "a", None), ("p2", "a", 1.0), ("p3", "a", 0.0)])[:2] == (
+        wilson_interval(1, 2)
+    )

@@ -13,6 +13,7 @@ from helpers import run_script, small_suite_toml
 from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
+from labbench.cumulative import model_name
 from labbench.dummydata import write_dummy_data
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
@@ -90,7 +91,8 @@ def test_interrupted_training_leaves_a_usable_checkpoint(tiny_model, dataset, is
     assert evaluated["adapter"] == str(adapter) and evaluated["step"] == "#2 Trained"
     assert evaluated["dataset"] == run["dataset"] and run["dataset"].startswith(str(dataset))
     journal = (isolated_ledger.parent / "journal" / "JOURNAL.md").read_text()
-    assert "| #2 Trained | " + run["dataset"] + " | adapters/1 |" in journal
+    model = model_name(run["model"])  # the directory's name: tiny
+    assert f"| #2 Trained | {model} | adapters/1 | {run['dataset']} |" in journal
     assert "Run 1: Training" in journal and "[interrupted]" in journal
 
 
