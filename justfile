@@ -38,6 +38,11 @@ bench *args:
 train *args:
     @exec "{{python}}" scripts/train.py "$@"
 
+# Train a grid of settings x seeds, evaluate each, and judge the best: just sweep sweeps/NAME.toml
+[no-exit-message]
+sweep *args:
+    @exec "{{python}}" scripts/sweep.py "$@"
+
 # Write a deterministic chat-format dataset, leakage-checked: just dummy-data out=... n=... seed=...
 [no-exit-message]
 dummy-data *args:

@@ -374,6 +374,8 @@ def render_entry(view: LedgerView, run: dict, journal_dir: Path) -> str:
 
 
 def render_journal(db: Database, journal_dir: Path) -> str:
+    from labbench.sweepreport import sweep_sections
+
     view = LedgerView(db)
     parts = [
         "# Training Experiment Journal",
@@ -384,6 +386,7 @@ def render_journal(db: Database, journal_dir: Path) -> str:
         "## Cumulative Results",
         "",
         *cumulative_tables(view, journal_dir),
+        *sweep_sections(db, journal_dir),
         "## Experiments",
         "",
     ]
