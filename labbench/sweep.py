@@ -186,10 +186,9 @@ def run_trial(
     host, hardware = machine()
     trials = db.table("sweep_trials")
     row_id = trials.insert(
-        _trial_row(
-            sweep_run_id, trial, status="running", host=host, hardware=json.dumps(hardware)
-        )
+        _trial_row(sweep_run_id, trial, status="running", host=host, hardware=json.dumps(hardware))
     ).last_pk
+    assert isinstance(row_id, int)  # an integer primary key
     note = f"sweep {sweep_run_id}: {trial.label}, seed {trial.seed}"
     try:
         trained = record_training(
@@ -252,8 +251,10 @@ def describe(sweep: Sweep) -> dict[str, Any]:
         "data": str(sweep.data) if sweep.data else None,
         "seeds": list(sweep.seeds),
         "fixed": {k: list(v) if isinstance(v, tuple) else v for k, v in sweep.fixed.items()},
-        "grid": {k: [value_text(v) if isinstance(v, Path) else v for v in values]
-                 for k, values in sweep.grid.items()},  # fmt: skip
+        "grid": {
+            k: [value_text(v) if isinstance(v, Path) else v for v in values]
+            for k, values in sweep.grid.items()
+        },  # fmt: skip
         "eval": sweep.eval,
         "configurations": len(sweep.configurations()),
     }
@@ -323,3 +324,29 @@ def run_sweep(
             }
         )
     return run.id
+
+
+def sweep_command(
+    sweep: Sweep, ledger_arg: str | None, goal: str | None, note: str | None, pending: bool
+) -> int:
+    """What `just sweep` (and `just train seeds=...`) does: run the sweep and print its table
+    and verdict, or with `pending` list the trials left to train."""
+    from labbench import cli
+    from labbench.server import resolve_model
+    from labbench.suite import load_suite
+    from labbench.sweepreport import terminal_report
+
+    suite = load_suite(sweep.suite)  # a bad suite fails now, before any training
+    model = resolve_model(sweep.model)
+    with cli.recording_ledger(ledger_arg) as ledger:
+        if pending:
+            trials = plan_trials(sweep, base_fingerprint(base_eval_plan(sweep, suite, model)))
+            left = pending_trials(ledger.db, trials)
+            print(f"{len(left)} of {len(trials)} trials left to train")
+            for trial in left:
+                print(f"{trial.fingerprint}  {trial.label}, seed {trial.seed}")
+            return 0
+        sweep_run_id = run_sweep(ledger.db, sweep, suite, model, ledger.adapters_dir, goal, note)
+        print(terminal_report(ledger.db, sweep_run_id))
+    say(f"recorded as sweep run {sweep_run_id} in {ledger.path}")
+    return 0

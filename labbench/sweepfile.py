@@ -20,13 +20,13 @@ runs; every problem is one line naming the file and the key.
 """
 
 import itertools
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from labbench.errors import UserError
 from labbench.settings import LoraSettings
+from labbench.suite import tomllib
 
 TOP_KEYS = ("model", "data", "suite", "seeds", "train", "grid", "eval", "name", "description")
 EVAL_KEYS = ("max_tokens", "temperature", "seed", "epochs")
@@ -145,8 +145,7 @@ def parse_sweep(path: Path, data: dict[str, Any]) -> Sweep:
     if "data" in train:
         raise _fail(path, "train.data", "the dataset goes at the top: data = ...")
     fixed = {
-        name: check_train_value(path, f"train.{name}", name, value)
-        for name, value in train.items()
+        name: check_train_value(path, f"train.{name}", name, value) for name, value in train.items()
     }
     axes: dict[str, tuple] = {}
     for name, values in grid.items():

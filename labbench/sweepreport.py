@@ -156,6 +156,17 @@ def plot(result: SweepResult, path: Path) -> Path:
     )
 
 
+def terminal_report(db: Database, run_id: int) -> str:
+    """The sweep table, the base model, the best configuration and the verdict."""
+    from labbench.formatting import terminal_table
+
+    result = load_result(db, run_id)
+    lines = [terminal_table(*table(result)), base_line(result)]
+    if result.best is not None and len(result.configurations) > 1:
+        lines.append(f"best: {result.best.label}")
+    return "\n".join([*lines, f"verdict: {verdict(result)}"])
+
+
 def latest_sweeps(db: Database) -> list[int]:
     """The newest sweep run of each distinct sweep (a rerun links every finished trial, so it
     shows all an older one did), in run order."""

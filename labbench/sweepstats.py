@@ -8,7 +8,7 @@ seed noise. Student's t is computed here from the regularized incomplete beta fu
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 _EPS = 1e-15
 _TINY = 1e-300
@@ -190,3 +190,25 @@ def spread_from_moments(
     sd = math.sqrt(max(0.0, variance))  # the view's one-pass variance can dip below 0 by ~1e-17
     half = t_quantile(1 - (1 - confidence) / 2, n - 1) * sd / math.sqrt(n)
     return Spread(n, mean, sd, mean - half, mean + half)
+
+
+def group_test(a: Sequence[float], b: Sequence[float], alpha: float = 0.05) -> SeedTest:
+    """B relative to A, each a group of runs' overall scores (one per seed): Welch's t when both
+    have several, a one-sample t of the group against a single run otherwise."""
+    if len(a) == 1 and len(b) == 1:
+        raise ValueError("two single runs: compare them prompt by prompt instead")
+    if len(a) == 1:
+        return one_sample_test(a[0], b, alpha)
+    if len(b) == 1:
+        flipped = one_sample_test(b[0], a, alpha)
+        verdict = {"better": "worse", "worse": "better"}.get(flipped.verdict, flipped.verdict)
+        return replace(
+            flipped,
+            verdict=verdict,
+            mean_a=flipped.mean_b,
+            mean_b=flipped.mean_a,
+            diff=-flipped.diff,
+            low=None if flipped.high is None else -flipped.high,
+            high=None if flipped.low is None else -flipped.low,
+        )
+    return welch_test(a, b, alpha)
