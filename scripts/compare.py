@@ -38,15 +38,31 @@ WHY_WIDTH = 60  # characters of B's explanation shown per changed prompt
 UNCHANGED = 1e-9  # scores closer than this count as unchanged
 
 
+def run_or_group(text: str) -> int | str:
+    """A run id (an int), or a group as written: runs:4,7,9 or sweep:ID/key=value."""
+    if text.isdigit():
+        return int(text)
+    if text.startswith(("runs:", "sweep:")):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"invalid int value: {text!r} (give a run id, runs:4,7,9 or sweep:ID/key=value)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Compare eval run B with eval run A on the prompts they share.",
         epilog="Make-style key=value words work too: alpha=0.01 ledger=PATH.",
     )
     parser.add_argument(
-        "a", metavar="A", help="the reference: an eval run id, runs:4,7,9 or sweep:ID/key=value"
+        "a",
+        type=run_or_group,
+        metavar="A",
+        help="the reference: an eval run id, runs:4,7,9 or sweep:ID/key=value",
     )
-    parser.add_argument("b", metavar="B", help="judged against A: a run id or a group")
+    parser.add_argument(
+        "b", type=run_or_group, metavar="B", help="judged against A: a run id or a group"
+    )
     parser.add_argument(
         "--gate", action="store_true", help="exit 1 when B is significantly worse than A"
     )
@@ -248,14 +264,14 @@ def gate_message(comparison: Comparison, run_a: dict, run_b: dict) -> str:
     return "gate passed"
 
 
-def load_group(db, text: str) -> tuple[str, list[dict]]:
+def load_group(db, side: int | str) -> tuple[str, list[dict]]:
     """A side of the comparison: its label and its eval runs, each with its overall score."""
     from labbench.sweepreport import resolve_group
 
-    if text.isdigit():
-        label, ids = f"run {text}", [int(text)]
+    if isinstance(side, int):
+        label, ids = f"run {side}", [side]
     else:
-        group = resolve_group(db, text)
+        group = resolve_group(db, side)
         label, ids = group.label, group.run_ids
     runs = []
     for run_id in ids:
@@ -311,10 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
     if not 0 < args.alpha < 1:
         raise UserError(f"--alpha must be between 0 and 1, got {args.alpha}")
-    if not (args.a.isdigit() and args.b.isdigit()):
+    if isinstance(args.a, str) or isinstance(args.b, str):
         with cli.reading_ledger(args.ledger) as ledger:
             return compare_groups(ledger.db, args)
-    args.a, args.b = int(args.a), int(args.b)
     with cli.reading_ledger(args.ledger) as ledger:
         db = ledger.db
         run_a, run_b = load_run(db, args.a), load_run(db, args.b)
