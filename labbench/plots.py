@@ -108,26 +108,33 @@ def scores_by_configuration(
         scores = [score for _, score in conf["points"]]
         # Seeds side by side around the configuration, so equal scores stay visible.
         offsets = [(i - (len(scores) - 1) / 2) * 0.06 for i in range(len(scores))]
-        axes.scatter([x + o for o in offsets], scores, color="tab:blue", alpha=0.7, zorder=3)
-        if conf["low"] is not None:
-            axes.errorbar(
-                x + 0.25,
-                conf["mean"],
-                yerr=[[conf["mean"] - conf["low"]], [conf["high"] - conf["mean"]]],
-                fmt="s",
-                color="black",
-                capsize=4,
-            )
-        else:
-            axes.plot(x + 0.25, conf["mean"], "s", color="black")
+        first = x == 0
+        axes.scatter(
+            [x + o for o in offsets],
+            scores,
+            color="tab:blue",
+            alpha=0.7,
+            zorder=3,
+            label="one seed" if first else None,
+        )
+        low, high = conf["low"], conf["high"]
+        axes.errorbar(
+            x + 0.25,
+            conf["mean"],
+            yerr=None if low is None else [[conf["mean"] - low], [high - conf["mean"]]],
+            fmt="s",
+            color="black",
+            capsize=4,
+            label="mean, 95% CI across seeds" if first else None,
+        )
     if base is not None:
         axes.axhline(base, color="tab:red", linestyle="--", label="base model")
-        axes.legend(loc="upper left", fontsize="small")
+    axes.legend(loc="best", fontsize="small")
     axes.set_xticks(
         range(len(configurations)), [c["label"] for c in configurations], rotation=20, ha="right"
     )
     axes.set_ylim(0, 1)
-    axes.set_ylabel("overall score (points: seeds; square: mean, 95% CI)")
+    axes.set_ylabel("overall score")
     axes.set_title(title)
     figure.tight_layout()
     _save(figure, path, digest)

@@ -184,3 +184,30 @@ def test_a_grid_axis_that_does_not_reach_the_trainer_fails(
     [trial] = list(db["sweep_trials"].rows)
     assert trial["status"] == "failed" and trial["error"].startswith("a sweep setting did not")
     assert db["train_reports"].count == 0  # it stopped before the first iteration
+
+
+def test_ctrl_c_leaves_a_sweep_the_next_run_resumes(
+    dataset, tmp_path, isolated_ledger, monkeypatch
+):
+    import labbench.sweep
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    path = sweep_file(tmp_path, dataset, "rank = [4]", seeds="0")
+    with monkeypatch.context() as patch:
+        patch.setattr(labbench.sweep, "record_eval", ctrl_c)  # Ctrl-C once training is done
+        result = run_main("sweep", str(path))
+    assert result.returncode == 130
+    assert "interrupted; what was done so far is recorded in" in result.stderr
+    db = Database(isolated_ledger)
+    assert {r["kind"]: r["status"] for r in db["runs"].rows} == {
+        "sweep": "interrupted",
+        "train": "ok",
+    }
+    [trial] = list(db["sweep_trials"].rows)
+    assert trial["status"] == "interrupted" and trial["train_run_id"] == 2
+    pending = run_main("sweep", str(path), "--pending")
+    assert pending.returncode == 0, pending.stderr
+    assert pending.stdout.splitlines()[0] == "1 of 1 trials left to train"
+    assert pending.stdout.splitlines()[1].endswith("  rank=4, seed 0")
