@@ -114,14 +114,14 @@ def verdict(result: SweepResult) -> str:
         return "no trial finished, so there is nothing to judge yet"
     if test is None:
         return "the base model was not evaluated (the sweep did not finish)"
-    name = f"the best configuration ({best.label})"
+    name = f"the best configuration ({best.label})" if result.planned > 1 else "the adapters"
     if test.verdict == "too few seeds":
         return (
             f"{name} scored {signed_points(test.diff)} against the base model with one seed:"
             " one seed cannot tell a change from seed noise (use seeds = [0, 1, 2])"
         )
     level = 1 - ALPHA / result.planned
-    interval = f"{level:.1%} CI {signed_points(test.low)} to {signed_points(test.high)}"
+    interval = f"{level * 100:.4g}% CI {signed_points(test.low)} to {signed_points(test.high)}"
     if result.planned > 1:
         interval += f", Bonferroni for picking the best of {result.planned} configurations"
     how = f"{signed_points(test.diff)} ({interval}; {test.method}, p = {test.p_value:.3g})"

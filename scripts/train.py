@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds is not None:
         from labbench.sweep import sweep_command
 
-        check_data(data)
         sweep = seeds_sweep(args, data, settings)
+        check_data(data)
         return sweep_command(sweep, args.ledger, args.goal, args.note, pending=False)
     model = resolve_model(args.model)
     fingerprint = check_data(data)

@@ -1,9 +1,13 @@
 """Sweep files are validated before anything runs: one line naming the file and the key."""
 
+import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import SCRIPTS, run_main
 
+from labbench import cli
 from labbench.errors import UserError
 from labbench.sweep import label_of, lora_settings
 from labbench.sweepfile import load_sweep
@@ -87,3 +91,29 @@ def test_bad_toml_and_a_missing_file_name_the_file(folder):
         load_sweep(write(folder, "seeds = [0,"))
     with pytest.raises(UserError, match="no such sweep file"):
         load_sweep(folder / "missing.toml")
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_seeds_is_a_sweep_of_exactly_the_train_settings(folder):
+    train = load_script("train")
+    words = ["data=data", "seeds=0,2", "iters=30", "rank=4", "learning_rate=3e-4", "layers=2"]
+    args = cli.parse_args(train.build_parser(), words)
+    settings = train.settings_from(args)
+    sweep = train.seeds_sweep(args, folder / "data", settings)
+    assert sweep.seeds == (0, 2) and sweep.grid == {} and sweep.suite == "baseline"
+    assert sweep.configurations() == [{}] and label_of({}) == "fixed settings"
+    assert lora_settings(sweep, {}, seed=2) == replace(settings, seed=2)
+
+
+@pytest.mark.parametrize("seeds", ["0,x", "1,1", "-1"])
+def test_train_refuses_bad_seeds_before_anything_runs(folder, seeds):
+    result = run_main("train", f"data={folder / 'data'}", f"seeds={seeds}")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: --seeds {seeds}: give "), result.stderr
