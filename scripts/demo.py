@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         from statistics import mean, stdev
 
         print(
-            f"{WATCHED_CATEGORY} rise over {len(rises)} seeds: {signed_points(mean(rises))}"
-            f" ± {stdev(rises) * 100:.1f} (mean ± sd)"
+            f"{WATCHED_CATEGORY} rise over {len(rises)} seeds:"
+            f" {mean(rises) * 100:+.1f} ± {stdev(rises) * 100:.1f} pts (mean ± sd)"
         )
     return 0
 

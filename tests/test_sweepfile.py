@@ -1,11 +1,10 @@
 """Sweep files are validated before anything runs: one line naming the file and the key."""
 
-import importlib.util
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import SCRIPTS, run_main
+from helpers import load_script, run_main
 
 from labbench import cli
 from labbench.errors import UserError
@@ -91,14 +90,6 @@ def test_bad_toml_and_a_missing_file_name_the_file(folder):
         load_sweep(write(folder, "seeds = [0,"))
     with pytest.raises(UserError, match="no such sweep file"):
         load_sweep(folder / "missing.toml")
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_train_seeds_is_a_sweep_of_exactly_the_train_settings(folder):
