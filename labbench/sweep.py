@@ -305,7 +305,8 @@ def run_sweep(
                 continue
             say(
                 f"sweep {run.id}: trial {finished + 1}/{len(trials)}"
-                f" ({trial.label}, seed {trial.seed}); {finished} done"
+                f" ({trial.label}, seed {trial.seed}): {trial.settings.iters} iterations,"
+                f" then the eval; {finished} done"
             )
             run_trial(db, run.id, trial, sweep, suite, model, adapters_root)
             finished, trained = finished + 1, trained + 1

@@ -104,7 +104,9 @@ def test_small_sweep_end_to_end_and_a_rerun_trains_nothing(dataset, tmp_path, is
         ("learning_rate=0.003", 1, "ok"),
     ]
     assert {t["host"] for t in trials} == {socket.gethostname()}
-    assert "trial 4/4 (learning_rate=0.003, seed 1); 3 done" in result.stderr
+    assert "trial 4/4 (learning_rate=0.003, seed 1): 4 iterations, then the eval; 3 done" in (
+        result.stderr
+    )
 
     # The table and verdict, recomputed here from each eval's overall score.
     overall = {row["run_id"]: row["overall"] for row in db.query("SELECT * FROM eval_summaries")}
