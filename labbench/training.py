@@ -343,7 +343,11 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
                 settings,
                 adapter_dir / ADAPTER_WEIGHTS,
                 writer,
-                before_training=lambda effective: check_reached(plan.expect, plan.data, effective),
+                before_training=(
+                    (lambda effective: check_reached(plan.expect, plan.data, effective))
+                    if plan.expect
+                    else None
+                ),
             )
             if settings.iters % settings.save_every:  # else mlx-lm saved it as a checkpoint
                 keep_final_adapter(adapter_dir, settings.iters)
