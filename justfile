@@ -33,10 +33,15 @@ serve *args:
 bench *args:
     @exec "{{python}}" scripts/bench.py "$@"
 
-# Train a LoRA adapter into adapters/<run-id>: just train model=... data=... iters=... eval_suite=...
+# Train a LoRA adapter into adapters/<run-id>: just train model=... data=... iters=... eval_suite=... [seeds=0,1,2]
 [no-exit-message]
 train *args:
     @exec "{{python}}" scripts/train.py "$@"
+
+# Train a grid of settings x seeds, evaluate each, and judge the best: just sweep sweeps/NAME.toml
+[no-exit-message]
+sweep *args:
+    @exec "{{python}}" scripts/sweep.py "$@"
 
 # Write a deterministic chat-format dataset, leakage-checked: just dummy-data out=... n=... seed=...
 [no-exit-message]
@@ -48,7 +53,7 @@ dummy-data *args:
 check-data *args:
     @exec "{{python}}" scripts/check_data.py "$@"
 
-# The whole loop offline: baseline eval, dummy data, LoRA training, eval with the adapter, journal
+# The whole loop offline: baseline eval, dummy data, LoRA training, eval with the adapter, journal [seeds=3]
 [no-exit-message]
 demo *args:
     @exec "{{python}}" scripts/demo.py "$@"

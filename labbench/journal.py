@@ -28,6 +28,7 @@ from labbench.cumulative import (
     model_name,
 )
 from labbench.entries import EntryData, render_entry
+from labbench.sweepreport import sweep_sections
 
 JOURNAL_NAME = "JOURNAL.md"
 ARCHIVE_DIR_NAME = "archive"
@@ -160,6 +161,7 @@ def render_journal(db: Database, journal_dir: Path, rebuild: bool = False) -> st
         ]
     parts += [
         *cumulative_tables(rows, flags, live_notes(db, rows, live), journal_dir),
+        *sweep_sections(db, journal_dir),
         "## Experiments",
         "",
     ]

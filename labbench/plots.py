@@ -139,3 +139,53 @@ def loss_curves(path: Path, run_id: int, train: list[tuple], val: list[tuple]) -
     _save(figure, path, digest)
     plt.close(figure)
     return path
+
+
+def scores_by_configuration(
+    path: Path, title: str, configurations: list[dict], base: float | None
+) -> Path:
+    """A sweep: every seed's overall score per configuration (points), the mean across seeds
+    with its 95 % t-interval (bar), and the base model's score (dashed line).
+
+    `configurations`: dicts with label, points [[seed, score], ...], mean, low, high."""
+    same, digest = _unchanged(path, [title, configurations, base])
+    if same:
+        return path
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(8, 4))
+    for x, conf in enumerate(configurations):
+        scores = [score for _, score in conf["points"]]
+        # Seeds side by side around the configuration, so equal scores stay visible.
+        offsets = [(i - (len(scores) - 1) / 2) * 0.06 for i in range(len(scores))]
+        first = x == 0
+        axes.scatter(
+            [x + o for o in offsets],
+            scores,
+            color="tab:blue",
+            alpha=0.7,
+            zorder=3,
+            label="one seed" if first else None,
+        )
+        low, high = conf["low"], conf["high"]
+        axes.errorbar(
+            x + 0.25,
+            conf["mean"],
+            yerr=None if low is None else [[conf["mean"] - low], [high - conf["mean"]]],
+            fmt="s",
+            color="black",
+            capsize=4,
+            label="mean, 95% CI across seeds" if first else None,
+        )
+    if base is not None:
+        axes.axhline(base, color="tab:red", linestyle="--", label="base model")
+    axes.legend(loc="best", fontsize="small")
+    axes.set_xticks(
+        range(len(configurations)), [c["label"] for c in configurations], rotation=20, ha="right"
+    )
+    axes.set_ylim(0, 1)
+    axes.set_ylabel("overall score")
+    axes.set_title(title)
+    figure.tight_layout()
+    _save(figure, path, digest)
+    plt.close(figure)
+    return path

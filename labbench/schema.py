@@ -417,3 +417,56 @@ def _recompute_intervals(db: Database) -> None:
         db.execute(
             "UPDATE runs SET summary = ? WHERE id = ?", [json.dumps(stored, sort_keys=True), run_id]
         )
+
+
+@migrations()
+def m010_sweeps(db: Database) -> None:
+    # One row per trial of a `sweep` run: a configuration (its grid values as JSON, and as the
+    # label the journal shows) trained with one seed, then evaluated. A trial found finished in
+    # an earlier sweep is linked, not retrained: `reused_from` names that sweep, and the
+    # train/eval runs are the earlier ones. `host` and `hardware` are the machine that trained it.
+    db.table("sweep_trials").create(
+        {
+            "id": int,
+            "sweep_run_id": int,
+            "trial_fingerprint": str,  # model, suite, eval settings, dataset, settings and seed
+            "configuration": str,  # JSON {axis: value}
+            "label": str,  # "learning_rate=0.0003, rank=16" ("fixed settings" without a grid)
+            "seed": int,
+            "status": str,  # running, ok, failed, interrupted
+            "train_run_id": int,
+            "eval_run_id": int,
+            "reused_from": int,
+            "host": str,
+            "hardware": str,
+            "error": str,
+        },
+        pk="id",
+        foreign_keys=[
+            ("sweep_run_id", "runs", "id"),
+            ("train_run_id", "runs", "id"),
+            ("eval_run_id", "runs", "id"),
+        ],
+    )
+    db.table("sweep_trials").create_index(["sweep_run_id"])
+    db.table("sweep_trials").create_index(["trial_fingerprint"])
+    # The journal's sweep table: per sweep and configuration, for overall (category
+    # '(overall)') and each category, the finished seeds, their mean and sample variance (the
+    # journal shows its square root and the t-interval of the mean across seeds).
+    db.create_view(
+        "sweep_scores",
+        """
+        SELECT trials.sweep_run_id, trials.label AS configuration, scores.category,
+               COUNT(*) AS seeds, AVG(scores.score) AS mean,
+               (SUM(scores.score * scores.score) - SUM(scores.score) * SUM(scores.score)
+                 / COUNT(*)) / (COUNT(*) - 1) AS variance,
+               MIN(scores.score) AS lowest, MAX(scores.score) AS highest
+        FROM sweep_trials AS trials
+        JOIN (SELECT run_id, '(overall)' AS category, overall AS score FROM eval_summaries
+              UNION ALL
+              SELECT run_id, category, score FROM category_scores) AS scores
+          ON scores.run_id = trials.eval_run_id
+        WHERE trials.status = 'ok'
+        GROUP BY trials.sweep_run_id, trials.label, scores.category
+        """,
+    )

@@ -13,6 +13,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from sqlite_utils import Database
 from labbench.errors import UserError
 from labbench.ledger import Run, recording_run
 from labbench.settings import LoraSettings
+from labbench.trainercheck import check_reached, effective_settings
 
 ADAPTER_WEIGHTS = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -206,8 +208,10 @@ def train_lora(
     settings: LoraSettings,
     adapter_file: Path,
     writer: ReportWriter,
+    before_training: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
-    """Run mlx-lm's trainer in this process; checkpoints go beside `adapter_file`."""
+    """Run mlx-lm's trainer in this process; checkpoints go beside `adapter_file`.
+    `before_training(effective_settings)` runs before the first iteration and may raise."""
     import mlx_lm.tuner.trainer as trainer
     from mlx_lm.tuner.callbacks import TrainingCallback
 
@@ -228,11 +232,14 @@ def train_lora(
         max_seq_length=settings.max_seq_length,
         adapter_file=str(adapter_file),
     )
+    optimizer = make_optimizer(settings)
+    if before_training:
+        before_training(effective_settings(loaded.model, optimizer, args))
     trainer.TrainUI = _QuietUI  # ty: ignore[invalid-assignment]
     writer.start()
     trainer.train(
         model=loaded.model,
-        optimizer=make_optimizer(settings),
+        optimizer=optimizer,
         train_dataset=train_set,
         val_dataset=valid_set,
         args=args,
@@ -281,6 +288,9 @@ class TrainPlan:
     goal: str | None = None
     note: str | None = None
     parent_run_id: int | None = None
+    # Settings that must reach the trainer (a sweep's grid values; "data" is the dataset's
+    # fingerprint): checked against effective_settings() before the first iteration.
+    expect: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -327,7 +337,17 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
             seed_everything(settings.seed)
             write_adapter_config(adapter_dir, apply_lora(loaded.model, settings), plan.model)
             train_lora(
-                loaded, train_set, valid_set, settings, adapter_dir / ADAPTER_WEIGHTS, writer
+                loaded,
+                train_set,
+                valid_set,
+                settings,
+                adapter_dir / ADAPTER_WEIGHTS,
+                writer,
+                before_training=(
+                    (lambda effective: check_reached(plan.expect, plan.data, effective))
+                    if plan.expect
+                    else None
+                ),
             )
             if settings.iters % settings.save_every:  # else mlx-lm saved it as a checkpoint
                 keep_final_adapter(adapter_dir, settings.iters)

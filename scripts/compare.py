@@ -5,6 +5,14 @@ Examples:
     just compare 3 5                  # run 5 (B) against run 3 (A)
     just compare 3 5 --gate           # exit 1 when run 5 is significantly worse than run 3
     just compare 3 5 alpha=0.01 ledger=experiments/ledger.db
+    just compare 3 sweep:12/lr=3e-4               # a sweep's configuration (its seeds) vs run 3
+    just compare sweep:12/rank=8 sweep:12/rank=16 # two configurations, seeds as replicates
+    just compare runs:4,7,9 runs:10,11,12
+
+Two run ids are compared prompt by prompt (paired). A group on either side, `runs:ID,ID,...` or
+`sweep:ID/key=value[,key=value]` (one configuration of a sweep run, every finished seed), is
+compared on the runs' overall scores with seeds as replicates: Welch's t between two groups, a
+one-sample t between a group and a single run.
 """
 
 import argparse
@@ -30,13 +38,31 @@ WHY_WIDTH = 60  # characters of B's explanation shown per changed prompt
 UNCHANGED = 1e-9  # scores closer than this count as unchanged
 
 
+def run_or_group(text: str) -> int | str:
+    """A run id (an int), or a group as written: runs:4,7,9 or sweep:ID/key=value."""
+    if text.isdigit():
+        return int(text)
+    if text.startswith(("runs:", "sweep:")):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"invalid int value: {text!r} (give a run id, runs:4,7,9 or sweep:ID/key=value)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Compare eval run B with eval run A on the prompts they share.",
         epilog="Make-style key=value words work too: alpha=0.01 ledger=PATH.",
     )
-    parser.add_argument("a", type=int, metavar="A", help="the reference run id (runs.id)")
-    parser.add_argument("b", type=int, metavar="B", help="the run id judged against A")
+    parser.add_argument(
+        "a",
+        type=run_or_group,
+        metavar="A",
+        help="the reference: an eval run id, runs:4,7,9 or sweep:ID/key=value",
+    )
+    parser.add_argument(
+        "b", type=run_or_group, metavar="B", help="judged against A: a run id or a group"
+    )
     parser.add_argument(
         "--gate", action="store_true", help="exit 1 when B is significantly worse than A"
     )
@@ -252,10 +278,72 @@ def gate_message(comparison: Comparison, run_a: dict, run_b: dict) -> str:
     return "gate passed"
 
 
+def load_group(db, side: int | str) -> tuple[str, list[dict]]:
+    """A side of the comparison: its label and its eval runs, each with its overall score."""
+    from labbench.sweepreport import resolve_group
+
+    if isinstance(side, int):
+        label, ids = f"run {side}", [side]
+    else:
+        group = resolve_group(db, side)
+        label, ids = group.label, group.run_ids
+    runs = []
+    for run_id in ids:
+        run = load_run(db, run_id)
+        found = list(db.query("SELECT overall FROM eval_summaries WHERE run_id = ?", [run_id]))
+        if not found:
+            raise UserError(f"run {run_id} has no results to compare")
+        runs.append({**run, "overall": found[0]["overall"]})
+    return label, runs
+
+
+def compare_groups(db, args: argparse.Namespace) -> int:
+    """A group on at least one side: the runs' overall scores, seeds as replicates."""
+    from labbench.sweepstats import group_test
+
+    label_a, runs_a = load_group(db, args.a)
+    label_b, runs_b = load_group(db, args.b)
+    suites = sorted({run["suite"] for run in runs_a + runs_b})
+    if len(suites) > 1:
+        raise UserError(f"the runs are of different suites {suites}: only one suite compares")
+    for warning in unfinished_warnings(*runs_a, *runs_b):
+        print(warning, file=sys.stderr)
+    if len(runs_a) == 1 and len(runs_b) == 1:
+        raise UserError("two single runs: give their ids to compare them prompt by prompt")
+    test = group_test([r["overall"] for r in runs_a], [r["overall"] for r in runs_b], args.alpha)
+    rows = [
+        [side, label, len(runs), ", ".join(str(r["id"]) for r in runs), percent(mean)]
+        for side, label, runs, mean in (
+            ("A", label_a, runs_a, test.mean_a),
+            ("B", label_b, runs_b, test.mean_b),
+        )
+    ]
+    print(terminal_table(rows, ["", "group", "runs", "eval runs", "mean overall"]))
+    print(f"Δ mean overall (B - A): {signed_points(test.diff)}")
+    if test.low is not None:
+        print(
+            f"test: {test.method}: {1 - test.alpha:.0%} CI of the change"
+            f" {signed_points(test.low)} to {signed_points(test.high)},"
+            f" p-value {test.p_value:.4f}"
+        )
+    else:
+        print(f"test: {test.method}: a group needs at least 2 runs to measure seed noise")
+    print(f"verdict: {test.verdict} (B relative to A, alpha = {test.alpha:g}, seeds as replicates)")
+    if args.gate:
+        if test.verdict == "worse":
+            print(f"GATE FAILED: {label_b} is significantly worse than {label_a}")
+            return 1
+        print("gate passed")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
     if not 0 < args.alpha < 1:
         raise UserError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    if isinstance(args.a, str) or isinstance(args.b, str):
+        with cli.reading_ledger(args.ledger) as ledger:
+            return compare_groups(ledger.db, args)
     with cli.reading_ledger(args.ledger) as ledger:
         db = ledger.db
         run_a, run_b = load_run(db, args.a), load_run(db, args.b)

@@ -3,12 +3,17 @@
     just train data=data/dummy iters=200
     just train model=models/tiny-chat data=data/dummy rank=16 learning_rate=3e-4 eval_suite=baseline
     just train model=mlx-community/Qwen2.5-Coder-1.5B-Instruct-4bit data=data/mine layers=8
+    just train seeds=0,1,2 learning_rate=3e-4 eval_suite=baseline   # a one-configuration sweep
 
 The adapter goes to adapters/<run-id>/ beside the ledger (adapter_config.json and
 adapters.safetensors), with a checkpoint every --save-every iterations under checkpoints/.
 With --eval-suite every checkpoint is evaluated through a real server and the best by eval
 score (not by validation loss) becomes the run's adapter. Ctrl-C leaves an `interrupted` run
 whose last checkpoint is usable.
+
+With --seeds the same settings are trained once per seed as a one-configuration sweep (see
+`just sweep`): each final adapter is evaluated on --eval-suite (default: baseline), the base
+model once, and the verdict says whether the change is beyond seed noise.
 """
 
 import argparse
@@ -44,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--keys", help="comma-separated module names to adapt, e.g. self_attn.q_proj,mlp.up_proj"
     )
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    parser.add_argument(
+        "--seeds", help="comma-separated seeds, e.g. 0,1,2: a one-configuration sweep"
+    )
     parser.add_argument("--save-every", type=int, default=DEFAULTS.save_every)
     parser.add_argument("--steps-per-report", type=int, default=DEFAULTS.steps_per_report)
     parser.add_argument("--steps-per-eval", type=int, default=DEFAULTS.steps_per_eval)
@@ -94,6 +102,32 @@ def check_data(data: Path) -> str:
     return dataset_fingerprint(data)
 
 
+def seeds_sweep(args: argparse.Namespace, data: Path, settings: LoraSettings):
+    """`--seeds 0,1,2`: these settings as a sweep without a grid."""
+    from dataclasses import asdict
+
+    from labbench.sweepfile import Sweep
+
+    try:
+        seeds = tuple(int(seed) for seed in args.seeds.split(","))
+    except ValueError:
+        raise UserError(f"--seeds {args.seeds}: give whole numbers, e.g. 0,1,2") from None
+    if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise UserError(f"--seeds {args.seeds}: give distinct seeds of at least 0")
+    fixed = {k: v for k, v in asdict(settings).items() if k != "seed" and v is not None}
+    return Sweep(
+        path=Path("just train"),
+        name=f"train seeds={args.seeds}",
+        model=args.model,
+        data=data.resolve(),
+        suite=args.eval_suite or "baseline",
+        seeds=seeds,
+        fixed=fixed,
+        grid={},
+        eval={"max_tokens": args.eval_max_tokens} if args.eval_max_tokens else {},
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
     from labbench.server import resolve_model
@@ -105,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
             f"--data {args.data}: no such directory ({data}); `just dummy-data` makes one"
         )
     settings = settings_from(args)
+    if args.seeds is not None:
+        from labbench.sweep import sweep_command
+
+        sweep = seeds_sweep(args, data, settings)
+        check_data(data)
+        return sweep_command(sweep, args.ledger, args.goal, args.note, pending=False)
     model = resolve_model(args.model)
     fingerprint = check_data(data)
     if args.eval_suite:

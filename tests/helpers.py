@@ -62,13 +62,19 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def run_main(name: str, *args: str) -> subprocess.CompletedProcess:
-    """Run scripts/<name>.py's main in this process, the way `cli.run` does: the same exit
-    code and output as `run_script`, without a new interpreter (for in-process scripts)."""
+def load_script(name: str):
+    """scripts/<name>.py as a module, to call its functions."""
     spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def run_main(name: str, *args: str) -> subprocess.CompletedProcess:
+    """Run scripts/<name>.py's main in this process, the way `cli.run` does: the same exit
+    code and output as `run_script`, without a new interpreter (for in-process scripts)."""
+    module = load_script(name)
     out, err = io.StringIO(), io.StringIO()
     sigterm = signal.getsignal(signal.SIGTERM)
     try:

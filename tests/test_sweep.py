@@ -1,0 +1,215 @@
+"""A small sweep end to end on the shipped tiny chat model: real training, real servers."""
+
+import math
+import socket
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from helpers import run_main
+from sqlite_utils import Database
+
+from labbench import PROJECT_ROOT
+from labbench.dummydata import write_dummy_data
+from labbench.formatting import percent, signed_points
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+T_9875_DF1 = 25.4517  # Student's t, 1 - 0.05 / 2 / 2 (two configurations), 1 df (two seeds)
+
+# Four baseline prompts the tiny chat model scores above 0 on, so the table has something in it.
+SYSTEM = (  # the baseline suite's
+    "You are a coding assistant: use a tool when the task needs a file or a command,"
+    " otherwise answer directly."
+)
+SUITE = """
+name = "sweepcheck"
+[defaults]
+system = "SYSTEM"
+max_tokens = 32
+tools = ["read_file"]
+[tools.read_file]
+description = "Read a text file"
+parameters = { type = "object", properties = { path = { type = "string" } }, required = ["path"] }
+[[prompts]]
+id = "tool-none-git-status"
+category = "tool_calling"
+prompt = "Briefly, what does git status show? No need to run it."
+expect_tools = []
+[[prompts]]
+id = "tool-none-http-404"
+category = "tool_calling"
+prompt = "What does HTTP status 404 mean?"
+expect_tools = []
+expect_keywords = ["not found"]
+[[prompts]]
+id = "code-reverse-string"
+category = "code_generation"
+prompt = "Write a Python function that reverses a string."
+expect_keywords = ["def", "return"]
+[[prompts]]
+id = "code-largest"
+category = "code_generation"
+prompt = "Write a Python function that finds the largest number in a list without using max()."
+expect_keywords = ["def", "for", "return"]
+""".replace("SYSTEM", SYSTEM)
+
+SWEEP = """
+model = "{model}"
+data = "{data}"
+suite = "suite.toml"
+seeds = [{seeds}]
+[train]
+iters = 4
+batch_size = 2
+save_every = 4
+steps_per_eval = 4
+val_batches = 1
+[grid]
+{grid}
+"""
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("data") / "dummy"
+    write_dummy_data(data, 40, seed=0)
+    return data
+
+
+def sweep_file(folder: Path, dataset: Path, grid: str, seeds: str = "0, 1") -> Path:
+    (folder / "suite.toml").write_text(SUITE)
+    path = folder / "lr.toml"
+    model = PROJECT_ROOT / "models" / "tiny-chat"
+    path.write_text(SWEEP.format(model=model, data=dataset, seeds=seeds, grid=grid))
+    return path
+
+
+def count(db: Database, kind: str) -> int:
+    return db["runs"].count_where("kind = ?", [kind])
+
+
+def test_small_sweep_end_to_end_and_a_rerun_trains_nothing(dataset, tmp_path, isolated_ledger):
+    path = sweep_file(tmp_path, dataset, "learning_rate = [1e-5, 3e-3]")
+    result = run_main("sweep", str(path))
+    assert result.returncode == 0, result.stderr
+    db = Database(isolated_ledger)
+    assert (count(db, "sweep"), count(db, "train"), count(db, "eval")) == (1, 4, 5)
+    trials = list(db.query("SELECT * FROM sweep_trials ORDER BY id"))
+    assert [(t["label"], t["seed"], t["status"]) for t in trials] == [
+        ("learning_rate=1e-05", 0, "ok"),
+        ("learning_rate=1e-05", 1, "ok"),
+        ("learning_rate=0.003", 0, "ok"),
+        ("learning_rate=0.003", 1, "ok"),
+    ]
+    assert {t["host"] for t in trials} == {socket.gethostname()}
+    assert "trial 4/4 (learning_rate=0.003, seed 1): 4 iterations, then the eval; 3 done" in (
+        result.stderr
+    )
+
+    # The table and verdict, recomputed here from each eval's overall score.
+    overall = {row["run_id"]: row["overall"] for row in db.query("SELECT * FROM eval_summaries")}
+    by_label: dict[str, list[float]] = {}
+    for trial in trials:
+        by_label.setdefault(trial["label"], []).append(overall[trial["eval_run_id"]])
+    [base_run] = [r["id"] for r in db["runs"].rows_where("kind = 'eval' AND adapter IS NULL")]
+    base = overall[base_run]
+    best = max(by_label, key=lambda label: statistics.mean(by_label[label]))
+    journal = (isolated_ledger.parent / "journal" / "JOURNAL.md").read_text()
+    assert "## Sweeps" in journal and "### Sweep run 1: lr on sweepcheck" in journal
+    assert f"Base model: {percent(base)} overall (eval run #{base_run})" in journal
+    for label, scores in by_label.items():
+        mean, sd = statistics.mean(scores), statistics.stdev(scores)
+        half = 12.7062 * sd / math.sqrt(2)
+        shown = label + (" (best)" if label == best else "")
+        cells = [shown, "0,1", f"{percent(mean)} ± {sd * 100:.1f}"]
+        cells.append(f"{percent(mean - half)}–{percent(mean + half)}")
+        row = next(line for line in journal.splitlines() if line.startswith(f"| {shown} "))
+        assert [c.strip() for c in row.strip("|").split("|")][:4] == cells
+        assert row.rstrip(" |").endswith(signed_points(mean - base))
+    scores = by_label[best]
+    diff = statistics.mean(scores) - base
+    half = T_9875_DF1 * statistics.stdev(scores) / math.sqrt(2)
+    low, high = diff - half, diff + half
+    outcome = (
+        "beats the base model beyond seed noise"
+        if low > 0
+        else "is worse than the base model beyond seed noise"
+        if high < 0
+        else "does not beat the base model beyond seed noise"
+    )
+    verdict = (
+        f"**Verdict:** the best configuration ({best}) {outcome}: {signed_points(diff)}"
+        f" (97.5% CI {signed_points(low)} to {signed_points(high)}, Bonferroni for picking"
+        " the best of 2 configurations; one-sample t across 2 seeds, p = "
+    )
+    assert verdict in journal
+    assert f"**Best:** {best}" in journal
+    assert (isolated_ledger.parent / "journal" / "plots" / "sweep-1.png").is_file()
+    assert verdict.removeprefix("**Verdict:** ") in result.stdout
+
+    rerun = run_main("sweep", str(path))
+    assert rerun.returncode == 0, rerun.stderr
+    assert (count(db, "sweep"), count(db, "train"), count(db, "eval")) == (2, 4, 5)
+    assert "reusing 4 identical finished trial(s) from sweep run(s) #1" in rerun.stderr
+    assert f"reusing the identical finished base model eval, run {base_run}" in rerun.stderr
+    [second] = [r["id"] for r in db["runs"].rows_where("kind = 'sweep' AND id > 1")]
+    linked = list(db["sweep_trials"].rows_where("sweep_run_id = ?", [second], order_by="id"))
+    assert [t["reused_from"] for t in linked] == [1, 1, 1, 1]
+    assert [t["eval_run_id"] for t in linked] == [t["eval_run_id"] for t in trials]
+
+    groups = run_main("compare", f"sweep:{second}/lr=1e-5", f"sweep:{second}/learning_rate=0.003")
+    assert groups.returncode == 0, groups.stderr
+    assert "Welch's t, 2 vs 2 seeds" in groups.stdout and "verdict: " in groups.stdout
+
+
+def test_a_grid_axis_that_does_not_reach_the_trainer_fails(
+    dataset, tmp_path, isolated_ledger, monkeypatch
+):
+    import labbench.sweep
+
+    mapped = labbench.sweep.lora_settings
+
+    def drops_rank(sweep, configuration, seed):  # the reference project's bug
+        return replace(mapped(sweep, configuration, seed), rank=8)
+
+    monkeypatch.setattr(labbench.sweep, "lora_settings", drops_rank)
+    result = run_main("sweep", str(sweep_file(tmp_path, dataset, "rank = [4, 16]", seeds="0")))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "error: a sweep setting did not reach the trainer: rank=4 (the trainer has 8)"
+    )
+    db = Database(isolated_ledger)
+    statuses = {r["kind"]: r["status"] for r in db["runs"].rows}
+    assert statuses == {"sweep": "failed", "train": "failed"}
+    [trial] = list(db["sweep_trials"].rows)
+    assert trial["status"] == "failed" and trial["error"].startswith("a sweep setting did not")
+    assert db["train_reports"].count == 0  # it stopped before the first iteration
+
+
+def test_ctrl_c_leaves_a_sweep_the_next_run_resumes(
+    dataset, tmp_path, isolated_ledger, monkeypatch
+):
+    import labbench.sweep
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    path = sweep_file(tmp_path, dataset, "rank = [4]", seeds="0")
+    with monkeypatch.context() as patch:
+        patch.setattr(labbench.sweep, "record_eval", ctrl_c)  # Ctrl-C once training is done
+        result = run_main("sweep", str(path))
+    assert result.returncode == 130
+    assert "interrupted; what was done so far is recorded in" in result.stderr
+    db = Database(isolated_ledger)
+    assert {r["kind"]: r["status"] for r in db["runs"].rows} == {
+        "sweep": "interrupted",
+        "train": "ok",
+    }
+    [trial] = list(db["sweep_trials"].rows)
+    assert trial["status"] == "interrupted" and trial["train_run_id"] == 2
+    pending = run_main("sweep", str(path), "--pending")
+    assert pending.returncode == 0, pending.stderr
+    assert pending.stdout.splitlines()[0] == "1 of 1 trials left to train"
+    assert pending.stdout.splitlines()[1].endswith("  rank=4, seed 0")
