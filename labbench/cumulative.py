@@ -23,12 +23,14 @@ from labbench.formatting import (
     signed_points,
     with_ci,
 )
+from labbench.suite import HUMANEVAL
 
 CUMULATIVE_ORDER = "ORDER BY suite, base_model, run_id"
 DELTA_HELP = (
     "Δ: an adapter's row against its base model's most recent earlier eval, a base model's row "
     "against the previous identical run (a reproducibility check); both on the same suite, "
-    "sampling settings (temperature, max_tokens, seed) and endpoint (our server or url=). "
+    "sampling settings (temperature, max_tokens, seed, epochs), prompts (limit=), test "
+    "execution (exec=) and endpoint (our server or url=). "
     "— when there is none."
 )
 
@@ -58,7 +60,8 @@ def model_label(row: dict) -> str:
 
 
 def sampling_label(row: dict) -> str:
-    """Temperature when not 0, and seed and max_tokens when set; empty for the defaults."""
+    """What was run, when not the default: temperature, seed, max_tokens, epochs, a prompt
+    limit, tests not executed. Empty for the defaults."""
     parts = []
     if row["temperature"]:
         parts.append(f"T {row['temperature']:g}")
@@ -66,7 +69,25 @@ def sampling_label(row: dict) -> str:
         parts.append(f"seed {row['seed']}")
     if row["max_tokens"] is not None:
         parts.append(f"max_tokens {row['max_tokens']}")
+    if (row.get("epochs") or 1) > 1:
+        parts.append(f"{row['epochs']} epochs")
+    if row.get("prompt_limit") is not None:
+        parts.append(f"first {row['prompt_limit']} prompts")
+    if row.get("executed") == 0:
+        parts.append("tests not run")
     return ", ".join(parts)
+
+
+def pass_at_k_text(row: dict) -> str:
+    """pass@1, pass@5, ... of a run with repeats (epochs); a dash without."""
+    found = json.loads(row.get("pass_at_k") or "{}")
+    return ", ".join(f"@{k} {percent(value)}" for k, value in found.items()) or DASH
+
+
+def overall_header(suite: str) -> str:
+    """HumanEval's overall score is its pass@1 (every problem one test, scored 0 or 1; with
+    repeats the mean of per-problem pass rates, the unbiased estimator)."""
+    return "pass@1 (95% CI)" if suite == HUMANEVAL else "Overall (95% CI)"
 
 
 def delta_text(row: dict) -> str:
@@ -135,8 +156,10 @@ def cumulative_tables(
         scores = {r["run_id"]: json.loads(r["categories"] or "{}") for r in suite_rows}
         categories = sorted({c for s in scores.values() for c in s}, key=category_order)
         show_sampling = any(sampling_label(r) for r in suite_rows)
+        show_pass_at_k = any(r.get("pass_at_k") for r in suite_rows)
         headers = ["Step", "Model", "Adapter", "Dataset"] + (["Sampling"] if show_sampling else [])
-        headers += ["Overall (95% CI)", "Δ"] + [category_title(c) for c in categories] + ["Notes"]
+        headers += [overall_header(suite), "Δ"] + (["pass@k"] if show_pass_at_k else [])
+        headers += [category_title(c) for c in categories] + ["Notes"]
         body = []
         for row in suite_rows:
             row_notes = list(notes.get(row["run_id"], []))
@@ -150,7 +173,7 @@ def cumulative_tables(
             ]
             cells += [sampling_label(row) or DASH] if show_sampling else []
             cells += [with_ci(row["overall"], row["ci_low"], row["ci_high"], row["ci_method"])]
-            cells += [delta_text(row)]
+            cells += [delta_text(row)] + ([pass_at_k_text(row)] if show_pass_at_k else [])
             cells += [percent(scores[row["run_id"]].get(c)) for c in categories]
             body.append([*cells, "; ".join(row_notes) or DASH])
         parts += [f"### Suite: {suite}", "", markdown_table(body, headers), ""]

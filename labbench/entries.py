@@ -163,8 +163,14 @@ def eval_results(view: EntryData, run: dict) -> list[str]:
         ),
         f"- Success rate: {percent(summary['success_rate'])} "
         f"({answered} of {summary['prompts']} prompts answered)",
-        "",
     ]
+    config = json.loads(run["config"] or "{}")
+    if (config.get("epochs") or 1) > 1:
+        pass_at_k = ", ".join(
+            f"pass@{k} {percent(value)}" for k, value in stored.get("pass_at_k", {}).items()
+        )
+        lines.append(f"- {config['epochs']} epochs per prompt: {pass_at_k or 'no prompt complete'}")
+    lines.append("")
     rows = [
         [category_title(c), percent(s["score"]), s["prompts"], s["failures"]]
         for c, s in view.categories.get(run["id"], {}).items()

@@ -312,6 +312,9 @@ _EVAL_SETTINGS = """
     COALESCE(json_extract(runs.config, '$.sampling.temperature'), 0) AS temperature,
     json_extract(runs.config, '$.sampling.max_tokens') AS max_tokens,
     json_extract(runs.config, '$.sampling.seed') AS seed,
+    COALESCE(json_extract(runs.config, '$.epochs'), 1) AS epochs,
+    json_extract(runs.config, '$.limit') AS prompt_limit,
+    COALESCE(json_extract(runs.config, '$.execution.enabled'), 1) AS executed,
     CASE WHEN json_extract(runs.config, '$.url') IS NOT NULL
               AND json_extract(runs.config, '$.server_pid') IS NULL
          THEN 'url' ELSE 'server' END AS endpoint
@@ -333,7 +336,8 @@ def _category_means(run: str) -> str:
 def m009_journal_views(db: Database) -> None:
     # cumulative_results, again: Δ against the right baseline. A run's baseline is the most
     # recent earlier finished eval of the same suite, base model, sampling settings
-    # (temperature, max_tokens, seed) and endpoint kind that ran the base model alone (no
+    # (temperature, max_tokens, seed, epochs), prompt set (limit), execution of tests
+    # (exec) and endpoint kind that ran the base model alone (no
     # adapter). For an adapter's row that is its base model's eval; for a base model's row the
     # previous run of the identical configuration (a reproducibility check). base_model is
     # runs.model today; a lineage column (issue 13: fused models) slots in as
@@ -359,7 +363,9 @@ def m009_journal_views(db: Database) -> None:
         scored AS (
           SELECT row.id AS run_id, row.suite, row.model, row.base_model, row.adapter,
                  row.derived, row.dataset, row.endpoint, row.temperature, row.max_tokens,
-                 row.seed, row.fingerprint, row.note, row.started_at,
+                 row.seed, row.epochs, row.prompt_limit, row.executed, row.fingerprint,
+                 row.note, row.started_at,
+                 json_extract(row.summary, '$.pass_at_k') AS pass_at_k,
                  json_extract(row.summary, '$.overall_ci_low') AS ci_low,
                  json_extract(row.summary, '$.overall_ci_high') AS ci_high,
                  json_extract(row.summary, '$.overall_ci_method') AS ci_method,
@@ -368,7 +374,8 @@ def m009_journal_views(db: Database) -> None:
                     AND base.base_model IS row.base_model
                     AND base.temperature IS row.temperature
                     AND base.max_tokens IS row.max_tokens AND base.seed IS row.seed
-                    AND base.endpoint IS row.endpoint
+                    AND base.epochs IS row.epochs AND base.prompt_limit IS row.prompt_limit
+                    AND base.executed IS row.executed AND base.endpoint IS row.endpoint
                   ORDER BY base.id DESC LIMIT 1) AS baseline_run_id,
                  (SELECT AVG(score) FROM {_category_means("row.id")}) AS overall,
                  (SELECT json_group_object(category, score) FROM {_category_means("row.id")})
@@ -389,10 +396,10 @@ def m009_journal_views(db: Database) -> None:
                CASE WHEN baseline_run_id IS NOT NULL
                     THEN printf('%+.1f pts vs #%d', 100 * (overall - {baseline_overall}),
                                 baseline_run_id) END AS delta_pts,
-               base_model, endpoint, temperature, max_tokens, seed,
-               overall, ci_low, ci_high, ci_method, baseline_run_id,
+               base_model, endpoint, temperature, max_tokens, seed, epochs, prompt_limit,
+               executed, overall, ci_low, ci_high, ci_method, baseline_run_id,
                overall - {baseline_overall} AS delta,
-               categories, success_rate, prompts, fingerprint, note, started_at
+               categories, pass_at_k, success_rate, prompts, fingerprint, note, started_at
         FROM scored
         """,
     )

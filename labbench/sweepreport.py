@@ -14,7 +14,13 @@ from sqlite_utils import Database
 from labbench import plots
 from labbench.errors import UserError
 from labbench.formatting import DASH, category_order, category_title, percent, signed_points
-from labbench.sweepstats import SeedTest, Spread, one_sample_test, spread_from_moments
+from labbench.sweepstats import (
+    NO_SPREAD,
+    SeedTest,
+    Spread,
+    one_sample_test,
+    spread_from_moments,
+)
 
 OVERALL = "(overall)"  # the sweep_scores view's category for the overall score
 ALPHA = 0.05
@@ -119,6 +125,12 @@ def verdict(result: SweepResult) -> str:
         return (
             f"{name} scored {signed_points(test.diff)} against the base model with one seed:"
             " one seed cannot tell a change from seed noise (use seeds = [0, 1, 2])"
+        )
+    if test.verdict == NO_SPREAD:
+        return (
+            f"{name} scored {signed_points(test.diff)} against the base model, the same with"
+            f" every one of its {len(best.points)} seeds: no seed noise was measured, so it"
+            " cannot be judged against it (more seeds, or a larger suite, can tell)"
         )
     level = 1 - ALPHA / result.planned
     interval = f"{level * 100:.4g}% CI {signed_points(test.low)} to {signed_points(test.high)}"

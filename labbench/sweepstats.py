@@ -110,7 +110,8 @@ def spread(values: Sequence[float], confidence: float = 0.95) -> Spread:
 class SeedTest:
     """B relative to A, with seeds (runs) as replicates."""
 
-    verdict: str  # "better" | "worse" | "no significant difference" | "too few seeds"
+    # "better" | "worse" | "no significant difference" | "too few seeds" | NO_SPREAD
+    verdict: str
     method: str  # in words, for the terminal and the journal
     mean_a: float
     mean_b: float
@@ -121,6 +122,11 @@ class SeedTest:
     df: float | None
     alpha: float
     comparisons: int  # Bonferroni divisor: the interval's level is 1 - alpha / comparisons
+
+
+# Every seed scored alike: the t-interval collapses to a point, which would call any difference
+# real. Coarse scores (a small suite) often do this; it measures no seed noise, so no verdict.
+NO_SPREAD = "no spread across seeds"
 
 
 def _verdict(low: float | None, high: float | None) -> str:
@@ -142,17 +148,20 @@ def one_sample_test(
     diff = s.mean - reference
     level = alpha / comparisons
     low = high = p_value = df = None
-    if s.sd is not None:
+    verdict = "too few seeds"
+    if s.sd is not None and s.sd > 0:
         df = s.n - 1
         se = s.sd / math.sqrt(s.n)
         half = t_quantile(1 - level / 2, df) * se
         low, high = diff - half, diff + half
-        p_value = two_sided_p(diff / se, df) if se > 0 else (0.0 if diff else 1.0)
+        p_value = two_sided_p(diff / se, df)
+        verdict = _verdict(low, high)
+    elif s.sd is not None:
+        verdict = NO_SPREAD
     method = f"one-sample t across {s.n} seeds"
     return SeedTest(
-        _verdict(low, high), method, reference, s.mean, diff, low, high, p_value, df, alpha,
-        comparisons,
-    )  # fmt: skip
+        verdict, method, reference, s.mean, diff, low, high, p_value, df, alpha, comparisons
+    )
 
 
 def welch_test(
@@ -163,21 +172,21 @@ def welch_test(
     sa, sb = spread(a), spread(b)
     diff = sb.mean - sa.mean
     low = high = p_value = df = None
+    verdict = "too few seeds"
     if sa.sd is not None and sb.sd is not None:
         va, vb = sa.sd**2 / sa.n, sb.sd**2 / sb.n
         se = math.sqrt(va + vb)
+        verdict = NO_SPREAD
         if se > 0:
             df = (va + vb) ** 2 / (va**2 / (sa.n - 1) + vb**2 / (sb.n - 1))
             half = t_quantile(1 - alpha / comparisons / 2, df) * se
             low, high = diff - half, diff + half
             p_value = two_sided_p(diff / se, df)
-        else:  # every seed scored alike on both sides: the difference is exact
-            df, low, high, p_value = sa.n + sb.n - 2, diff, diff, 0.0 if diff else 1.0
+            verdict = _verdict(low, high)
     method = f"Welch's t, {sa.n} vs {sb.n} seeds"
     return SeedTest(
-        _verdict(low, high), method, sa.mean, sb.mean, diff, low, high, p_value, df, alpha,
-        comparisons,
-    )  # fmt: skip
+        verdict, method, sa.mean, sb.mean, diff, low, high, p_value, df, alpha, comparisons
+    )
 
 
 def spread_from_moments(

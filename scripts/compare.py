@@ -299,7 +299,7 @@ def load_group(db, side: int | str) -> tuple[str, list[dict]]:
 
 def compare_groups(db, args: argparse.Namespace) -> int:
     """A group on at least one side: the runs' overall scores, seeds as replicates."""
-    from labbench.sweepstats import group_test
+    from labbench.sweepstats import NO_SPREAD, group_test
 
     label_a, runs_a = load_group(db, args.a)
     label_b, runs_b = load_group(db, args.b)
@@ -326,6 +326,8 @@ def compare_groups(db, args: argparse.Namespace) -> int:
             f" {signed_points(test.low)} to {signed_points(test.high)},"
             f" p-value {test.p_value:.4f}"
         )
+    elif test.verdict == NO_SPREAD:
+        print(f"test: {test.method}: every run of a group scored alike, so no seed noise")
     else:
         print(f"test: {test.method}: a group needs at least 2 runs to measure seed noise")
     print(f"verdict: {test.verdict} (B relative to A, alpha = {test.alpha:g}, seeds as replicates)")

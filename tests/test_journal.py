@@ -30,6 +30,7 @@ def add_eval(
     started_at="2026-11-02T10:00:00",
     note=None,
     order=None,
+    more_config=None,
 ):
     """An eval run as record_eval leaves it, written straight into the ledger; `order`: the
     order its results arrive in (indexes into scores)."""
@@ -39,6 +40,7 @@ def add_eval(
     }
     if not url:
         config["server_pid"] = 1234
+    config |= more_config or {}
     run_id = (
         db.table("runs")
         .insert(
@@ -150,6 +152,32 @@ def test_delta_picks_the_right_baseline(isolated_ledger):
     assert deltas[1]["delta"] is None and deltas[1]["delta_pts"] is None
     assert deltas[trained]["delta_pts"] == f"{deltas[trained]['delta'] * 100:+.1f} pts vs #1"
     assert [deltas[i]["endpoint"] for i in (1, 4, 7)] == ["server", "url", "url"]
+
+
+def test_repeats_a_prompt_limit_and_unexecuted_tests_are_settings_too(isolated_ledger):
+    db = open_ledger(isolated_ledger)
+    add_eval(db, SIX)  # 1
+    add_eval(db, SIX, more_config={"epochs": 3})  # 2: repeats: none
+    add_eval(db, SIX, adapter="/a/3", more_config={"epochs": 3})  # 3: vs #2
+    add_eval(db, SIX, more_config={"limit": 4})  # 4: the first 4 prompts only: none
+    add_eval(db, SIX, more_config={"execution": {"enabled": False}})  # 5: tests not run: none
+    add_eval(db, SIX, more_config={"epochs": 1, "execution": {"enabled": True}})  # 6: vs #1
+    assert baselines(db) == {1: None, 2: None, 3: 2, 4: None, 5: None, 6: 1}
+    db.table("runs").update(2, {"summary": json.dumps({"pass_at_k": {"1": 0.5, "3": 0.75}})})
+    text = render_journal(db, isolated_ledger.parent / "journal")
+    tables = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in text.splitlines()
+        if line.startswith("| ")
+    ]
+    header = next(cells for cells in tables if cells[0] == "Step")
+    row = dict(
+        zip(header, next(cells for cells in tables if cells[0] == "#2 Baseline"), strict=True)
+    )
+    assert row["Sampling"] == "3 epochs" and row["pass@k"] == "@1 50.0%, @3 75.0%"
+    assert "- 3 epochs per prompt: pass@1 50.0%, pass@3 75.0%" in text
+    samplings = {cells[header.index("Sampling")] for cells in tables if cells[0][:1] == "#"}
+    assert {"first 4 prompts", "tests not run"} <= samplings
 
 
 def test_cumulative_table_agrees_with_the_ledger_view(ledger, isolated_ledger):

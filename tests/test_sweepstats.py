@@ -6,6 +6,7 @@ import statistics
 import pytest
 
 from labbench.sweepstats import (
+    NO_SPREAD,
     group_test,
     incomplete_beta,
     one_sample_test,
@@ -65,6 +66,13 @@ def test_one_sample_test_against_a_base_score_with_bonferroni():
     noisy = one_sample_test(0.30, [0.10, 0.60], alpha=0.05, comparisons=4)
     assert noisy.verdict == "no significant difference"
     assert one_sample_test(0.30, [0.6]).verdict == "too few seeds"
+
+
+def test_seeds_that_all_score_alike_give_no_verdict():
+    alike = one_sample_test(0.30, [0.6, 0.6, 0.6])
+    assert alike.verdict == NO_SPREAD and alike.low is None and alike.diff == pytest.approx(0.3)
+    assert welch_test([0.5, 0.5], [0.7, 0.7]).verdict == NO_SPREAD
+    assert welch_test([0.5, 0.5], [0.7, 0.8]).verdict != NO_SPREAD
 
 
 def test_welch_against_closed_forms():
