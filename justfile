@@ -43,6 +43,11 @@ train *args:
 sweep *args:
     @exec "{{python}}" scripts/sweep.py "$@"
 
+# Fuse an adapter into its base, quantize, check, verify against the adapter: just fuse adapter=adapters/N [checkpoint=...] [bits=8] [verify=SUITE]
+[no-exit-message]
+fuse *args:
+    @exec "{{python}}" scripts/fuse.py "$@"
+
 # Write a deterministic chat-format dataset, leakage-checked: just dummy-data out=... n=... seed=...
 [no-exit-message]
 dummy-data *args:
@@ -79,7 +84,7 @@ journal *args:
 browse *args:
     @exec "{{python}}" scripts/browse.py "$@"
 
-# Build the built-in tiny model into models/tiny (offline, deterministic); --chat pre-trains
+# Build the built-in tiny model into models/tiny (offline, deterministic); --chat pre-trains; --quantize 4: models/tiny-q4
 [no-exit-message]
 tiny-model *args:
     @exec "{{python}}" scripts/tiny_model.py "$@"

@@ -30,8 +30,8 @@ DELTA_HELP = (
     "Δ: an adapter's row against its base model's most recent earlier eval, a base model's row "
     "against the previous identical run (a reproducibility check); both on the same suite, "
     "sampling settings (temperature, max_tokens, seed, epochs), prompts (limit=), test "
-    "execution (exec=) and endpoint (our server or url=). "
-    "— when there is none."
+    "execution (exec=) and endpoint (our server or url=); a fused model's row against its "
+    "base model's. — when there is none."
 )
 
 
@@ -56,7 +56,22 @@ def model_name(model: str | None) -> str:
 
 def model_label(row: dict) -> str:
     name = model_name(row["model"])
+    if row.get("fuse_run_id"):
+        bits = f"{row['fused_bits']}-bit" if row["fused_bits"] else "full precision"
+        return f"{name} ({bits}, fused by #{row['fuse_run_id']})"
     return f"{name} (url=)" if row["endpoint"] == "url" else name
+
+
+def adapter_label(row: dict, journal_dir: Path) -> str:
+    """The adapter evaluated, or the one a fused model came from (its training run and
+    checkpoint)."""
+    if row.get("fuse_run_id") and row["fused_adapter"]:
+        origin = [f"train #{row['fused_train_run_id']}"] if row["fused_train_run_id"] else []
+        if row["fused_checkpoint"] is not None:
+            origin.append(f"iteration {row['fused_checkpoint']}")
+        where = f" ({', '.join(origin)})" if origin else ""
+        return f"fused from {short_path(row['fused_adapter'], journal_dir)}{where}"
+    return short_path(row["adapter"], journal_dir) if row["adapter"] else DASH
 
 
 def sampling_label(row: dict) -> str:
@@ -165,10 +180,12 @@ def cumulative_tables(
             row_notes = list(notes.get(row["run_id"], []))
             if row["run_id"] in flagged:
                 row_notes.append(flag_text(flagged[row["run_id"]]))
+            if row.get("fuse_warning"):
+                row_notes.append(f"⚠ {row['fuse_warning']}")
             cells = [
                 row["step"],
                 model_label(row),
-                short_path(row["adapter"], journal_dir) if row["adapter"] else DASH,
+                adapter_label(row, journal_dir),
                 row["dataset"] or DASH,
             ]
             cells += [sampling_label(row) or DASH] if show_sampling else []

@@ -30,7 +30,13 @@ from labbench.formatting import (
 from labbench.hardware import hardware_line
 
 EXCERPT_CHARS = 300
-KIND_TITLES = {"eval": "Eval", "bench": "Benchmark", "train": "Training", "demo": "Demo"}
+KIND_TITLES = {
+    "eval": "Eval",
+    "bench": "Benchmark",
+    "train": "Training",
+    "demo": "Demo",
+    "fuse": "Fuse",
+}
 
 
 class EntryData:
@@ -271,6 +277,39 @@ def demo_results(view: EntryData, run: dict) -> list[str]:
     return lines
 
 
+def fuse_results(run: dict, journal_dir: Path) -> list[str]:
+    """What was fused from where, its checks, the warning and the verdict (runs.summary)."""
+    fuse = json.loads(run["summary"] or "{}")
+    if not fuse.get("output"):
+        return []
+    origin = f"train run #{fuse['train_run_id']}" if fuse.get("train_run_id") else "no train run"
+    if fuse.get("checkpoint") is not None:
+        origin += f", iteration {fuse['checkpoint']}"
+    bits = f"{fuse['bits']}-bit, group size {fuse['group_size']}" if fuse.get("bits") else "full"
+    base_bits = f"{fuse['base_bits']}-bit" if fuse.get("base_bits") else "full precision"
+    lines = [
+        f"**Fused:** `{short_path(fuse['adapter'], journal_dir)}` ({origin}) into"
+        f" {model_name(fuse['base_model'])} ({base_bits}, fingerprint"
+        f" `{fuse['base_fingerprint']}`{', dequantized' if fuse.get('dequantized') else ''})",
+        "",
+        f"**Output:** `{short_path(fuse['output'], journal_dir)}` ({bits}"
+        f"{' precision' if not fuse.get('bits') else ''}), fingerprint"
+        f" `{fuse['output_fingerprint']}`",
+        "",
+    ]
+    if fuse.get("warning"):
+        lines += [f"**Warning:** {fuse['warning']}", ""]
+    if fuse.get("verdict"):
+        evals = ""
+        if fuse.get("fused_eval_run_id"):
+            evals = (
+                f" (eval #{fuse['fused_eval_run_id']} against the adapter's"
+                f" #{fuse['adapter_eval_run_id']} on {fuse['verify_suite']})"
+            )
+        lines += [f"**Verdict:** {fuse['verdict']}{evals}", ""]
+    return lines
+
+
 def raw_excerpt(view: EntryData, run: dict) -> list[str]:
     title = "**Raw output (excerpt):**"
     if run["output_excerpt"]:
@@ -308,6 +347,8 @@ def render_entry(view: EntryData, run: dict, journal_dir: Path) -> str:
         lines += train_results(view, run, journal_dir)
     elif run["kind"] == "demo":
         lines += demo_results(view, run)
+    elif run["kind"] == "fuse":
+        lines += fuse_results(run, journal_dir)
     if run["status"] in ("failed", "interrupted", "running"):
         lines += [f"**Status:** {run['status']}: {run['error'] or 'not finished'}", ""]
         if run["kind"] == "eval":

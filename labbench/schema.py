@@ -477,3 +477,105 @@ def m010_sweeps(db: Database) -> None:
         GROUP BY trials.sweep_run_id, trials.label, scores.category
         """,
     )
+
+
+@migrations()
+def m011_fuse(db: Database) -> None:
+    # One row per `fuse` run: an adapter (a training run's checkpoint) fused into its base
+    # model, maybe quantized, written to `output`; and how its eval compared with the
+    # adapter's. An eval whose model is a fuse's output is a derived model whose base model is
+    # the fuse's base (the lineage m009's comment anticipated).
+    db.table("fuses").create(
+        {
+            "fuse_run_id": int,
+            "train_run_id": int,
+            "checkpoint": int,  # the training iteration fused (None: the adapter's final file)
+            "adapter": str,  # the adapter directory fused
+            "base_model": str,
+            "base_fingerprint": str,
+            "base_bits": int,  # the base's quantization (None: full precision)
+            "dequantized": int,
+            "bits": int,  # the fused model's quantization (None: not quantized)
+            "group_size": int,
+            "output": str,  # the fused model's directory
+            "output_fingerprint": str,
+            "warning": str,
+            "verify_suite": str,
+            "adapter_eval_run_id": int,
+            "fused_eval_run_id": int,
+            "verdict": str,  # "fused matches adapter", "fused is worse (p = 0.012)", ...
+            "p_value": float,
+        },
+        pk="fuse_run_id",
+        foreign_keys=[
+            ("fuse_run_id", "runs", "id"),
+            ("train_run_id", "runs", "id"),
+            ("adapter_eval_run_id", "runs", "id"),
+            ("fused_eval_run_id", "runs", "id"),
+        ],
+    )
+    db.table("fuses").create_index(["output"])
+    # cumulative_results as m009 made it, with base_model and derived from the lineage and
+    # the fuse's columns at the end.
+    baseline_overall = f"(SELECT AVG(score) FROM {_category_means('baseline_run_id')})"
+    db.execute("DROP VIEW IF EXISTS cumulative_results")
+    db.create_view(
+        "cumulative_results",
+        f"""
+        WITH evals AS NOT MATERIALIZED (
+          SELECT runs.*, COALESCE(fuses.base_model, runs.model) AS base_model,
+                 COALESCE(runs.adapter, '') != '' OR fuses.fuse_run_id IS NOT NULL AS derived,
+                 fuses.fuse_run_id, fuses.bits AS fused_bits, fuses.adapter AS fused_adapter,
+                 fuses.train_run_id AS fused_train_run_id, fuses.checkpoint AS fused_checkpoint,
+                 fuses.warning AS fuse_warning,
+                 {_EVAL_SETTINGS}
+          FROM runs LEFT JOIN fuses ON fuses.output = runs.model
+          WHERE runs.kind = 'eval' AND runs.status = 'ok'
+            AND EXISTS (SELECT 1 FROM eval_results WHERE eval_results.run_id = runs.id)
+        ),
+        scored AS (
+          SELECT row.id AS run_id, row.suite, row.model, row.base_model, row.adapter,
+                 row.derived, row.dataset, row.endpoint, row.temperature, row.max_tokens,
+                 row.seed, row.epochs, row.prompt_limit, row.executed, row.fingerprint,
+                 row.note, row.started_at, row.fuse_run_id, row.fused_bits, row.fused_adapter,
+                 row.fused_train_run_id, row.fused_checkpoint, row.fuse_warning,
+                 json_extract(row.summary, '$.pass_at_k') AS pass_at_k,
+                 json_extract(row.summary, '$.overall_ci_low') AS ci_low,
+                 json_extract(row.summary, '$.overall_ci_high') AS ci_high,
+                 json_extract(row.summary, '$.overall_ci_method') AS ci_method,
+                 (SELECT base.id FROM evals AS base
+                  WHERE base.id < row.id AND NOT base.derived AND base.suite IS row.suite
+                    AND base.base_model IS row.base_model
+                    AND base.temperature IS row.temperature
+                    AND base.max_tokens IS row.max_tokens AND base.seed IS row.seed
+                    AND base.epochs IS row.epochs AND base.prompt_limit IS row.prompt_limit
+                    AND base.executed IS row.executed AND base.endpoint IS row.endpoint
+                  ORDER BY base.id DESC LIMIT 1) AS baseline_run_id,
+                 (SELECT AVG(score) FROM {_category_means("row.id")}) AS overall,
+                 (SELECT json_group_object(category, score) FROM {_category_means("row.id")})
+                   AS categories,
+                 (SELECT AVG(error IS NULL) FROM eval_results WHERE run_id = row.id)
+                   AS success_rate,
+                 (SELECT COUNT(DISTINCT prompt_id) FROM eval_results WHERE run_id = row.id)
+                   AS prompts
+          FROM evals AS row GROUP BY row.id
+        )
+        SELECT run_id, suite,
+               '#' || run_id || CASE WHEN derived THEN ' Trained' ELSE ' Baseline' END AS step,
+               model, adapter, dataset,
+               printf('%.1f%%', 100 * overall) AS overall_pct,
+               CASE WHEN ci_low IS NOT NULL
+                    THEN printf('%.1f%%–%.1f%%', 100 * ci_low, 100 * ci_high)
+                    ELSE ci_method END AS ci_pct,
+               CASE WHEN baseline_run_id IS NOT NULL
+                    THEN printf('%+.1f pts vs #%d', 100 * (overall - {baseline_overall}),
+                                baseline_run_id) END AS delta_pts,
+               base_model, endpoint, temperature, max_tokens, seed, epochs, prompt_limit,
+               executed, overall, ci_low, ci_high, ci_method, baseline_run_id,
+               overall - {baseline_overall} AS delta,
+               categories, pass_at_k, success_rate, prompts, fingerprint, note, started_at,
+               fuse_run_id, fused_bits, fused_adapter, fused_train_run_id, fused_checkpoint,
+               fuse_warning
+        FROM scored
+        """,
+    )

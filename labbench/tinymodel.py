@@ -64,6 +64,22 @@ def build_tiny_model(out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
+def quantized_tiny_model_dir(bits: int) -> Path:
+    return TINY_MODEL_DIR.parent / f"tiny-q{bits}"
+
+
+def build_quantized_tiny_model(out_dir: Path, bits: int) -> Path:
+    """The tiny model (models/tiny, built if missing) quantized to `bits` into out_dir, as
+    `mlx_lm convert -q` would: a quantized base to try QLoRA and fusing on, offline."""
+    from labbench.fusemodel import quantize_into
+
+    source = ensure_tiny_model()
+    out_dir = Path(out_dir)
+    with build_lock(out_dir):
+        build_atomically(out_dir, lambda tmp: quantize_into(source, tmp, bits))
+    return out_dir
+
+
 def ensure_model(out_dir: Path, build: Callable[[Path, int], None], announce: str) -> Path:
     """Run build(out_dir, seed 0) if out_dir holds no model yet, saying `announce` (its {dir}
     is the directory) first; concurrent callers wait for one build."""

@@ -4,6 +4,7 @@ python scripts/tiny_model.py                    # models/tiny, unless it is alre
 python scripts/tiny_model.py --force seed=1     # rebuild it with another weight seed
 python scripts/tiny_model.py --chat             # models/tiny-chat: pre-trained (shipped; ~12 min)
 python scripts/tiny_model.py --out /tmp/tiny    # somewhere else
+python scripts/tiny_model.py --quantize 4       # models/tiny-q4: models/tiny at 4 bits (QLoRA)
 """
 
 import argparse
@@ -32,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the pre-trained chat model (models/tiny-chat, shipped; --force rebuilds it, ~12 min)",
     )
+    parser.add_argument(
+        "--quantize",
+        type=int,
+        choices=(2, 3, 4, 5, 6, 8),
+        metavar="BITS",
+        help="models/tiny quantized to BITS (models/tiny-qBITS), as `mlx_lm convert -q` does",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if it is already built")
     return parser
 
@@ -40,10 +48,20 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
     if args.out:
         args.out = cli.user_path(args.out)
+    if args.chat and args.quantize:
+        raise UserError("--chat and --quantize: choose one")
     if args.chat:
         from labbench.pretrain import CHAT_MODEL_DIR, pretrain_tiny_model
 
         out, build = args.out or CHAT_MODEL_DIR, pretrain_tiny_model
+    elif args.quantize:
+        from labbench.tinymodel import build_quantized_tiny_model, quantized_tiny_model_dir
+
+        bits = args.quantize
+        out = args.out or quantized_tiny_model_dir(bits)
+
+        def build(out: Path, seed: int) -> Path:
+            return build_quantized_tiny_model(out, bits)
     else:
         out, build = args.out or TINY_MODEL_DIR, build_tiny_model
     if is_tiny_model_ready(out) and not args.force:
