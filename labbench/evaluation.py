@@ -25,7 +25,13 @@ from labbench.codetests import run_answer_tests
 from labbench.errors import UserError, describe_exit
 from labbench.execution import containment_summary
 from labbench.fingerprint import eval_fingerprint
-from labbench.ledger import Run, dataset_of_adapter, recording_run, run_scores
+from labbench.ledger import (
+    Run,
+    dataset_of_adapter,
+    dataset_of_fused_model,
+    recording_run,
+    run_scores,
+)
 from labbench.scoring import failed_score, score_response
 from labbench.settings import EvalSettings, SamplingSettings
 from labbench.stats import PASS_THRESHOLD, overall_interval, pass_at_k, pass_at_k_levels
@@ -467,7 +473,8 @@ def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
             run.update(
                 fingerprint=parts.pop("fingerprint"),
                 fingerprint_parts=parts,
-                dataset=dataset_of_adapter(db, plan.adapter),
+                dataset=dataset_of_adapter(db, plan.adapter)
+                or dataset_of_fused_model(db, plan.model),
             )
             server_context = (
                 nullcontext()

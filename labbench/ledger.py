@@ -203,6 +203,16 @@ def dataset_of_adapter(db: Database, adapter: str | None) -> str | None:
     return next((row["dataset"] for row in rows), None)
 
 
+def dataset_of_fused_model(db: Database, model: str | None) -> str | None:
+    """Lineage: the dataset of the adapter fused into this model (a `just fuse` output)."""
+    rows = db.query(
+        "SELECT runs.dataset FROM fuses JOIN runs ON runs.id = fuses.fuse_run_id"
+        " WHERE fuses.output = ? ORDER BY fuses.fuse_run_id DESC LIMIT 1",
+        [model],
+    )
+    return next((row["dataset"] for row in rows), None)
+
+
 def run_scores(db: Database, run_id: int) -> dict | None:
     """An eval run's scores, from the views over its results (never a stored copy): overall,
     success rate, prompts, failures, categories {name: score}, and the stored 95% CI of overall

@@ -146,6 +146,7 @@ def test_fuse_without_quantization_scores_as_the_adapter(qlora):
     )
     assert (view["base_model"], view["baseline_run_id"]) == (str(qlora["base"]), 1)
     assert view["step"].endswith("Trained") and view["fused_train_run_id"] == 2
+    assert view["dataset"] == db.table("runs").get(2)["dataset"]
     journal = (qlora["root"] / "journal" / "JOURNAL.md").read_text()
     assert f"| {out.name} (full precision, fused by #{row['fuse_run_id']}) |" in journal
     assert "| fused from adapters/2 (train #2, iteration 2) |" in journal
