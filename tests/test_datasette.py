@@ -126,8 +126,13 @@ def cumulative(run_id, suite, step, overall, baseline, delta, categories, **colu
         "fingerprint": None,
         "note": None,
         "started_at": f"2026-01-0{run_id}T00:00:00",
+        "epochs": 1,
+        "prompt_limit": None,
+        "executed": 1,
+        "pass_at_k": None,
     }
-    return row | columns
+    fuse = ("fuse_run_id", "fused_bits", "fused_adapter", "fused_train_run_id", "fused_checkpoint")
+    return row | dict.fromkeys([*fuse, "fuse_warning"]) | columns
 
 
 def test_cumulative_results_is_the_journal_table(ledger):
