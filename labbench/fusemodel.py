@@ -4,8 +4,8 @@ What mlx-lm does, read in its source, and what we do about it:
 - `mlx_lm.fuse` loads the base with the adapter, calls `fuse()` on every LoRA layer, and with
   --dequantize turns quantized layers back into plain ones; `mlx_lm.utils.save` then writes
   the config it loaded and re-saves the tokenizer through transformers' `save_pretrained`.
-- That re-save rewrites tokenizer_config.json (and may move the chat template), which is how a
-  fused model can end up with other special tokens than its base: the reference project's
+- That re-save rewrites tokenizer.json and tokenizer_config.json (seen on the tiny model), one
+  way a fused model ends up with other special tokens than its base: the reference project's
   eos_token_id 151643 instead of 151645. We copy the base's tokenizer files over the re-saved
   ones and then check the result against the base anyway.
 - Quantizing is `mlx_lm.utils.quantize_model` (what `mlx_lm convert -q` calls).
