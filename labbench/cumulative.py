@@ -23,6 +23,7 @@ from labbench.formatting import (
     signed_points,
     with_ci,
 )
+from labbench.ledger import id_list
 from labbench.suite import HUMANEVAL
 
 CUMULATIVE_ORDER = "ORDER BY suite, base_model, run_id"
@@ -33,12 +34,6 @@ DELTA_HELP = (
     "execution (exec=) and endpoint (our server or url=); a fused model's row against its "
     "base model's. — when there is none."
 )
-
-
-def id_list(ids: list[int]) -> str:
-    """`(?, ?, ...)` for `run_id IN ...`: SQLite narrows the ledger's views to the given runs
-    for a list of values, not for a subquery, and the journal reads only the runs it shows."""
-    return "(" + ", ".join("?" * len(ids)) + ")" if ids else "(NULL)"
 
 
 def cumulative_rows(db: Database, run_ids: list[int]) -> list[dict]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from labbench import plots
-from labbench.cumulative import flag_text, id_list, model_name
+from labbench.cumulative import flag_text, model_name
 from labbench.formatting import (
     DASH,
     category_order,
@@ -28,6 +28,7 @@ from labbench.formatting import (
     with_ci,
 )
 from labbench.hardware import hardware_line
+from labbench.ledger import id_list, scores_of_runs
 
 EXCERPT_CHARS = 300
 KIND_TITLES = {
@@ -64,27 +65,11 @@ class EntryData:
         # A demo's entry shows its evals' scores too.
         scored = ids + [c["id"] for children in self.children.values() for c in children]
         self.categories: dict[int, dict[str, dict]] = defaultdict(dict)
-        # category_scores as its view defines it, but grouped here: SQLite narrows
-        # prompt_scores to the given runs, not the view built on it (it would read them all).
-        found = rows(
-            "SELECT run_id, category, AVG(score) AS score, COUNT(*) AS prompts,"
-            " SUM(failures > 0) AS failures FROM prompt_scores WHERE run_id IN (:ids)"
-            " GROUP BY run_id, category",
-            scored,
-        )
-        for row in sorted(found, key=lambda r: (r["run_id"], category_order(r["category"]))):
-            self.categories[row["run_id"]][row["category"]] = row
-        samples = {
-            row["run_id"]: row
-            for row in rows(
-                "SELECT run_id, SUM(samples) AS samples, SUM(failures) AS failed"
-                " FROM prompt_scores WHERE run_id IN (:ids) GROUP BY run_id",
-                scored,
-            )
-        }
-        self.summaries = {
-            run_id: headline(c, samples[run_id]) for run_id, c in self.categories.items()
-        }
+        self.summaries: dict[int, dict] = {}
+        for run_id, found in scores_of_runs(db, scored).items():
+            ordered = sorted(found.pop("categories").items(), key=lambda c: category_order(c[0]))
+            self.categories[run_id] = dict(ordered)
+            self.summaries[run_id] = found
         self.notes: dict[int, list[dict]] = defaultdict(list)
         if late_notes:
             for row in rows("SELECT * FROM run_notes WHERE run_id IN (:ids) ORDER BY id"):
@@ -108,21 +93,6 @@ class EntryData:
             "WHERE run_id IN (:ids) ORDER BY run_id, score IS NULL, score, prompt_id, id"
         ):
             self.worst_responses.setdefault(row["run_id"], row)
-
-
-def headline(categories: dict[str, dict], samples: dict) -> dict:
-    """An eval's headline numbers from its category_scores rows and its samples (from
-    prompt_scores), as eval_summaries computes them (overall = mean of the category scores;
-    success rate over samples); read this way because SQLite computes the eval_summaries view
-    for the whole ledger even when asked for one run. tests/test_journal.py keeps the two in
-    agreement."""
-    scores = [c["score"] for c in categories.values() if c["score"] is not None]
-    return {
-        "overall": sum(scores) / len(scores) if scores else None,
-        "prompts": sum(c["prompts"] for c in categories.values()),
-        "failures": sum(c["failures"] for c in categories.values()),
-        "success_rate": (samples["samples"] - samples["failed"]) / samples["samples"],
-    }
 
 
 def notes_text(view: EntryData, run: dict, kind: str = "note") -> list[str]:

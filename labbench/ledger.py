@@ -213,24 +213,61 @@ def dataset_of_fused_model(db: Database, model: str | None) -> str | None:
     return next((row["dataset"] for row in rows), None)
 
 
+def id_list(ids: list[int]) -> str:
+    """`(?, ?, ...)` for `run_id IN ...`: SQLite narrows the ledger's views to the given runs
+    for a list of values, not for a subquery, and the journal reads only the runs it shows."""
+    return "(" + ", ".join("?" * len(ids)) + ")" if ids else "(NULL)"
+
+
+def scores_of_runs(db: Database, run_ids: list[int]) -> dict[int, dict]:
+    """Eval run id -> its scores, as the category_scores and eval_summaries views define them
+    (a prompt's score is the mean of its epochs, a category's the mean of its prompts, overall
+    the mean of the categories, success rate over samples): {"categories": {category: {score,
+    prompts, failures}}, "overall", "prompts", "failures", "success_rate"}. Grouped here from
+    prompt_scores, because SQLite narrows that view to the runs asked for but computes the
+    views built on it for the whole ledger. tests/test_journal.py keeps the two in agreement.
+    Runs without results are left out."""
+    if not run_ids:
+        return {}
+    ids = id_list(run_ids)
+    scores: dict[int, dict] = {}
+    for row in db.query(
+        "SELECT run_id, category, AVG(score) AS score, COUNT(*) AS prompts,"
+        " SUM(failures > 0) AS failures, SUM(samples) AS samples,"
+        " SUM(failures) AS failed_samples"
+        f" FROM prompt_scores WHERE run_id IN {ids} GROUP BY run_id, category ORDER BY run_id",
+        run_ids,
+    ):
+        run = scores.setdefault(row["run_id"], {"categories": {}, "samples": 0, "failed": 0})
+        run["categories"][row["category"]] = {
+            key: row[key] for key in ("run_id", "category", "score", "prompts", "failures")
+        }
+        run["samples"] += row["samples"]
+        run["failed"] += row["failed_samples"]
+    for run in scores.values():
+        categories = run["categories"].values()
+        means = [c["score"] for c in categories if c["score"] is not None]
+        run["overall"] = sum(means) / len(means) if means else None
+        run["prompts"] = sum(c["prompts"] for c in categories)
+        run["failures"] = sum(c["failures"] for c in categories)
+        run["success_rate"] = (run["samples"] - run.pop("failed")) / run["samples"]
+    return scores
+
+
 def run_scores(db: Database, run_id: int) -> dict | None:
-    """An eval run's scores, from the views over its results (never a stored copy): overall,
-    success rate, prompts, failures, categories {name: score}, and the stored 95% CI of overall
-    and pass@k ({"1": ..., "5": ...}, with repeats only).
-    None when the run has no results."""
-    found = list(db.query("SELECT * FROM eval_summaries WHERE run_id = ?", [run_id]))
-    if not found:
+    """An eval run's scores (scores_of_runs, never a stored copy): overall, success rate,
+    prompts, failures, categories {name: score}, and the stored 95% CI of overall and pass@k
+    ({"1": ..., "5": ...}, with repeats only). None when the run has no results."""
+    found = scores_of_runs(db, [run_id]).get(run_id)
+    if found is None:
         return None
-    rows = db.query(
-        "SELECT category, score FROM category_scores WHERE run_id = ? ORDER BY category", [run_id]
-    )
     stored = json.loads(db.table("runs").get(run_id)["summary"] or "{}")
     return {
-        "overall": found[0]["overall"],
-        "success_rate": found[0]["success_rate"],
-        "prompts": found[0]["prompts"],
-        "failures": found[0]["failures"],
-        "categories": {row["category"]: row["score"] for row in rows},
+        "overall": found["overall"],
+        "success_rate": found["success_rate"],
+        "prompts": found["prompts"],
+        "failures": found["failures"],
+        "categories": {name: c["score"] for name, c in sorted(found["categories"].items())},
         "ci_low": stored.get("overall_ci_low"),
         "ci_high": stored.get("overall_ci_high"),
         "ci_method": stored.get("overall_ci_method"),

@@ -72,7 +72,15 @@ def replay_server(answer: Answer, tokens_per_s: float | None = None) -> Generato
         def log_message(self, format, *args) -> None:  # quiet
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with serving(Handler) as base_url:
+        yield base_url
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Generator[str, None, None]:
+    """An HTTP server with this handler on a free loopback port, in a thread, until the block
+    ends; yields its base URL, http://127.0.0.1:PORT."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -14,13 +14,8 @@ from sqlite_utils import Database
 from labbench import plots
 from labbench.errors import UserError
 from labbench.formatting import DASH, category_order, category_title, percent, signed_points
-from labbench.sweepstats import (
-    NO_SPREAD,
-    SeedTest,
-    Spread,
-    one_sample_test,
-    spread_from_moments,
-)
+from labbench.ledger import scores_of_runs
+from labbench.sweepstats import NO_SPREAD, SeedTest, Spread, one_sample_test, spread
 
 OVERALL = "(overall)"  # the sweep_scores view's category for the overall score
 ALPHA = 0.05
@@ -49,28 +44,36 @@ def load_result(db: Database, run_id: int) -> SweepResult:
     run = db.table("runs").get(run_id)
     config = json.loads(run["config"] or "{}")
     summary = json.loads(run["summary"] or "{}")
-    by_label: dict[str, Configuration] = {}
-    for row in db.query(
-        "SELECT trials.label, trials.seed, summaries.overall, trials.eval_run_id"
-        " FROM sweep_trials AS trials JOIN eval_summaries AS summaries"
-        "   ON summaries.run_id = trials.eval_run_id"
-        " WHERE trials.sweep_run_id = ? AND trials.status = 'ok' ORDER BY trials.id",
-        [run_id],
-    ):
-        configuration = by_label.setdefault(row["label"], Configuration(row["label"]))
-        configuration.points.append((row["seed"], row["overall"], row["eval_run_id"]))
-    for row in db.query(
-        "SELECT * FROM sweep_scores WHERE sweep_run_id = ? ORDER BY configuration, category",
-        [run_id],
-    ):
-        spread = spread_from_moments(row["seeds"], row["mean"], row["variance"])
-        by_label[row["configuration"]].spreads[row["category"]] = spread
-    configurations = list(by_label.values())
+    # Scores through ledger.scores_of_runs, which reads only these runs: the sweep_scores view
+    # has the same numbers (tests/test_sweep.py checks), but SQLite would compute it over every
+    # eval in the ledger, and the journal reads this after every run.
+    trials = list(
+        db.query(
+            "SELECT label, seed, eval_run_id FROM sweep_trials"
+            " WHERE sweep_run_id = ? AND status = 'ok' ORDER BY id",
+            [run_id],
+        )
+    )
     base_run = summary.get("base_eval_run")
-    base_overall = None
-    if base_run is not None:
-        found = list(db.query("SELECT overall FROM eval_summaries WHERE run_id = ?", [base_run]))
-        base_overall = found[0]["overall"] if found else None
+    wanted = [trial["eval_run_id"] for trial in trials] + [base_run]
+    scores = scores_of_runs(db, [run for run in wanted if run is not None])
+    by_label: dict[str, Configuration] = {}
+    values: dict[str, dict[str, list[float]]] = {}
+    for trial in trials:
+        found = scores.get(trial["eval_run_id"])
+        if found is None or found["overall"] is None:  # no result, or nothing scored
+            continue
+        configuration = by_label.setdefault(trial["label"], Configuration(trial["label"]))
+        configuration.points.append((trial["seed"], found["overall"], trial["eval_run_id"]))
+        by_category = values.setdefault(trial["label"], {OVERALL: []})
+        by_category[OVERALL].append(found["overall"])
+        for category, score in found["categories"].items():
+            if score["score"] is not None:
+                by_category.setdefault(category, []).append(score["score"])
+    for label, by_category in values.items():
+        by_label[label].spreads = {name: spread(v) for name, v in sorted(by_category.items())}
+    configurations = list(by_label.values())
+    base_overall = scores.get(base_run, {}).get("overall") if base_run is not None else None
     best = max(configurations, key=lambda c: c.spreads[OVERALL].mean, default=None)
     planned = config.get("configurations") or max(1, len(configurations))
     test = None

@@ -1,9 +1,8 @@
 """`--url` in the forms users copy from their server's docs, and what goes wrong with it."""
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from helpers import run_just
@@ -11,6 +10,7 @@ from sqlite_utils import Database
 
 from labbench.errors import UserError
 from labbench.evaluation import normalize_url
+from labbench.replay import serving
 from labbench.server import start_server
 from labbench.suite import load_suite
 
@@ -104,14 +104,8 @@ class NotFoundEverywhere(BaseHTTPRequestHandler):
 @pytest.fixture
 def not_found_url():
     """A real HTTP server on a free loopback port that answers 404 to everything."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), NotFoundEverywhere)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(NotFoundEverywhere) as base_url:
+        yield base_url
 
 
 @pytest.mark.timeout(60)

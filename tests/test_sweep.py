@@ -151,6 +151,16 @@ def test_small_sweep_end_to_end_and_a_rerun_trains_nothing(dataset, tmp_path, is
         )
     assert verdict in journal
     assert f"**Best:** {best}" in journal
+    # The journal's numbers are the ledger view's.
+    from labbench.sweepreport import load_result
+
+    spreads = {c.label: c.spreads for c in load_result(db, 1).configurations}
+    view = list(db.query("SELECT * FROM sweep_scores WHERE sweep_run_id = 1"))
+    assert len(view) == sum(len(by_category) for by_category in spreads.values())
+    for row in view:
+        shown = spreads[row["configuration"]][row["category"]]
+        assert (shown.n, shown.mean) == (row["seeds"], pytest.approx(row["mean"]))
+        assert shown.sd == pytest.approx(math.sqrt(max(0.0, row["variance"])), abs=1e-9)
     assert (isolated_ledger.parent / "journal" / "plots" / "sweep-1.png").is_file()
     assert verdict.removeprefix("**Verdict:** ") in result.stdout
 
