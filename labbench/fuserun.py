@@ -278,7 +278,10 @@ def verify(db: Database, run_id: int, source: AdapterSource, out: Path, suite: s
     prompt by prompt. Returns the fuses columns it fills."""
     if suite == NO_VERIFY:
         return {"verdict": "not verified (verify=none)"}
-    reference = reference_eval(db, source, suite)
+    from labbench.suite import load_suite
+
+    # Runs record a suite's name; verify= may be a name or a path.
+    reference = reference_eval(db, source, load_suite(suite).name if suite else None)
     if reference is None and suite is None:
         return {"verdict": "not verified: the adapter has no eval (pass verify=SUITE)"}
     if reference is None:

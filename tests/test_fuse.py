@@ -132,7 +132,7 @@ def test_fuse_without_quantization_scores_as_the_adapter(qlora):
     assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".")]  # no leftovers
     row = fuse_row(qlora, str(out))
     lineage = (row["train_run_id"], row["checkpoint"], row["base_bits"], row["bits"])
-    assert lineage == (2, 2, 4, None)
+    assert lineage == (2, 2, 4, None) and row["adapter_eval_run_id"] == 3
     assert row["dequantized"] == 1 and "quantization" not in json.loads(
         (out / "config.json").read_text()
     )
@@ -156,13 +156,15 @@ def test_fuse_without_quantization_scores_as_the_adapter(qlora):
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_fuse_quantized_to_8_bits_keeps_the_tokenizer_and_records_a_verdict(qlora):
-    result = fuse(qlora, "bits=8")
+    # verify= as a path finds the adapter's eval of that suite (run 3), recorded by its name.
+    result = fuse(qlora, "bits=8", f"verify={qlora['root'] / 'small.toml'}")
     assert result.returncode == 0, result.stderr
     out, base = Path(output_of(result)), qlora["base"]
     row = fuse_row(qlora, str(out))
     assert out.name.endswith("-q8") and (row["bits"], row["group_size"]) == (8, 64)
     assert row["verdict"] == result.stdout.splitlines()[-1].removeprefix("verdict: ")
     assert row["verdict"].startswith("fused ") and row["fused_eval_run_id"]
+    assert (row["adapter_eval_run_id"], row["verify_suite"]) == (3, "small")
     config, base_config = (json.loads((d / "config.json").read_text()) for d in (out, base))
     for key in ("eos_token_id", "bos_token_id"):
         assert config.get(key) == base_config.get(key)
