@@ -182,9 +182,7 @@ class FusePlan:
 class FuseOutcome:
     run_id: int
     output: Path
-    warning: str | None
     verdict: str | None
-    fused_eval_run_id: int | None
 
 
 def prepare(db: Database, plan: FusePlan) -> tuple[AdapterSource, QuantizationPlan]:
@@ -224,6 +222,8 @@ def record_fuse(db: Database, plan: FusePlan) -> FuseOutcome:
         note=plan.note,
     ) as run:
         out = output_dir(plan.models_root, run.id, quantization.bits)
+        if out.exists():
+            raise UserError(f"{out} already exists (left by another ledger?)")
         print(f"run {run.id}: fusing {source.weights} into {base} -> {out}", file=sys.stderr)
         if quantization.warning:
             print(f"warning: {quantization.warning}", file=sys.stderr)
@@ -268,8 +268,7 @@ def record_fuse(db: Database, plan: FusePlan) -> FuseOutcome:
         verified = verify(db, run.id, source, out, plan.verify)
         run.update(summary={**lineage, "checks": checks, **verified})
         db.table("fuses").update(run.id, verified)
-    verdict, fused_eval = verified.get("verdict"), verified.get("fused_eval_run_id")
-    return FuseOutcome(run.id, out, quantization.warning, verdict, fused_eval)
+    return FuseOutcome(run.id, out, verified.get("verdict"))
 
 
 def verify(db: Database, run_id: int, source: AdapterSource, out: Path, suite: str | None) -> dict:

@@ -74,8 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         outcome = record_fuse(ledger.db, plan)
     print(f"recorded as run {outcome.run_id} in {ledger.path}", file=sys.stderr)
     print(f"fused model: {outcome.output}")
-    if outcome.warning:
-        print(f"warning: {outcome.warning}")
     print(f"verdict: {outcome.verdict}")
     return 0
 

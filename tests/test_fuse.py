@@ -183,7 +183,7 @@ def test_fuse_to_4_bits_warns_and_records_the_warning(qlora):
     result = fuse(qlora, "bits=4", "verify=none")
     assert result.returncode == 0, result.stderr
     warning = "re-quantizing to 4 bits after fusing a 4-bit base: the reference project lost"
-    assert f"\nwarning: {warning}" in result.stdout
+    assert f"\nwarning: {warning}" in result.stderr
     row = fuse_row(qlora, output_of(result))
     assert row["warning"].startswith(warning) and row["verdict"] == "not verified (verify=none)"
     journal = (qlora["root"] / "journal" / "JOURNAL.md").read_text()
