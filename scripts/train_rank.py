@@ -30,6 +30,16 @@ class _Silent:
         pass
 
 
+def scratch_ledger():
+    from sqlite_utils import Database
+
+    from labbench.schema import migrations
+
+    db = Database(memory=True)
+    migrations.apply(db)
+    return db
+
+
 def train_rank(spec: dict, rank: int, world_size: int) -> dict:
     from sqlite_utils import Database
 
@@ -62,11 +72,16 @@ def train_rank(spec: dict, rank: int, world_size: int) -> dict:
     adapter_config = apply_lora(loaded.model, settings)
     if rank == 0:  # mlx-lm's lora.py writes it on every rank; one writer is enough
         write_adapter_config(adapter_dir, adapter_config, spec["model"])
-        writer = ReportWriter(Database(spec["ledger"]), spec["run_id"], settings.steps_per_report)
+        # Without a ledger (the bench) the reports only go back in the status file.
+        db = Database(spec["ledger"]) if spec["ledger"] else scratch_ledger()
+        writer = ReportWriter(
+            db, spec["run_id"], settings.steps_per_report, echo=bool(spec["ledger"])
+        )
     else:
         writer = _Silent()
     train_lora(loaded, train_set, valid_set, settings, adapter_dir / ADAPTER_WEIGHTS, writer)  # ty: ignore[invalid-argument-type]
-    return {"load_seconds": loaded.load_seconds}
+    reports = writer.reports if isinstance(writer, ReportWriter) else []
+    return {"load_seconds": loaded.load_seconds, "reports": reports}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -211,3 +211,17 @@ def test_a_crashed_rank_fails_the_run(tmp_path, tiny_model, dataset):
     assert time.monotonic() - started < 150
     [run] = list(db["runs"].rows)
     assert run["status"] == "failed" and "rank 1" in run["error"]
+
+
+def test_the_bench_reports_scaling_and_where_it_was_measured():
+    from labbench.benchmark import scaling, scaling_rows
+
+    result = scaling({"sec_per_iter": 1.0}, {"sec_per_iter": 0.8}, Launch(2))
+    assert result["speedup"] == pytest.approx(1.25)
+    assert result["efficiency"] == pytest.approx(0.625)
+    assert result["world_size"] == 2 and result["backend"] == "ring"
+    assert "says nothing about several Macs" in result["where"]
+    rows = dict(scaling_rows(result))
+    assert rows["scaling efficiency"] == "62% (100% = 2x faster)"
+    remote = scaling({"sec_per_iter": 1.0}, {"sec_per_iter": 0.5}, Launch(2, hosts=("m1", "m2")))
+    assert remote["where"] == "2 ranks on m1, m2" and remote["efficiency"] == 1.0
