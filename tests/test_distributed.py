@@ -135,8 +135,6 @@ def two_runs(tiny_model, dataset, tmp_path_factory):
     return db1, single, db2, ranks
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
 def weights(path: Path) -> dict[str, np.ndarray]:
     import mlx.core as mx
 
@@ -145,6 +143,8 @@ def weights(path: Path) -> dict[str, np.ndarray]:
     return {key: np.array(value) for key, value in loaded.items()}
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_two_ranks_record_one_run_and_match_one_process(two_runs):
     db1, single, db2, ranks = two_runs
     [run] = list(db2["runs"].rows)
@@ -166,11 +166,10 @@ def test_two_ranks_record_one_run_and_match_one_process(two_runs):
     a = weights(single.adapter_dir / ADAPTER_WEIGHTS)
     b = weights(ranks.adapter_dir / ADAPTER_WEIGHTS)
     assert sorted(a) == sorted(b) and a
-    # Float sums in another order: 2.8e-5 here, 7.5e-6 measured on other data; the weights
-    # themselves moved far more (LoRA's B starts at zero).
+    # Float sums in another order, which Adam can turn into part of a step (learning rate
+    # 1e-4) where a gradient is near zero: 2.8e-5 here, 7.5e-6 measured on other data.
     worst = max(float(np.abs(a[key] - b[key]).max()) for key in a)
-    moved = max(float(np.abs(a[key]).max()) for key in a if key.endswith("lora_b"))
-    assert worst < 1e-4 and worst < moved / 100, (worst, moved)
+    assert worst < 5e-5, worst
 
 
 @pytest.mark.slow
