@@ -3,7 +3,6 @@ iterations excluded, then sec/iter, tokens/s and peak memory (mlx's own figure, 
 process RSS) over the measured iterations, checked against mlx-lm's own timing, and a verdict.
 """
 
-import json
 import os
 import statistics
 import subprocess
@@ -105,22 +104,10 @@ def scaling_rows(scaling: dict | None) -> list[list]:
 
 def bench_ranks(plan: "BenchPlan", lora: LoraSettings, data: Path, scratch: Path) -> dict:
     """The same training on plan.launch's ranks (same global batch), timed like one process."""
-    from labbench.distributed import run_ranks
+    from labbench.distributed import train_on_ranks
 
-    spec = {
-        "model": plan.model,
-        "data": str(data.resolve()),
-        "settings": asdict(lora),
-        "adapter_dir": str(scratch / "ranks"),
-        "ledger": None,
-        "run_id": 0,
-        "world_size": plan.launch.world_size,
-        "local": all(host == "127.0.0.1" for host in plan.launch.hosts),
-    }
-    launch_dir = scratch / "launch"
-    run_ranks(plan.launch, spec, launch_dir)
-    reports = json.loads((launch_dir / "rank-0.json").read_text())["reports"]
-    return measure(reports, plan.settings.warmup)
+    status = train_on_ranks(plan.launch, plan.model, data, lora, scratch / "ranks")
+    return measure(status["reports"], plan.settings.warmup)
 
 
 def scaling(single: dict, ranks: dict, launch: Any) -> dict:

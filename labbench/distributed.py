@@ -14,8 +14,9 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from labbench import PROJECT_ROOT
 from labbench.errors import UserError, describe_exit
@@ -205,6 +206,33 @@ def run_ranks(launch: Launch, spec: dict, launch_dir: Path, command: list[str] |
         raise UserError("; ".join(failures) + _log_tail(log_path))
     if process.returncode:
         raise UserError(f"mlx.launch {describe_exit(process.returncode)}{_log_tail(log_path)}")
+
+
+def train_on_ranks(
+    launch: Launch,
+    model: str,
+    data: Path,
+    settings: Any,
+    adapter_dir: Path,
+    ledger: str | None = None,
+    run_id: int = 0,
+) -> dict:
+    """Train `settings` (a LoraSettings) on the ranks into adapter_dir; rank 0 writes its loss
+    reports into `ledger` under `run_id` (None: into its status only). Returns rank 0's status
+    (load_seconds, reports). Raises as run_ranks does."""
+    spec = {
+        "model": model,
+        "data": str(data.resolve()),
+        "settings": asdict(settings),
+        "adapter_dir": str(adapter_dir.resolve()),
+        "ledger": ledger,
+        "run_id": run_id,
+        "world_size": launch.world_size,
+        "local": all(host == "127.0.0.1" for host in launch.hosts),
+    }
+    launch_dir = adapter_dir / "launch"
+    run_ranks(launch, spec, launch_dir)
+    return json.loads(status_path(launch_dir, "0").read_text())
 
 
 def _log_tail(log_path: Path) -> str:

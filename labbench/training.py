@@ -397,22 +397,12 @@ def _train_here(db: Database, run_id: int, plan: TrainPlan, adapter_dir: Path) -
 
 def _train_distributed(db: Database, run_id: int, plan: TrainPlan, adapter_dir: Path) -> float:
     """Train on plan.launch's ranks; rank 0 writes the loss reports into this ledger."""
-    from labbench.distributed import run_ranks
+    from labbench.distributed import train_on_ranks
 
     ledger = next(row["file"] for row in db.query("PRAGMA database_list") if row["name"] == "main")
-    spec = {
-        "model": plan.model,
-        "data": str(plan.data.resolve()),
-        "settings": asdict(plan.settings),
-        "adapter_dir": str(adapter_dir.resolve()),
-        "ledger": ledger,
-        "run_id": run_id,
-        "world_size": plan.launch.world_size,
-        "local": all(host == "127.0.0.1" for host in plan.launch.hosts),
-    }
-    launch_dir = adapter_dir / "launch"
-    run_ranks(plan.launch, spec, launch_dir)
-    status = json.loads((launch_dir / "rank-0.json").read_text())
+    status = train_on_ranks(
+        plan.launch, plan.model, plan.data, plan.settings, adapter_dir, ledger, run_id
+    )
     return status["load_seconds"]
 
 
