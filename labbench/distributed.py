@@ -2,8 +2,8 @@
 
 mlx-lm's trainer already averages gradients across ranks, splits each (global) batch between
 them and saves adapters on rank 0. What it leaves to us (measured, see the README):
-- `mlx.launch` exits 0 when a rank crashed: every rank writes its own status file into the
-  run's launch directory, and a rank with no status, or a failed one, fails the run.
+- `mlx.launch` exits 0 when a rank crashed: every rank prints a status line last (the launcher
+  relays it, from remote hosts too), and a rank with no status, or a failed one, fails the run.
 - A rank that comes up at world size 1 trains alone: each rank asserts the world size.
 - Only rank 0 writes to the ledger (its loss reports) and the adapter config.
 """
@@ -24,7 +24,7 @@ from labbench.errors import UserError, describe_exit
 BACKENDS = ("ring", "mpi")
 RANK_SCRIPT = PROJECT_ROOT / "scripts" / "train_rank.py"
 STOP_GRACE_S = 5.0  # after a rank failed or Ctrl-C: SIGTERM to every rank, SIGKILL after this
-LOG_TAIL_LINES = 15
+STATUS_MARKER = "labbench-rank-status: "
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def check_batch(batch_size: int, launch: Launch) -> None:
         )
 
 
-def launch_command(launch: Launch, spec: Path) -> list[str]:
+def launch_command(launch: Launch, spec: dict) -> list[str]:
     command = [str(Path(sys.executable).parent / "mlx.launch"), "--backend", launch.backend]
     if launch.hostfile is not None:
         command += ["--hostfile", str(launch.hostfile)]
@@ -105,47 +105,58 @@ def launch_command(launch: Launch, spec: Path) -> list[str]:
         command += ["-n", str(launch.world_size)]
     if launch.port is not None:
         command += ["-p", str(launch.port)]
-    # `--` keeps the script's own arguments from the launcher's parser.
-    return [*command, "--python", sys.executable, "--", str(RANK_SCRIPT), str(spec)]
+    # `--` keeps the script's own arguments from the launcher's parser. The spec goes inline:
+    # a remote rank cannot read a file written here.
+    return [*command, "--python", sys.executable, "--", str(RANK_SCRIPT), json.dumps(spec)]
 
 
-def status_path(launch_dir: Path, rank: str) -> Path:
-    return launch_dir / f"rank-{rank}.json"
+def read_statuses(log: str) -> dict[str, dict]:
+    """Each rank's status line (STATUS_MARKER + JSON, printed last; the launcher relays remote
+    ranks' output too), by rank name: "0", "1", ... or "pid123" for a rank started unlaunched."""
+    statuses = {}
+    for line in log.splitlines():
+        _, marker, rest = line.partition(STATUS_MARKER)
+        if marker:
+            try:
+                status = json.loads(rest)
+            except json.JSONDecodeError:  # cut by another rank's output: counted as missing
+                continue
+            statuses[str(status.get("rank"))] = status
+    return statuses
 
 
-def rank_failures(launch_dir: Path, world_size: int) -> list[str]:
-    """What went wrong on each rank, from their status files: `rank N: error` for a rank that
-    failed, `rank N: left no status (it crashed)` for one that wrote none. Status files of
-    ranks that came up outside the launch (named by pid) are failures too."""
+def rank_failures(statuses: dict[str, dict], world_size: int) -> list[str]:
+    """What went wrong on each rank: `rank N: error` for a rank that failed, `rank N: left no
+    status` for one that printed none (killed, crashed in C). Ranks that came up outside the
+    launch (named by pid) are failures too. Ranks we stopped are named after the ones that
+    failed, and are no failure on their own (Ctrl-C)."""
     failures, stopped = [], []
     for rank in range(world_size):
-        path = status_path(launch_dir, str(rank))
-        if not path.is_file():
+        status = statuses.get(str(rank))
+        if status is None:
             failures.append(f"rank {rank}: left no status (it crashed or never started)")
-            continue
-        status = json.loads(path.read_text())
-        if status.get("stopped"):  # by us, after another rank failed, or by Ctrl-C
+        elif status.get("stopped"):  # by us, after another rank failed, or by Ctrl-C
             stopped.append(f"rank {rank}: stopped")
         elif not status.get("ok"):
             failures.append(f"rank {rank}: {status.get('error')}")
-    for path in sorted(launch_dir.glob("rank-pid*.json")):
-        status = json.loads(path.read_text())
-        failures.append(f"a rank outside the launch ({path.stem}): {status.get('error')}")
+    for name, status in sorted(statuses.items()):
+        if name.startswith("pid"):
+            failures.append(f"a rank outside the launch ({name}): {status.get('error')}")
     return failures + stopped if failures else []
 
 
-def _any_rank_failed(launch_dir: Path) -> bool:
-    """A rank wrote a failed status, or a local rank's process is gone without one (killed,
+def _any_rank_failed(launch_dir: Path, log_path: Path) -> bool:
+    """A rank printed a failed status, or a local rank's process is gone without one (killed,
     crashed in C): the others would wait forever in their next all_sum."""
-    for path in launch_dir.glob("rank-*.json"):
-        try:
-            if not json.loads(path.read_text()).get("ok"):
-                return True
-        except (OSError, json.JSONDecodeError):  # being written
-            continue
+    statuses = read_statuses(log_path.read_text(errors="replace"))
+    if any(not status.get("ok") for status in statuses.values()):
+        return True
     for path in launch_dir.glob("rank-*.pid"):
-        if not _alive(int(path.read_text())) and not path.with_suffix(".json").exists():
-            return True
+        name = path.stem.removeprefix("rank-")
+        if not _alive(int(path.read_text())) and name not in statuses:
+            # Its status line may be on its way through the launcher: look once more.
+            time.sleep(0.5)
+            return name not in read_statuses(log_path.read_text(errors="replace"))
     return False
 
 
@@ -175,17 +186,18 @@ def _stop(process: subprocess.Popen, grace: float = STOP_GRACE_S) -> None:
 
 
 def run_ranks(launch: Launch, spec: dict, launch_dir: Path, command: list[str] | None = None):
-    """Start the ranks through `mlx.launch` and wait for all of them; local ranks' pids are
-    read from their rank-N.pid files (remote ones are on other machines). Raises UserError naming
-    each failed rank (whatever the launcher's exit code). Ctrl-C (KeyboardInterrupt) stops every
-    rank before it propagates. `command` replaces the launcher (tests start ranks without it)."""
+    """Start the ranks through `mlx.launch` and wait for all of them; returns their statuses by
+    rank. Local ranks leave their pid in launch_dir (remote ones are on other machines), so one
+    killed is noticed. Raises UserError naming each failed rank, whatever the launcher's exit
+    code. Ctrl-C (KeyboardInterrupt) stops every rank before it propagates. `command` replaces
+    the launcher's (tests start a rank without it)."""
     launch_dir.mkdir(parents=True, exist_ok=True)
-    spec_path = launch_dir / "spec.json"
-    spec_path.write_text(json.dumps({**spec, "status_dir": str(launch_dir)}, indent=2))
+    spec = {**spec, "pid_dir": str(launch_dir) if _local(launch) else None}
+    (launch_dir / "spec.json").write_text(json.dumps(spec, indent=2))  # for people, afterwards
     log_path = launch_dir / "launch.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            command or launch_command(launch, spec_path),
+            (command or launch_command(launch, spec)) + ([json.dumps(spec)] if command else []),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -194,18 +206,24 @@ def run_ranks(launch: Launch, spec: dict, launch_dir: Path, command: list[str] |
         )
         try:
             while process.poll() is None:
-                if _any_rank_failed(launch_dir):
+                if _any_rank_failed(launch_dir, log_path):
                     _stop(process)
                     break
                 time.sleep(0.2)
         except BaseException:
             _stop(process)
             raise
-    failures = rank_failures(launch_dir, launch.world_size)
+    statuses = read_statuses(log_path.read_text(errors="replace"))
+    failures = rank_failures(statuses, launch.world_size)
     if failures:
         raise UserError("; ".join(failures) + _log_tail(log_path))
     if process.returncode:
         raise UserError(f"mlx.launch {describe_exit(process.returncode)}{_log_tail(log_path)}")
+    return statuses
+
+
+def _local(launch: Launch) -> bool:
+    return all(host == "127.0.0.1" for host in launch.hosts)
 
 
 def train_on_ranks(
@@ -228,15 +246,16 @@ def train_on_ranks(
         "ledger": ledger,
         "run_id": run_id,
         "world_size": launch.world_size,
-        "local": all(host == "127.0.0.1" for host in launch.hosts),
     }
-    launch_dir = adapter_dir / "launch"
-    run_ranks(launch, spec, launch_dir)
-    return json.loads(status_path(launch_dir, "0").read_text())
+    return run_ranks(launch, spec, adapter_dir / "launch")["0"]
 
 
 def _log_tail(log_path: Path) -> str:
-    lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    lines = [
+        line
+        for line in log_path.read_text(errors="replace").splitlines()
+        if line.strip() and STATUS_MARKER not in line
+    ]
     if not lines:
         return ""
     return f" (launch log {log_path}: {lines[-1].strip()[:300]})"

@@ -1,8 +1,8 @@
 """One rank of a data-parallel training, started by `mlx.launch` for `just train np=N`.
 
-Not for direct use: `scripts/train.py` writes the spec (SPEC.json) and watches the ranks.
-Each rank writes its outcome to rank-<N>.json beside the spec, whatever happens, because
-mlx.launch exits 0 when a rank crashes. Only rank 0 writes to the ledger.
+Not for direct use: `scripts/train.py` passes the spec (JSON) and watches the ranks. Each rank
+prints its outcome as a status line last, whatever happens, because mlx.launch exits 0 when a
+rank crashes. Only rank 0 writes to the ledger.
 """
 
 import json
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from labbench import cli
 from labbench.blas import reexec_with_openblas
+from labbench.distributed import STATUS_MARKER
 from labbench.errors import UserError
 
 
@@ -40,9 +41,23 @@ def scratch_ledger():
     return db
 
 
-def train_rank(spec: dict, rank: int, world_size: int) -> dict:
-    from sqlite_utils import Database
+def ledger_of_run(spec: dict):
+    """The launching machine's ledger, with the run in it: rank 0 must run beside it."""
+    from labbench.errors import UserError
+    from labbench.ledger import open_ledger
 
+    ledger = Path(spec["ledger"])
+    if ledger.is_file():  # open_ledger would make a new one
+        db = open_ledger(ledger)
+        if db["runs"].count_where("id = ?", [spec["run_id"]]):
+            return db
+    raise UserError(
+        f"rank 0 finds no run {spec['run_id']} in {ledger}: it must run on the machine that "
+        "holds the ledger (list that machine first in the hostfile)"
+    )
+
+
+def train_rank(spec: dict, rank: int, world_size: int) -> dict:
     from labbench.settings import LoraSettings
     from labbench.training import (
         ADAPTER_WEIGHTS,
@@ -73,7 +88,7 @@ def train_rank(spec: dict, rank: int, world_size: int) -> dict:
     if rank == 0:  # mlx-lm's lora.py writes it on every rank; one writer is enough
         write_adapter_config(adapter_dir, adapter_config, spec["model"])
         # Without a ledger (the bench) the reports only go back in the status file.
-        db = Database(spec["ledger"]) if spec["ledger"] else scratch_ledger()
+        db = ledger_of_run(spec) if spec["ledger"] else scratch_ledger()
         writer = ReportWriter(
             db, spec["run_id"], settings.steps_per_report, echo=bool(spec["ledger"])
         )
@@ -85,17 +100,15 @@ def train_rank(spec: dict, rank: int, world_size: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    spec_path = Path((argv if argv is not None else sys.argv[1:])[0])
-    spec = json.loads(spec_path.read_text())
+    spec = json.loads((argv if argv is not None else sys.argv[1:])[0])
     import mlx.core as mx
 
     group = mx.distributed.init()
-    # The launcher's rank names the status file; a rank started without it is named by pid.
+    # The launcher's rank names the status; a rank started without it is named by its pid.
     name = os.environ.get("MLX_RANK", f"pid{os.getpid()}")
     status: dict = {"rank": name, "pid": os.getpid(), "world_size": group.size(), "ok": False}
-    status_file = Path(spec["status_dir"]) / f"rank-{name}.json"
-    if spec.get("local"):
-        status_file.with_suffix(".pid").write_text(str(os.getpid()))
+    if spec.get("pid_dir"):  # local ranks: the parent notices one that dies without a status
+        (Path(spec["pid_dir"]) / f"rank-{name}.pid").write_text(str(os.getpid()))
     try:
         status |= train_rank(spec, group.rank(), group.size())
         status["ok"] = True
@@ -111,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         raise
     finally:
-        status_file.write_text(json.dumps(status))
+        # Its own line, whatever another rank's output left unfinished.
+        print(f"\n{STATUS_MARKER}{json.dumps(status)}", flush=True)
     return 0
 
 

@@ -14,10 +14,12 @@ import pytest
 
 from labbench.distributed import (
     RANK_SCRIPT,
+    STATUS_MARKER,
     Launch,
     check_batch,
     plan_launch,
     rank_failures,
+    read_statuses,
     run_ranks,
 )
 from labbench.errors import UserError
@@ -75,15 +77,27 @@ def test_bad_launches_are_refused(tmp_path):
     check_batch(4, Launch(2))
 
 
-def test_rank_failures_names_failed_and_silent_ranks(tmp_path):
-    (tmp_path / "rank-0.json").write_text(json.dumps({"ok": True}))
-    (tmp_path / "rank-2.json").write_text(json.dumps({"ok": False, "error": "boom"}))
-    (tmp_path / "rank-pid77.json").write_text(json.dumps({"ok": False, "error": "alone"}))
-    assert rank_failures(tmp_path, 3) == [
+def test_rank_failures_names_failed_and_silent_ranks():
+    log = "\n".join(
+        [
+            "iter 1 loss 7.2",
+            STATUS_MARKER + json.dumps({"rank": "0", "ok": True}),
+            "some output" + STATUS_MARKER + json.dumps({"rank": "2", "ok": False, "error": "boom"}),
+            STATUS_MARKER + '{"rank": "3", "ok": tr',  # cut short: as good as none
+            STATUS_MARKER + json.dumps({"rank": "pid77", "ok": False, "error": "alone"}),
+            STATUS_MARKER + json.dumps({"rank": "4", "ok": False, "stopped": True}),
+        ]
+    )
+    statuses = read_statuses(log)
+    assert sorted(statuses) == ["0", "2", "4", "pid77"]
+    assert rank_failures(statuses, 5) == [
         "rank 1: left no status (it crashed or never started)",
         "rank 2: boom",
-        "a rank outside the launch (rank-pid77): alone",
+        "rank 3: left no status (it crashed or never started)",
+        "a rank outside the launch (pid77): alone",
+        "rank 4: stopped",
     ]
+    assert rank_failures({"0": {"ok": True}, "1": {"ok": True}}, 2) == []
 
 
 # --- the real thing ------------------------------------------------------------------------
@@ -160,9 +174,9 @@ def test_two_ranks_record_one_run_and_match_one_process(two_runs):
     for ours, theirs in zip(reports, single_reports, strict=True):
         if ours["split"] == "val":
             assert ours["loss"] == pytest.approx(theirs["loss"], abs=1e-4)
-    launch_dir = ranks.adapter_dir / "launch"
-    status = [json.loads((launch_dir / f"rank-{rank}.json").read_text()) for rank in (0, 1)]
-    assert [s["world_size"] for s in status] == [2, 2] and all(s["ok"] for s in status)
+    statuses = read_statuses((ranks.adapter_dir / "launch" / "launch.log").read_text())
+    assert sorted(statuses) == ["0", "1"]
+    assert all(s["world_size"] == 2 and s["ok"] for s in statuses.values())
     a = weights(single.adapter_dir / ADAPTER_WEIGHTS)
     b = weights(ranks.adapter_dir / ADAPTER_WEIGHTS)
     assert sorted(a) == sorted(b) and a
@@ -179,7 +193,7 @@ def test_a_rank_that_comes_up_alone_fails_the_run(tmp_path, tiny_model, dataset)
     spec: dict = {"model": str(tiny_model), "data": str(dataset), "world_size": 2}
     spec |= {"settings": {}, "adapter_dir": str(tmp_path / "a"), "ledger": "", "run_id": 0}
     launch_dir = tmp_path / "launch"
-    alone = [sys.executable, str(RANK_SCRIPT), str(launch_dir / "spec.json")]
+    alone = [sys.executable, str(RANK_SCRIPT)]  # run_ranks adds the spec
     with pytest.raises(UserError) as raised:
         run_ranks(Launch(2), spec, launch_dir, command=alone)
     message = str(raised.value)
