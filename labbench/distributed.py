@@ -204,8 +204,10 @@ def run_ranks(launch: Launch, spec: dict, launch_dir: Path, command: list[str] |
             start_new_session=True,  # one group to stop; Ctrl-C reaches us, then we stop it
             cwd=os.getcwd(),
         )
+        relayed = 0
         try:
             while process.poll() is None:
+                relayed = _relay(log_path, relayed)
                 if _any_rank_failed(launch_dir, log_path):
                     _stop(process)
                     break
@@ -213,6 +215,8 @@ def run_ranks(launch: Launch, spec: dict, launch_dir: Path, command: list[str] |
         except BaseException:
             _stop(process)
             raise
+        finally:
+            _relay(log_path, relayed)
     statuses = read_statuses(log_path.read_text(errors="replace"))
     failures = rank_failures(statuses, launch.world_size)
     if failures:
@@ -220,6 +224,19 @@ def run_ranks(launch: Launch, spec: dict, launch_dir: Path, command: list[str] |
     if process.returncode:
         raise UserError(f"mlx.launch {describe_exit(process.returncode)}{_log_tail(log_path)}")
     return statuses
+
+
+def _relay(log_path: Path, start: int) -> int:
+    """Show the ranks' new whole lines (rank 0's loss reports, tracebacks) on our stderr, but
+    not their status lines; returns how far the log has been shown."""
+    with open(log_path, "rb") as log:
+        log.seek(start)
+        text = log.read()
+    done = text.rfind(b"\n") + 1
+    for line in text[:done].decode(errors="replace").splitlines():
+        if line.strip() and STATUS_MARKER not in line:
+            print(line, file=sys.stderr, flush=True)
+    return start + done
 
 
 def _local(launch: Launch) -> bool:
