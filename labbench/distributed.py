@@ -10,6 +10,7 @@ them and saves adapters on rank 0. What it leaves to us (measured, see the READM
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -97,8 +98,17 @@ def check_batch(batch_size: int, launch: Launch) -> None:
         )
 
 
+def launcher() -> str:
+    """mlx.launch beside this Python (the project's venv), else on PATH."""
+    beside = Path(sys.executable).parent / "mlx.launch"
+    found = str(beside) if beside.is_file() else shutil.which("mlx.launch")
+    if found is None:
+        raise UserError("mlx.launch not found: install mlx into this Python (pip install mlx)")
+    return found
+
+
 def launch_command(launch: Launch, spec: dict) -> list[str]:
-    command = [str(Path(sys.executable).parent / "mlx.launch"), "--backend", launch.backend]
+    command = [launcher(), "--backend", launch.backend]
     if launch.hostfile is not None:
         command += ["--hostfile", str(launch.hostfile)]
     else:
