@@ -17,7 +17,7 @@ python := if path_exists(parent_directory(just_executable()) / "python") == "tru
 default:
     @"{{just_executable()}}" --list
 
-# Evaluate a model on a suite: just eval model=... adapter=... suite=... url=... served_model=...
+# Evaluate a model on a suite: just eval model=... adapter=... suite=... url=A[,B] served_model=... replicas=N
 [no-exit-message]
 eval *args:
     @exec "{{python}}" scripts/eval.py "$@"
@@ -28,12 +28,12 @@ eval *args:
 serve *args:
     @exec "{{python}}" scripts/serve.py "$@"
 
-# Benchmark LoRA training speed, with a verdict: just bench model=... iters=... batch=...
+# Benchmark LoRA training speed, with a verdict: just bench model=... iters=... batch=... [np=2]
 [no-exit-message]
 bench *args:
     @exec "{{python}}" scripts/bench.py "$@"
 
-# Train a LoRA adapter into adapters/<run-id>: just train model=... data=... iters=... eval_suite=... [seeds=0,1,2]
+# Train a LoRA adapter into adapters/<run-id>: just train model=... data=... iters=... eval_suite=... [seeds=0,1,2] [np=2 | hosts=FILE]
 [no-exit-message]
 train *args:
     @exec "{{python}}" scripts/train.py "$@"

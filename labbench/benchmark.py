@@ -11,6 +11,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlite_utils import Database
 
@@ -37,6 +38,7 @@ class BenchPlan:
     num_layers: int | None = None
     goal: str | None = None
     note: str | None = None
+    launch: Any = None  # a distributed.Launch: also time N ranks on the same global batch
 
 
 def duration(seconds: float) -> str:
@@ -84,7 +86,47 @@ def result_rows(result: dict) -> list[list]:
         ],
         ["tokens/s", f"{result['tokens_per_second']:.0f}"],
         ["peak memory", f"{result['peak_memory_gb']:.3f} GB"],
+        *scaling_rows(result.get("distributed")),
     ]
+
+
+def scaling_rows(scaling: dict | None) -> list[list]:
+    if not scaling:
+        return []
+    n = scaling["world_size"]
+    return [
+        [f"sec/iter on {n} ranks ({scaling['backend']})", f"{scaling['sec_per_iter']:.3f}"],
+        [f"speed-up on {n} ranks", f"{scaling['speedup']:.2f}x"],
+        ["scaling efficiency", f"{scaling['efficiency']:.0%} (100% = {n}x faster)"],
+        ["measured where", scaling["where"]],
+    ]
+
+
+def bench_ranks(plan: "BenchPlan", lora: LoraSettings, data: Path, scratch: Path) -> dict:
+    """The same training on plan.launch's ranks (same global batch), timed like one process."""
+    from labbench.distributed import train_on_ranks
+
+    status = train_on_ranks(plan.launch, plan.model, data, lora, scratch / "ranks")
+    return measure(status["reports"], plan.settings.warmup)
+
+
+def scaling(single: dict, ranks: dict, launch: Any) -> dict:
+    speedup = single["sec_per_iter"] / ranks["sec_per_iter"]
+    hosts = sorted(set(launch.hosts))
+    local = hosts == ["127.0.0.1"]
+    where = (
+        f"{launch.world_size} ranks on this one machine ({os.cpu_count()} cores shared): "
+        "says nothing about several Macs"
+        if local
+        else f"{launch.world_size} ranks on {', '.join(hosts)}"
+    )
+    return {
+        **launch.config(),
+        "sec_per_iter": ranks["sec_per_iter"],
+        "speedup": speedup,
+        "efficiency": speedup / launch.world_size,
+        "where": where,
+    }
 
 
 def record_bench(db: Database, plan: BenchPlan) -> dict:
@@ -140,6 +182,10 @@ def record_bench(db: Database, plan: BenchPlan) -> dict:
             **measured,
             "verdict": verdict(measured["sec_per_iter"]),
         }
+        if plan.launch:
+            run.update(config={**config, "distributed": plan.launch.config()})
+            ranks = bench_ranks(plan, lora, data, Path(scratch))
+            result["distributed"] = scaling(measured, ranks, plan.launch)
         run.update(summary=result)
     return result
 

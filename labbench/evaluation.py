@@ -7,6 +7,7 @@ ledger from the main thread, one row as each prompt completes, so a crash never 
 results.
 """
 
+import json
 import os
 import queue
 import re
@@ -14,14 +15,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from sqlite_utils import Database
 
 from labbench.codetests import run_answer_tests
+from labbench.endpoints import EndpointPool, check_same_model
 from labbench.errors import UserError, describe_exit
 from labbench.execution import containment_summary
 from labbench.fingerprint import eval_fingerprint
@@ -96,6 +99,7 @@ class Endpoint:
     # Said after a 404 to the first request: a user's URL that points at no chat endpoint.
     hint_404: str | None = None
     answered: bool = False  # set by the first answer of any kind
+    server: Any = None  # the ServerProcess behind it, when we started it
 
 
 def build_request(
@@ -232,7 +236,7 @@ def tests_workers() -> int:
 def run_suite(
     run: Run,
     suite: Suite,
-    endpoint: Endpoint,
+    endpoint: "Endpoint | EndpointPool",
     sampling: SamplingSettings,
     concurrency: int = DEFAULTS.concurrency,
     epochs: int = DEFAULTS.epochs,
@@ -243,8 +247,11 @@ def run_suite(
 
     Answers whose code is tested go to a pool of tests_workers() threads, so the request
     threads send the next prompt at once: the tests run while generation goes on.
-    Raises ServerGone when the server dies; the rows already written stay in the ledger.
+    Several endpoints (an EndpointPool) share the prompts, least busy first, and each row
+    records the endpoint that answered it. Raises ServerGone when the server dies (the last
+    of them); the rows already written stay in the ledger.
     """
+    pool = endpoint if isinstance(endpoint, EndpointPool) else EndpointPool([endpoint])
     todo: queue.Queue[tuple[Prompt, int]] = queue.Queue()
     for epoch in range(1, epochs + 1):
         for prompt in suite.prompts:
@@ -261,7 +268,10 @@ def run_suite(
             except queue.Empty:
                 return
             try:
-                row = ask(suite, prompt, endpoint, sampling, epoch)
+                row, answered_by = pool.ask(
+                    lambda e, prompt=prompt, epoch=epoch: ask(suite, prompt, e, sampling, epoch)
+                )
+                row["endpoint"] = answered_by
                 if needs_tests(suite, prompt, row):
                     to_test.put((prompt, row))
                 else:
@@ -385,6 +395,7 @@ class EvalPlan:
     note: str | None = None
     parent_run_id: int | None = None
     limit: int | None = None  # the suite was cut to its first `limit` prompts
+    replicas: int = 1  # servers we start for the model, sharing the prompts
 
     def config(self) -> dict:
         return {
@@ -392,6 +403,7 @@ class EvalPlan:
             "prompts_planned": len(self.suite.prompts),
             "limit": self.limit,
             "url": self.url,
+            **({"replicas": self.replicas} if self.replicas > 1 else {}),
             "concurrency": self.concurrency,
             "request_timeout_s": self.timeout_s,
             "sampling": self.sampling.as_dict(),
@@ -440,8 +452,6 @@ def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
     A failure (the server would not start or died) is returned in the outcome, with the run
     marked `failed`. Ctrl-C / SIGTERM mark it `interrupted` and propagate.
     """
-    from labbench.server import SERVED_MODEL, start_server
-
     error = None
     finished = False
     run_id = None
@@ -476,32 +486,24 @@ def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
                 dataset=dataset_of_adapter(db, plan.adapter)
                 or dataset_of_fused_model(db, plan.model),
             )
-            server_context = (
-                nullcontext()
-                if plan.url
-                else start_server(str(plan.model), plan.adapter, port=plan.port)
-            )
-            with server_context as server:
-                if server is None:
-                    endpoint = Endpoint(str(plan.url), plan.model, timeout_s=plan.timeout_s)
-                    endpoint.describe_death = lambda: f"cannot reach {plan.url}"
-                    endpoint.hint_404 = f"no chat completions there; --url takes {URL_FORMS}" + (
-                        ", and check --served-model" if plan.model else ""
-                    )
-                else:
-                    config = {**plan.config(), "url": server.base_url, "server_pid": server.pid}
-                    run.update(config=config)
-                    endpoint = Endpoint(
-                        server.base_url, SERVED_MODEL, alive=server.alive, timeout_s=plan.timeout_s
-                    )
-                    endpoint.describe_death = lambda: _server_death(server)
+            with ExitStack() as servers:
+                endpoints = _endpoints(plan, run, servers)
+                if len(endpoints) > 1:
+                    seen = check_same_model(endpoints)
+                    run.update(config={**_config(run), "endpoints": seen})
                 try:
                     rows = run_suite(
-                        run, plan.suite, endpoint, plan.sampling, plan.concurrency, plan.epochs
+                        run,
+                        plan.suite,
+                        EndpointPool(endpoints),
+                        plan.sampling,
+                        plan.concurrency,
+                        plan.epochs,
                     )
                 except (ServerGone, KeyboardInterrupt):
-                    if server is not None:
-                        run.update(output_excerpt=server.log_excerpt())
+                    excerpts = [server.log_excerpt() for server in servers_of(endpoints)]
+                    if excerpts:
+                        run.update(output_excerpt="\n".join(excerpts))
                     raise
                 run.update(summary=run_summary(rows, plan.epochs))
                 finished = True
@@ -514,6 +516,50 @@ def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
         raise RuntimeError(f"the eval run was not recorded: {error}")
     kept = db.table("eval_results").count_where("run_id = ?", [run_id])
     return EvalOutcome(run_id, run_scores(db, run_id) if finished else None, error, kept)
+
+
+def _endpoints(plan: EvalPlan, run: Run, servers: ExitStack) -> list[Endpoint]:
+    """The endpoints of plan.url (comma-separated), or of plan.replicas servers we start
+    (stopped with `servers`, whatever happens)."""
+    from labbench.server import SERVED_MODEL, start_server
+
+    if plan.url:
+        endpoints = []
+        for url in plan.url.split(","):
+            endpoint = Endpoint(url, plan.model, timeout_s=plan.timeout_s)
+            endpoint.describe_death = lambda url=url: f"cannot reach {url}"
+            endpoint.hint_404 = f"no chat completions there; --url takes {URL_FORMS}" + (
+                ", and check --served-model" if plan.model else ""
+            )
+            endpoints.append(endpoint)
+        return endpoints
+    started = []
+    for replica in range(plan.replicas):
+        port = plan.port if replica == 0 else None
+        started.append(
+            servers.enter_context(start_server(str(plan.model), plan.adapter, port=port))
+        )
+    urls = [server.base_url for server in started]
+    pids = [server.pid for server in started]
+    config = {**plan.config(), "url": ",".join(urls), "server_pid": pids[0]}
+    run.update(config=config | ({"server_pids": pids} if len(pids) > 1 else {}))
+    endpoints = []
+    for server in started:
+        endpoint = Endpoint(
+            server.base_url, SERVED_MODEL, alive=server.alive, timeout_s=plan.timeout_s
+        )
+        endpoint.describe_death = lambda server=server: _server_death(server)
+        endpoint.server = server
+        endpoints.append(endpoint)
+    return endpoints
+
+
+def servers_of(endpoints: list[Endpoint]) -> list:
+    return [endpoint.server for endpoint in endpoints if endpoint.server is not None]
+
+
+def _config(run: Run) -> dict:
+    return json.loads(run.db.table("runs").get(run.id)["config"])
 
 
 def _server_death(server) -> str:

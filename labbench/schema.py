@@ -579,3 +579,11 @@ def m011_fuse(db: Database) -> None:
         FROM scored
         """,
     )
+
+
+@migrations()
+def m012_scale_out(db: Database) -> None:
+    # The server that answered each result: evals spread over several endpoints or replicas
+    # (None for results recorded before). A distributed training's world size, hosts and
+    # backend go in its runs.config under "distributed".
+    db.table("eval_results").add_column("endpoint", str)

@@ -291,6 +291,7 @@ class TrainPlan:
     # Settings that must reach the trainer (a sweep's grid values; "data" is the dataset's
     # fingerprint): checked against effective_settings() before the first iteration.
     expect: dict[str, Any] | None = None
+    launch: Any = None  # a distributed.Launch: data-parallel ranks through mlx.launch
 
 
 @dataclass(frozen=True)
@@ -312,6 +313,7 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
         "data": str(plan.data.resolve()),
         "dataset_fingerprint": plan.data_fingerprint,
         "eval_suite": plan.eval_suite,
+        **({"distributed": plan.launch.config()} if plan.launch else {}),
     }
     with recording_run(
         db,
@@ -330,25 +332,11 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
         if on_start:
             on_start(run.id, adapter_dir)
         settings = plan.settings
-        writer = ReportWriter(db, run.id, settings.steps_per_report)
         try:
-            loaded = load_model(plan.model)
-            train_set, valid_set = load_data(plan.data, loaded.tokenizer, settings.mask_prompt)
-            seed_everything(settings.seed)
-            write_adapter_config(adapter_dir, apply_lora(loaded.model, settings), plan.model)
-            train_lora(
-                loaded,
-                train_set,
-                valid_set,
-                settings,
-                adapter_dir / ADAPTER_WEIGHTS,
-                writer,
-                before_training=(
-                    (lambda effective: check_reached(plan.expect, plan.data, effective))
-                    if plan.expect
-                    else None
-                ),
-            )
+            if plan.launch:
+                load_seconds = _train_distributed(db, run.id, plan, adapter_dir)
+            else:
+                load_seconds = _train_here(db, run.id, plan, adapter_dir)
             if settings.iters % settings.save_every:  # else mlx-lm saved it as a checkpoint
                 keep_final_adapter(adapter_dir, settings.iters)
         finally:
@@ -357,9 +345,16 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
                 db.table("checkpoints").insert(
                     {"run_id": run.id, "iteration": iteration, "path": str(path), "best": 0}
                 )
-        train_losses = [r["loss"] for r in writer.reports if r["split"] == "train"]
+        train_losses = [
+            row["loss"]
+            for row in db.query(
+                "SELECT loss FROM train_reports WHERE run_id = ? AND split = 'train' "
+                "ORDER BY iteration",
+                [run.id],
+            )
+        ]
         summary: dict[str, Any] = {
-            "load_seconds": loaded.load_seconds,
+            "load_seconds": load_seconds,
             "final_train_loss": train_losses[-1] if train_losses else None,
             "checkpoints": len(checkpoints),
         }
@@ -374,6 +369,41 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
             {"run_id": run.id, "kind": "adapter", "path": str(adapter_dir)}, ignore=True
         )
     return TrainOutcome(run.id, adapter_dir, summary)
+
+
+def _train_here(db: Database, run_id: int, plan: TrainPlan, adapter_dir: Path) -> float:
+    """Train in this process; returns the model's load time."""
+    settings = plan.settings
+    writer = ReportWriter(db, run_id, settings.steps_per_report)
+    loaded = load_model(plan.model)
+    train_set, valid_set = load_data(plan.data, loaded.tokenizer, settings.mask_prompt)
+    seed_everything(settings.seed)
+    write_adapter_config(adapter_dir, apply_lora(loaded.model, settings), plan.model)
+    train_lora(
+        loaded,
+        train_set,
+        valid_set,
+        settings,
+        adapter_dir / ADAPTER_WEIGHTS,
+        writer,
+        before_training=(
+            (lambda effective: check_reached(plan.expect, plan.data, effective))
+            if plan.expect
+            else None
+        ),
+    )
+    return loaded.load_seconds
+
+
+def _train_distributed(db: Database, run_id: int, plan: TrainPlan, adapter_dir: Path) -> float:
+    """Train on plan.launch's ranks; rank 0 writes the loss reports into this ledger."""
+    from labbench.distributed import train_on_ranks
+
+    ledger = next(row["file"] for row in db.query("PRAGMA database_list") if row["name"] == "main")
+    status = train_on_ranks(
+        plan.launch, plan.model, plan.data, plan.settings, adapter_dir, ledger, run_id
+    )
+    return status["load_seconds"]
 
 
 def evaluate_checkpoints(

@@ -3,6 +3,7 @@
     just bench                                   # the built-in tiny model on dummy data
     just bench model=mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit iters=10 batch=1
     just bench data=data/mine warmup=3 --goal "can the M1 train the 7B?"
+    just bench np=2                              # and 2 ranks on the same global batch
 
 Model loading is timed on its own; warm-up iterations (compilation, caches) are excluded; then
 sec/iter, tokens/s and peak memory (mlx's own, not the process RSS) over the measured
@@ -13,6 +14,7 @@ import argparse
 
 from labbench import cli
 from labbench.blas import reexec_with_openblas
+from labbench.distributed import check_batch, plan_launch
 from labbench.errors import UserError
 from labbench.settings import BenchSettings
 
@@ -35,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layers", type=int, help="blocks to adapt (default: all)")
     parser.add_argument("--max-seq-length", type=int, default=DEFAULTS.max_seq_length)
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    parser.add_argument(
+        "--np", type=int, help="also time N data-parallel ranks here (same global batch)"
+    )
+    parser.add_argument("--hosts", help="also time one rank per host of mlx's JSON hostfile")
+    parser.add_argument("--backend", help="mlx.distributed backend (default: ring)")
+    parser.add_argument("--port", type=int, help="the ring backend's first port (32323)")
     cli.add_run_args(parser)
     return parser
 
@@ -50,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--iters must be larger than --warmup")
     if args.batch < 1:
         raise UserError("--batch must be at least 1")
+    launch = plan_launch(
+        args.np, cli.user_path(args.hosts) if args.hosts else None, args.backend, args.port
+    )
+    if launch:
+        check_batch(args.batch, launch)
     data = cli.user_path(args.data) if args.data else None
     if data:
         require_trainable(data, need_valid=False)  # bench trains without validating
@@ -67,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         num_layers=args.layers,
         goal=args.goal,
         note=args.note,
+        launch=launch,
     )
     with cli.recording_ledger(args.ledger) as ledger:
         result = record_bench(ledger.db, plan)

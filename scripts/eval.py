@@ -4,6 +4,8 @@ just eval                                   # the built-in tiny model, baseline 
 just eval model=mlx-community/Qwen2.5-Coder-1.5B-Instruct-4bit adapter=adapters/7
 just eval url=http://127.0.0.1:11434/v1 served_model=qwen2.5-coder suite=suites/mine.toml
 just eval url=http://127.0.0.1:8080 suite=humaneval limit=20   # the first 20 HumanEval problems
+just eval url=http://mac1:8080,http://mac2:8080   # two servers of one model share the prompts
+just eval replicas=2                        # two local servers of the model share the prompts
 """
 
 import argparse
@@ -30,10 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--url",
         help="evaluate a running OpenAI-compatible server instead: http://HOST:PORT, "
-        "http://HOST:PORT/v1 or .../v1/chat/completions (http:// if no scheme is given)",
+        "http://HOST:PORT/v1 or .../v1/chat/completions (http:// if no scheme is given); "
+        "several, comma-separated, share the prompts",
     )
     parser.add_argument("--served-model", help="model name to send to a --url server")
     parser.add_argument("--port", type=int, help="port for our server (default: a free one)")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="servers to start for the model; prompts go to the least busy",
+    )
     parser.add_argument(
         "--concurrency", type=int, default=DEFAULTS.concurrency, help="requests in flight"
     )
@@ -76,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
 def check_args(args: argparse.Namespace) -> None:
     if args.url is not None and (args.model or args.adapter or args.port):
         raise UserError("--url evaluates a running server: --model, --adapter, --port don't apply")
+    if args.replicas < 1:
+        raise UserError("--replicas must be at least 1")
+    if args.url is not None and args.replicas > 1:
+        raise UserError("--replicas starts servers: with --url, list them comma-separated")
     if args.served_model and args.url is None:
         raise UserError("--served-model goes with --url")
     if args.concurrency < 1:
@@ -118,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         suite=suite,
         model=args.served_model if args.url is not None else resolve_model(args.model),
         adapter=check_adapter(args.adapter),
-        url=normalize_url(args.url) if args.url is not None else None,
+        url=",".join(normalize_url(url) for url in args.url.split(","))
+        if args.url is not None
+        else None,
+        replicas=args.replicas,
         port=args.port,
         sampling=SamplingSettings(
             temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed

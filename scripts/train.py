@@ -4,6 +4,8 @@
     just train model=models/tiny-chat data=data/dummy rank=16 learning_rate=3e-4 eval_suite=baseline
     just train model=mlx-community/Qwen2.5-Coder-1.5B-Instruct-4bit data=data/mine layers=8
     just train seeds=0,1,2 learning_rate=3e-4 eval_suite=baseline   # a one-configuration sweep
+    just train np=2 batch_size=4                # 2 data-parallel ranks on this machine
+    just train hosts=hosts.json batch_size=8    # one rank per host of mlx's JSON hostfile
 
 The adapter goes to adapters/<run-id>/ beside the ledger (adapter_config.json and
 adapters.safetensors), with a checkpoint every --save-every iterations under checkpoints/.
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from labbench import cli
 from labbench.blas import reexec_with_openblas
+from labbench.distributed import check_batch, plan_launch
 from labbench.errors import UserError
 from labbench.settings import LoraSettings
 
@@ -62,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--eval-suite", help="evaluate every checkpoint on this suite")
     parser.add_argument("--eval-max-tokens", type=int, help="max_tokens for checkpoint evals")
+    parser.add_argument(
+        "--np", type=int, help="data-parallel ranks on this machine, through mlx.launch"
+    )
+    parser.add_argument("--hosts", help="mlx's JSON hostfile: one rank per host (see README)")
+    parser.add_argument("--backend", help="mlx.distributed backend (default: ring)")
+    parser.add_argument("--port", type=int, help="the ring backend's first port (32323)")
     cli.add_run_args(parser)
     return parser
 
@@ -139,7 +148,14 @@ def main(argv: list[str] | None = None) -> int:
             f"--data {args.data}: no such directory ({data}); `just dummy-data` makes one"
         )
     settings = settings_from(args)
+    launch = plan_launch(
+        args.np, cli.user_path(args.hosts) if args.hosts else None, args.backend, args.port
+    )
+    if launch:
+        check_batch(settings.batch_size, launch)
     if args.seeds is not None:
+        if launch:
+            raise UserError("--seeds with --np or --hosts: a sweep trains in one process")
         from labbench.sweep import sweep_command
 
         sweep = seeds_sweep(args, data, settings)
@@ -168,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             eval_max_tokens=args.eval_max_tokens,
             goal=args.goal,
             note=args.note,
+            launch=launch,
         )
         try:
             outcome = record_training(ledger.db, plan, on_start=announce)

@@ -1,0 +1,134 @@
+"""One rank of a data-parallel training, started by `mlx.launch` for `just train np=N`.
+
+Not for direct use: `scripts/train.py` passes the spec (JSON) and watches the ranks. Each rank
+prints its outcome as a status line last, whatever happens, because mlx.launch exits 0 when a
+rank crashes. Only rank 0 writes to the ledger.
+"""
+
+import json
+import os
+import sys
+import traceback
+from dataclasses import fields
+from pathlib import Path
+
+from labbench import cli
+from labbench.blas import reexec_with_openblas
+from labbench.distributed import STATUS_MARKER
+from labbench.errors import UserError
+
+
+class _Silent:
+    """The report writer of ranks other than 0: mlx-lm calls the callbacks on every rank."""
+
+    def start(self) -> None:
+        pass
+
+    def on_train_loss_report(self, info: dict) -> None:
+        pass
+
+    def on_val_loss_report(self, info: dict) -> None:
+        pass
+
+
+def scratch_ledger():
+    from sqlite_utils import Database
+
+    from labbench.schema import migrations
+
+    db = Database(memory=True)
+    migrations.apply(db)
+    return db
+
+
+def ledger_of_run(spec: dict):
+    """The launching machine's ledger, with the run in it: rank 0 must run beside it."""
+    from labbench.errors import UserError
+    from labbench.ledger import open_ledger
+
+    ledger = Path(spec["ledger"])
+    if ledger.is_file():  # open_ledger would make a new one
+        db = open_ledger(ledger)
+        if db["runs"].count_where("id = ?", [spec["run_id"]]):
+            return db
+    raise UserError(
+        f"rank 0 finds no run {spec['run_id']} in {ledger}: it must run on the machine that "
+        "holds the ledger (list that machine first in the hostfile)"
+    )
+
+
+def train_rank(spec: dict, rank: int, world_size: int) -> dict:
+    from labbench.settings import LoraSettings
+    from labbench.training import (
+        ADAPTER_WEIGHTS,
+        ReportWriter,
+        apply_lora,
+        load_data,
+        load_model,
+        seed_everything,
+        train_lora,
+        write_adapter_config,
+    )
+
+    if world_size != spec["world_size"]:
+        raise UserError(
+            f"came up at world size {world_size}, not {spec['world_size']}: "
+            "it would have trained alone (is the backend reachable?)"
+        )
+    names = {field.name for field in fields(LoraSettings)}
+    raw = {k: v for k, v in spec["settings"].items() if k in names}
+    if raw.get("keys") is not None:
+        raw["keys"] = tuple(raw["keys"])
+    settings = LoraSettings(**raw)
+    adapter_dir = Path(spec["adapter_dir"])
+    loaded = load_model(spec["model"])
+    train_set, valid_set = load_data(Path(spec["data"]), loaded.tokenizer, settings.mask_prompt)
+    seed_everything(settings.seed)
+    adapter_config = apply_lora(loaded.model, settings)
+    if rank == 0:  # mlx-lm's lora.py writes it on every rank; one writer is enough
+        write_adapter_config(adapter_dir, adapter_config, spec["model"])
+        # Without a ledger (the bench) the reports only go back in the status file.
+        db = ledger_of_run(spec) if spec["ledger"] else scratch_ledger()
+        writer = ReportWriter(
+            db, spec["run_id"], settings.steps_per_report, echo=bool(spec["ledger"])
+        )
+    else:
+        writer = _Silent()
+    train_lora(loaded, train_set, valid_set, settings, adapter_dir / ADAPTER_WEIGHTS, writer)  # ty: ignore[invalid-argument-type]
+    reports = writer.reports if isinstance(writer, ReportWriter) else []
+    return {"load_seconds": loaded.load_seconds, "reports": reports}
+
+
+def main(argv: list[str] | None = None) -> int:
+    spec = json.loads((argv if argv is not None else sys.argv[1:])[0])
+    import mlx.core as mx
+
+    group = mx.distributed.init()
+    # The launcher's rank names the status; a rank started without it is named by its pid.
+    name = os.environ.get("MLX_RANK", f"pid{os.getpid()}")
+    status: dict = {"rank": name, "pid": os.getpid(), "world_size": group.size(), "ok": False}
+    if spec.get("pid_dir"):  # local ranks: the parent notices one that dies without a status
+        (Path(spec["pid_dir"]) / f"rank-{name}.pid").write_text(str(os.getpid()))
+    try:
+        status |= train_rank(spec, group.rank(), group.size())
+        status["ok"] = True
+    except BaseException as error:
+        message = str(error).splitlines()[0] if str(error) else ""
+        if isinstance(error, KeyboardInterrupt):
+            status["stopped"] = True
+            message = "stopped"
+        elif not isinstance(error, UserError):
+            message = f"{type(error).__name__}: {message}".rstrip(": ")
+        status["error"] = message
+        if not isinstance(error, KeyboardInterrupt):
+            traceback.print_exc()
+        raise
+    finally:
+        # Its own line, whatever another rank's output left unfinished.
+        print(f"\n{STATUS_MARKER}{json.dumps(status)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    reexec_with_openblas()
+    cli.run(main)
