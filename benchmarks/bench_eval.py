@@ -199,7 +199,8 @@ def report(pairs: list[tuple[Measurement, Measurement]]) -> str:
 def main() -> int:
     args = cli.parse_args(build_parser())
     cli.raise_keyboard_interrupt_on_sigterm()
-    from labbench.evaluation import Endpoint, SamplingSettings, build_request
+    from labbench.chatclient import Endpoint
+    from labbench.evaluation import SamplingSettings, build_request
     from labbench.server import resolve_model, start_server
     from labbench.suite import load_suite, resolve_suite_path
 

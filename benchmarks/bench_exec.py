@@ -91,7 +91,7 @@ def measure(base_url: str, suite: str, scratch: Path, side: str, *words: str) ->
 def server_for(args: argparse.Namespace):
     """A context giving the base URL: the user's server, one we start, or the replay server."""
     if args.url is not None:
-        from labbench.evaluation import normalize_url
+        from labbench.chatclient import normalize_url
 
         return nullcontext(normalize_url(args.url))
     if args.model is not None:

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from labbench import cli
-from labbench.evaluation import run_summary
 from labbench.journal import write_journal
 from labbench.ledger import finish_run, journal_dir, open_ledger, start_run
+from labbench.stats import run_summary
 
 DEFAULT_RUNS = 10_000
 DEFAULT_PROMPTS = 30

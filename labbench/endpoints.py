@@ -1,7 +1,7 @@
 """Several servers of one model as one: least-busy dispatch, failover, and the same-model check.
 
 `just eval url=A,B` or `replicas=N`: each request goes to the live endpoint with the fewest
-requests in flight; an endpoint that dies (evaluation.ServerGone) is dropped and its prompt is
+requests in flight; an endpoint that dies (chatclient.ServerGone) is dropped and its prompt is
 asked again elsewhere; the run fails only when none is left. Before any scoring every endpoint
 must serve the same model: what each lists at /v1/models and a fixed probe completion at
 temperature 0 must agree.
@@ -25,7 +25,7 @@ PROBE_TIMEOUT_S = 60.0
 
 
 class EndpointPool:
-    """Endpoints (evaluation.Endpoint) shared by the request threads."""
+    """Endpoints (chatclient.Endpoint) shared by the request threads."""
 
     def __init__(self, endpoints: Sequence[Any]):
         self.endpoints = list(endpoints)
@@ -35,8 +35,8 @@ class EndpointPool:
 
     def acquire(self) -> int:
         """The index of the least busy live endpoint, counted as busy until release().
-        Raises evaluation.ServerGone when every endpoint is gone."""
-        from labbench.evaluation import ServerGone
+        Raises chatclient.ServerGone when every endpoint is gone."""
+        from labbench.chatclient import ServerGone
 
         with self.lock:
             live = [i for i in range(len(self.endpoints)) if i not in self.gone]
@@ -64,7 +64,7 @@ class EndpointPool:
     def ask(self, send: Callable[[Any], dict]) -> tuple[dict, str]:
         """`send(endpoint)` on the least busy endpoint, again on another when it dies;
         returns the row and the endpoint's URL."""
-        from labbench.evaluation import ServerGone
+        from labbench.chatclient import ServerGone
 
         while True:
             index = self.acquire()

@@ -10,19 +10,21 @@ results.
 import json
 import os
 import queue
-import re
 import sys
 import threading
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit
+from dataclasses import dataclass
 
-import requests
 from sqlite_utils import Database
 
+from labbench.chatclient import (
+    URL_FORMS,
+    Endpoint,
+    ServerGone,
+    post_chat,
+    short_error,
+)
 from labbench.codetests import run_answer_tests
 from labbench.endpoints import EndpointPool, check_same_model
 from labbench.errors import UserError, describe_exit
@@ -37,69 +39,11 @@ from labbench.ledger import (
 )
 from labbench.scoring import failed_score, score_response
 from labbench.settings import EvalSettings, SamplingSettings
-from labbench.stats import PASS_THRESHOLD, overall_interval, pass_at_k, pass_at_k_levels
+from labbench.stats import run_summary
 from labbench.suite import Prompt, Suite
 from labbench.toolcalls import ToolCall, extract_tool_calls
 
 DEFAULTS = EvalSettings()
-# Before the first answer a refused connection is not retried: nothing listens. After it,
-# resets are retried (settings.EvalSettings.retries): mlx_lm.server listens with a backlog of 5,
-# so bursts of new connections get reset; a short first pause costs little, and doubling it gives
-# a dead server ~3 s in all.
-RETRY_PAUSE_S = 0.05
-CHAT_PATH = "/v1/chat/completions"  # appended to a base URL
-URL_FORMS = "http://HOST:PORT, http://HOST:PORT/v1 or http://HOST:PORT/v1/chat/completions"
-
-
-class ServerGone(Exception):
-    """The server stopped answering: the run cannot go on."""
-
-
-def normalize_url(url: str) -> str:
-    """The base URL (`http://host:port`, plus any path prefix) of `--url` given in any of its
-    three forms: the server root, the OpenAI base URL ending in /v1 (what Ollama, vLLM,
-    LM Studio and llama.cpp document) or the full chat completions URL. Without a scheme,
-    http:// is assumed, as curl does: local servers speak plain HTTP. Raises UserError."""
-    given = url.strip()
-    if "://" not in given:
-        given = "http://" + given
-    parts = urlsplit(given)
-    if parts.scheme.lower() not in ("http", "https"):
-        raise UserError(f"--url {url}: the scheme must be http or https, e.g. {URL_FORMS}")
-    try:
-        parts.port  # noqa: B018 -- parsing the port is what checks it
-    except ValueError:
-        raise UserError(f"--url {url}: the port is not a number from 0 to 65535") from None
-    if not parts.hostname:
-        raise UserError(f"--url {url}: no host in it; give {URL_FORMS}")
-    if parts.query or parts.fragment:
-        raise UserError(f"--url {url}: no query or fragment, please; give {URL_FORMS}")
-    path = re.sub("/+", "/", parts.path).rstrip("/")
-    for suffix in (CHAT_PATH, "/v1"):
-        if path.endswith(suffix):
-            path = path.removesuffix(suffix)
-            break
-    else:
-        if path:
-            raise UserError(f"--url {url}: the path must be empty, /v1 or {CHAT_PATH}")
-    return f"{parts.scheme.lower()}://{parts.netloc}{path}"
-
-
-@dataclass
-class Endpoint:
-    """Where requests go. `model` is None to leave the field out (mlx_lm: default model)."""
-
-    base_url: str
-    model: str | None
-    alive: Callable[[], bool] = lambda: True
-    timeout_s: float = DEFAULTS.request_timeout_s
-    retries: int = DEFAULTS.retries
-    describe_death: Callable[[], str] = lambda: "the server stopped answering"
-    session: requests.Session = field(default_factory=requests.Session)
-    # Said after a 404 to the first request: a user's URL that points at no chat endpoint.
-    hint_404: str | None = None
-    answered: bool = False  # set by the first answer of any kind
-    server: Any = None  # the ServerProcess behind it, when we started it
 
 
 def build_request(
@@ -126,59 +70,6 @@ def build_request(
     return payload
 
 
-def post_chat(endpoint: Endpoint, payload: dict) -> dict:
-    """POST a chat completion; retry connection errors only. Raises ServerGone or RuntimeError."""
-    url = endpoint.base_url.rstrip("/") + CHAT_PATH
-    for attempt in range(endpoint.retries + 1):
-        if not endpoint.alive():
-            raise ServerGone(endpoint.describe_death())
-        try:
-            response = endpoint.session.post(url, json=payload, timeout=endpoint.timeout_s)
-        except requests.ConnectionError as error:
-            never_connected = not endpoint.answered and _refused(error)
-            if never_connected or attempt == endpoint.retries or not endpoint.alive():
-                reason = _root_cause(error)
-                raise ServerGone(f"{endpoint.describe_death()} ({reason})") from error
-            time.sleep(RETRY_PAUSE_S * 2**attempt)
-            continue
-        except requests.Timeout as error:
-            raise RuntimeError(f"no answer within {endpoint.timeout_s:g} s") from error
-        if response.status_code == 404 and endpoint.hint_404 and not endpoint.answered:
-            body = response.text.strip().replace("\n", " ")[:150]
-            raise ServerGone(f"POST {url} answered 404 ({body}): {endpoint.hint_404}")
-        endpoint.answered = True
-        if response.status_code != 200:
-            raise RuntimeError(f"HTTP {response.status_code}: {response.text.strip()[:300]}")
-        try:
-            return response.json()
-        except ValueError as error:
-            raise RuntimeError(f"answer is not JSON: {response.text[:200]!r}") from error
-    raise AssertionError("unreachable")
-
-
-def _refused(error: requests.ConnectionError) -> bool:
-    """True when no connection was made at all (refused, unknown host), not a reset one."""
-    from urllib3.exceptions import NewConnectionError
-
-    return isinstance(
-        getattr(error.args[0] if error.args else None, "reason", None), NewConnectionError
-    )
-
-
-def _root_cause(error: BaseException) -> str:
-    """The OS's reason, e.g. Connection refused, not three layers of requests wrapping."""
-    root = error
-    while (inner := root.__cause__ or root.__context__) is not None:
-        root = inner
-    if isinstance(root, OSError) and root.strerror:
-        return root.strerror
-    return _short(error)
-
-
-def _short(error: BaseException) -> str:
-    return str(error).splitlines()[0][:200]
-
-
 def ask(
     suite: Suite, prompt: Prompt, endpoint: Endpoint, sampling: SamplingSettings, epoch: int = 1
 ) -> dict:
@@ -203,7 +94,9 @@ def ask(
     except ServerGone:
         raise
     except (RuntimeError, KeyError, IndexError, TypeError, AttributeError) as error:
-        message = _short(error) if isinstance(error, RuntimeError) else f"bad answer: {error!r}"
+        message = (
+            short_error(error) if isinstance(error, RuntimeError) else f"bad answer: {error!r}"
+        )
         score = failed_score(message)
         row |= {"error": message, "score": score.score, "explanation": score.explanation}
     row["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
@@ -315,60 +208,6 @@ def run_suite(
         stop.set()
         progress.close()
     return rows
-
-
-def run_summary(rows: list[dict], epochs: int) -> dict:
-    """What a finished eval stores in runs.summary: what SQL cannot compute, the 95% CI of
-    overall (over the prompts' mean scores) and, with repeats, pass@k (a sample passes at
-    stats.PASS_THRESHOLD). The scores themselves are never stored: they come from the views."""
-    by_prompt: dict[str, list[dict]] = {}
-    for row in rows:
-        by_prompt.setdefault(row["prompt_id"], []).append(row)
-    prompt_means = [
-        {"prompt_id": prompt_id, "category": samples[0]["category"], "score": mean}
-        for prompt_id, samples in by_prompt.items()
-        if (mean := _mean_score(samples)) is not None
-    ]
-    summary = interval_summary(prompt_means)
-    if epochs > 1:
-        summary["pass_at_k"] = pass_at_k_summary(list(by_prompt.values()), epochs)
-    return summary
-
-
-def _mean_score(samples: list[dict]) -> float | None:
-    scored = [row["score"] for row in samples if row["score"] is not None]
-    return sum(scored) / len(scored) if scored else None
-
-
-def pass_at_k_summary(samples_by_prompt: list[list[dict]], epochs: int) -> dict[str, float]:
-    """{"1": pass@1, "5": pass@5, ...}: the unbiased estimator averaged over the prompts that
-    have every epoch scored (a prompt cut short by a stopped run is left out)."""
-    complete = [
-        samples
-        for samples in samples_by_prompt
-        if len(samples) == epochs and all(row["score"] is not None for row in samples)
-    ]
-    if not complete:
-        return {}
-    return {
-        str(k): sum(
-            pass_at_k(epochs, sum(row["score"] >= PASS_THRESHOLD for row in samples), k)
-            for samples in complete
-        )
-        / len(complete)
-        for k in pass_at_k_levels(epochs)
-    }
-
-
-def interval_summary(rows: list[dict]) -> dict:
-    """The 95% CI of overall and its method (stats.overall_interval), from one row per prompt
-    (prompt_id, category, score): the same bytes whatever order the rows come in."""
-    interval = overall_interval([(row["prompt_id"], row["category"], row["score"]) for row in rows])
-    return {
-        "overall_ci_low": interval.low,
-        "overall_ci_high": interval.high,
-        "overall_ci_method": interval.method,
-    }
 
 
 def _progress(total: int):

@@ -410,7 +410,7 @@ def m009_journal_views(db: Database) -> None:
 def _recompute_intervals(db: Database) -> None:
     """CIs stored before m009 depended on the order prompts finished in: recompute every
     finished eval's from its prompts' scores with evaluation.interval_summary."""
-    from labbench.evaluation import interval_summary
+    from labbench.stats import interval_summary
 
     rows = db.execute(
         "SELECT id, summary FROM runs WHERE kind = 'eval' AND status != 'running' "

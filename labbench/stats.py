@@ -305,3 +305,57 @@ def compare_scores(
         high=high,
         resamples=used_resamples,
     )
+
+
+def run_summary(rows: list[dict], epochs: int) -> dict:
+    """What a finished eval stores in runs.summary: what SQL cannot compute, the 95% CI of
+    overall (over the prompts' mean scores) and, with repeats, pass@k (a sample passes at
+    PASS_THRESHOLD). The scores themselves are never stored: they come from the views."""
+    by_prompt: dict[str, list[dict]] = {}
+    for row in rows:
+        by_prompt.setdefault(row["prompt_id"], []).append(row)
+    prompt_means = [
+        {"prompt_id": prompt_id, "category": samples[0]["category"], "score": mean}
+        for prompt_id, samples in by_prompt.items()
+        if (mean := _mean_score(samples)) is not None
+    ]
+    summary = interval_summary(prompt_means)
+    if epochs > 1:
+        summary["pass_at_k"] = pass_at_k_summary(list(by_prompt.values()), epochs)
+    return summary
+
+
+def _mean_score(samples: list[dict]) -> float | None:
+    scored = [row["score"] for row in samples if row["score"] is not None]
+    return sum(scored) / len(scored) if scored else None
+
+
+def pass_at_k_summary(samples_by_prompt: list[list[dict]], epochs: int) -> dict[str, float]:
+    """{"1": pass@1, "5": pass@5, ...}: the unbiased estimator averaged over the prompts that
+    have every epoch scored (a prompt cut short by a stopped run is left out)."""
+    complete = [
+        samples
+        for samples in samples_by_prompt
+        if len(samples) == epochs and all(row["score"] is not None for row in samples)
+    ]
+    if not complete:
+        return {}
+    return {
+        str(k): sum(
+            pass_at_k(epochs, sum(row["score"] >= PASS_THRESHOLD for row in samples), k)
+            for samples in complete
+        )
+        / len(complete)
+        for k in pass_at_k_levels(epochs)
+    }
+
+
+def interval_summary(rows: list[dict]) -> dict:
+    """The 95% CI of overall and its method (overall_interval), from one row per prompt
+    (prompt_id, category, score): the same bytes whatever order the rows come in."""
+    interval = overall_interval([(row["prompt_id"], row["category"], row["score"]) for row in rows])
+    return {
+        "overall_ci_low": interval.low,
+        "overall_ci_high": interval.high,
+        "overall_ci_method": interval.method,
+    }

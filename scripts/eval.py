@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             "repeats measure variance only with --temperature above 0",
             file=sys.stderr,
         )
-    from labbench.evaluation import EvalPlan, normalize_url, record_eval
+    from labbench.chatclient import normalize_url
+    from labbench.evaluation import EvalPlan, record_eval
     from labbench.formatting import scores_table
     from labbench.server import check_adapter, resolve_model
     from labbench.suite import load_suite

@@ -11,8 +11,9 @@ import pytest
 from helpers import small_suite_toml
 from sqlite_utils import Database
 
+from labbench.chatclient import Endpoint, ServerGone
 from labbench.endpoints import EndpointPool
-from labbench.evaluation import Endpoint, EvalPlan, ServerGone, record_eval
+from labbench.evaluation import EvalPlan, record_eval
 from labbench.ledger import open_ledger
 from labbench.server import start_server
 from labbench.suite import load_suite

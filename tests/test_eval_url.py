@@ -8,8 +8,8 @@ import pytest
 from helpers import run_just
 from sqlite_utils import Database
 
+from labbench.chatclient import normalize_url
 from labbench.errors import UserError
-from labbench.evaluation import normalize_url
 from labbench.replay import serving
 from labbench.server import start_server
 from labbench.suite import load_suite

@@ -7,9 +7,9 @@ from helpers import run_script
 
 from labbench import journal
 from labbench.entries import EntryData
-from labbench.evaluation import interval_summary, run_summary
 from labbench.journal import render_journal, write_journal
 from labbench.ledger import journal_dir, open_ledger
+from labbench.stats import interval_summary, run_summary
 
 CATEGORIES = ["tool_calling", "code_generation", "reasoning"]
 
