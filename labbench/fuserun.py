@@ -29,7 +29,7 @@ from labbench.fusemodel import (
 )
 from labbench.ledger import recording_run
 from labbench.settings import SamplingSettings
-from labbench.stats import compare_scores
+from labbench.stats import compare_scores, p_value_text
 from labbench.training import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 NO_VERIFY = "none"  # verify=none: fuse and check, but evaluate nothing
@@ -162,7 +162,7 @@ def verdict_text(scores_adapter: list[float], scores_fused: list[float]) -> tupl
     comparison = compare_scores(scores_adapter, scores_fused)
     if not comparison.significant:
         return "fused matches adapter", comparison.p_value
-    return f"fused is {comparison.verdict} (p = {comparison.p_value:.3g})", comparison.p_value
+    return f"fused is {comparison.verdict} ({p_value_text(comparison)})", comparison.p_value
 
 
 @dataclass(frozen=True)

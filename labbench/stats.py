@@ -260,6 +260,14 @@ class Comparison:
         return self.verdict != "no significant difference"
 
 
+def p_value_text(c: Comparison) -> str:
+    """`p = 0.0123`, or `p < 0.0004` when no bootstrap resample crossed zero: a p-value of 0
+    only says it is below the resampling's resolution, 2 / resamples."""
+    if c.p_value == 0 and c.resamples:
+        return f"p < {2 / c.resamples:.4f}"
+    return f"p = {c.p_value:.4f}" if c.p_value >= 0.0001 else f"p = {c.p_value:.1e}"
+
+
 def compare_scores(
     a: Sequence[float],
     b: Sequence[float],

@@ -30,6 +30,7 @@ from labbench.stats import (
     compare_scores,
     flip,
     is_binary,
+    p_value_text,
     wilson_interval,
 )
 
@@ -258,9 +259,10 @@ def format_test(comparison: Comparison) -> str:
 
 
 def _p_value(c: Comparison) -> str:
-    if c.p_value == 0 and c.resamples:
-        return f"< {2 / c.resamples:.4f} (no resample crossed zero)"
-    return f"{c.p_value:.4f}" if c.p_value >= 0.0001 else f"{c.p_value:.1e}"
+    text = p_value_text(c)
+    if text.startswith("p < "):
+        return f"{text.removeprefix('p ')} (no resample crossed zero)"
+    return text.removeprefix("p = ")
 
 
 def gate_message(comparison: Comparison, run_a: dict, run_b: dict) -> str:

@@ -40,7 +40,9 @@ def test_verdict_says_whether_the_fused_model_is_worse():
     same = [1.0, 0.0, 0.5, 1.0]
     assert verdict_text(same, same) == ("fused matches adapter", 1.0)
     verdict, p_value = verdict_text([1.0] * 12, [0.0] * 12)
-    assert verdict == f"fused is worse (p = {p_value:.3g})" and p_value < 0.05
+    assert verdict == f"fused is worse (p = {p_value:.4f})" and p_value < 0.05
+    partial = verdict_text([1.0, 0.5] * 10, [0.0, 0.0] * 10)[0]  # a bootstrap: p below 2/5000
+    assert partial == "fused is worse (p < 0.0004)"
 
 
 def test_tokenizer_check_finds_other_token_ids_and_template(tiny_model, tmp_path):
