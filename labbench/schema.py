@@ -7,6 +7,8 @@ import json
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from labbench import views
+
 migrations = Migrations("labbench")
 
 
@@ -234,53 +236,9 @@ def m007_seeds_and_epochs(db: Database) -> None:
     # The covering index now serves prompt_scores, which groups by (run_id, prompt_id).
     db.execute("DROP INDEX IF EXISTS idx_eval_results_run_id_category_score_error")
     db.table("eval_results").create_index(["run_id", "prompt_id", "category", "score", "error"])
-    db.create_view(
-        "prompt_scores",
-        """
-        SELECT run_id, prompt_id, category, AVG(score) AS score, COUNT(*) AS samples,
-               SUM(error IS NOT NULL) AS failures
-        FROM eval_results GROUP BY run_id, prompt_id
-        """,
-        replace=True,
-    )
-    db.create_view(
-        "category_scores",
-        """
-        SELECT run_id, category, AVG(score) AS score, COUNT(*) AS prompts,
-               SUM(failures > 0) AS failures
-        FROM prompt_scores GROUP BY run_id, category
-        """,
-        replace=True,
-    )
-    db.create_view(
-        "eval_summaries",
-        """
-        SELECT runs.id AS run_id, runs.status, runs.model, runs.adapter, runs.suite,
-               runs.started_at, overall.score AS overall, totals.success_rate, totals.prompts,
-               totals.failures, totals.samples
-        FROM runs
-        JOIN (SELECT run_id, AVG(score) AS score FROM category_scores GROUP BY run_id) AS overall
-          ON overall.run_id = runs.id
-        JOIN (SELECT run_id, SUM(samples - failures) * 1.0 / SUM(samples) AS success_rate,
-                     COUNT(*) AS prompts, SUM(failures > 0) AS failures,
-                     SUM(samples) AS samples
-              FROM prompt_scores GROUP BY run_id) AS totals
-          ON totals.run_id = runs.id
-        WHERE runs.kind = 'eval'
-        """,
-        replace=True,
-    )
-    db.create_view(
-        "prompt_history",
-        """
-        SELECT eval_results.prompt_id, eval_results.run_id, eval_results.epoch, runs.suite,
-               runs.model, runs.adapter, runs.status, eval_results.category, eval_results.score,
-               eval_results.finish_reason, eval_results.error, eval_results.explanation,
-               eval_results.response, runs.started_at
-        FROM eval_results JOIN runs ON runs.id = eval_results.run_id
-        """,
-        replace=True,
-    )
+    db.create_view("prompt_scores", views.PROMPT_SCORES, replace=True)
+    db.create_view("category_scores", views.CATEGORY_SCORES, replace=True)
+    db.create_view("eval_summaries", views.EVAL_SUMMARIES, replace=True)
 
 
 @migrations()
@@ -305,104 +263,11 @@ def m008_executed_tests(db: Database) -> None:
     )
 
 
-# The sampling settings and endpoint of an eval, as the baseline rule compares them. A missing
-# temperature is the default 0; the endpoint is `url` for a server we did not start (url= and
-# no server_pid), else `server`.
-_EVAL_SETTINGS = """
-    COALESCE(json_extract(runs.config, '$.sampling.temperature'), 0) AS temperature,
-    json_extract(runs.config, '$.sampling.max_tokens') AS max_tokens,
-    json_extract(runs.config, '$.sampling.seed') AS seed,
-    COALESCE(json_extract(runs.config, '$.epochs'), 1) AS epochs,
-    json_extract(runs.config, '$.limit') AS prompt_limit,
-    COALESCE(json_extract(runs.config, '$.execution.enabled'), 1) AS executed,
-    CASE WHEN json_extract(runs.config, '$.url') IS NOT NULL
-              AND json_extract(runs.config, '$.server_pid') IS NULL
-         THEN 'url' ELSE 'server' END AS endpoint
-"""
-
-
-def _category_means(run: str) -> str:
-    """A run's category scores as category_scores defines them (a prompt's score is the mean
-    of its rows), read from eval_results by run id so that SQLite looks up only that run:
-    category_scores itself is aggregated over the whole table first, which made the journal's
-    few rows cost as much as all 10,000."""
-    return f"""(SELECT category, AVG(score) AS score FROM
-                 (SELECT category, AVG(score) AS score FROM eval_results
-                  WHERE eval_results.run_id = {run} GROUP BY prompt_id, category)
-               GROUP BY category)"""
-
-
 @migrations()
 def m009_journal_views(db: Database) -> None:
-    # cumulative_results, again: Δ against the right baseline. A run's baseline is the most
-    # recent earlier finished eval of the same suite, base model, sampling settings
-    # (temperature, max_tokens, seed, epochs), prompt set (limit), execution of tests
-    # (exec) and endpoint kind that ran the base model alone (no
-    # adapter). For an adapter's row that is its base model's eval; for a base model's row the
-    # previous run of the identical configuration (a reproducibility check). base_model is
-    # runs.model today; a lineage column (issue 13: fused models) slots in as
-    # COALESCE(runs.base_model, runs.model), with `derived` true for a fused model too.
-    #
-    # Every value is looked up per row (no window, no join over the whole table), and the
-    # inner query is grouped by run_id, so that SQLite computes each lookup once and a filter
-    # on run_id (`WHERE run_id >= ?`, what the journal asks) costs only the rows asked for.
-    # overall agrees with eval_summaries (tests/test_journal.py checks it). The *_pct and
-    # delta_pts columns are the same numbers as text, for Datasette.
-    baseline_overall = f"(SELECT AVG(score) FROM {_category_means('baseline_run_id')})"
-    db.execute("DROP VIEW IF EXISTS cumulative_results")
-    db.create_view(
-        "cumulative_results",
-        f"""
-        WITH evals AS NOT MATERIALIZED (
-          SELECT runs.*, runs.model AS base_model, COALESCE(runs.adapter, '') != '' AS derived,
-                 {_EVAL_SETTINGS}
-          FROM runs
-          WHERE runs.kind = 'eval' AND runs.status = 'ok'
-            AND EXISTS (SELECT 1 FROM eval_results WHERE eval_results.run_id = runs.id)
-        ),
-        scored AS (
-          SELECT row.id AS run_id, row.suite, row.model, row.base_model, row.adapter,
-                 row.derived, row.dataset, row.endpoint, row.temperature, row.max_tokens,
-                 row.seed, row.epochs, row.prompt_limit, row.executed, row.fingerprint,
-                 row.note, row.started_at,
-                 json_extract(row.summary, '$.pass_at_k') AS pass_at_k,
-                 json_extract(row.summary, '$.overall_ci_low') AS ci_low,
-                 json_extract(row.summary, '$.overall_ci_high') AS ci_high,
-                 json_extract(row.summary, '$.overall_ci_method') AS ci_method,
-                 (SELECT base.id FROM evals AS base
-                  WHERE base.id < row.id AND NOT base.derived AND base.suite IS row.suite
-                    AND base.base_model IS row.base_model
-                    AND base.temperature IS row.temperature
-                    AND base.max_tokens IS row.max_tokens AND base.seed IS row.seed
-                    AND base.epochs IS row.epochs AND base.prompt_limit IS row.prompt_limit
-                    AND base.executed IS row.executed AND base.endpoint IS row.endpoint
-                  ORDER BY base.id DESC LIMIT 1) AS baseline_run_id,
-                 (SELECT AVG(score) FROM {_category_means("row.id")}) AS overall,
-                 (SELECT json_group_object(category, score) FROM {_category_means("row.id")})
-                   AS categories,
-                 (SELECT AVG(error IS NULL) FROM eval_results WHERE run_id = row.id)
-                   AS success_rate,
-                 (SELECT COUNT(DISTINCT prompt_id) FROM eval_results WHERE run_id = row.id)
-                   AS prompts
-          FROM evals AS row GROUP BY row.id
-        )
-        SELECT run_id, suite,
-               '#' || run_id || CASE WHEN derived THEN ' Trained' ELSE ' Baseline' END AS step,
-               model, adapter, dataset,
-               printf('%.1f%%', 100 * overall) AS overall_pct,
-               CASE WHEN ci_low IS NOT NULL
-                    THEN printf('%.1f%%–%.1f%%', 100 * ci_low, 100 * ci_high)
-                    ELSE ci_method END AS ci_pct,
-               CASE WHEN baseline_run_id IS NOT NULL
-                    THEN printf('%+.1f pts vs #%d', 100 * (overall - {baseline_overall}),
-                                baseline_run_id) END AS delta_pts,
-               base_model, endpoint, temperature, max_tokens, seed, epochs, prompt_limit,
-               executed, overall, ci_low, ci_high, ci_method, baseline_run_id,
-               overall - {baseline_overall} AS delta,
-               categories, pass_at_k, success_rate, prompts, fingerprint, note, started_at
-        FROM scored
-        """,
-    )
+    # Stored CIs made order-free, and the index of the journal's identical-run check. The
+    # cumulative_results view with Δ against the right baseline is m011's (labbench/views.py),
+    # where the fuse lineage it needs exists.
     db.table("runs").create_index(["fingerprint"])  # the journal's identical-run check
     _recompute_intervals(db)
 
@@ -460,23 +325,7 @@ def m010_sweeps(db: Database) -> None:
     # The journal's sweep table: per sweep and configuration, for overall (category
     # '(overall)') and each category, the finished seeds, their mean and sample variance (the
     # journal shows its square root and the t-interval of the mean across seeds).
-    db.create_view(
-        "sweep_scores",
-        """
-        SELECT trials.sweep_run_id, trials.label AS configuration, scores.category,
-               COUNT(*) AS seeds, AVG(scores.score) AS mean,
-               (SUM(scores.score * scores.score) - SUM(scores.score) * SUM(scores.score)
-                 / COUNT(*)) / (COUNT(*) - 1) AS variance,
-               MIN(scores.score) AS lowest, MAX(scores.score) AS highest
-        FROM sweep_trials AS trials
-        JOIN (SELECT run_id, '(overall)' AS category, overall AS score FROM eval_summaries
-              UNION ALL
-              SELECT run_id, category, score FROM category_scores) AS scores
-          ON scores.run_id = trials.eval_run_id
-        WHERE trials.status = 'ok'
-        GROUP BY trials.sweep_run_id, trials.label, scores.category
-        """,
-    )
+    db.create_view("sweep_scores", views.SWEEP_SCORES)
 
 
 @migrations()
@@ -515,70 +364,8 @@ def m011_fuse(db: Database) -> None:
         ],
     )
     db.table("fuses").create_index(["output"])
-    # cumulative_results as m009 made it, with base_model and derived from the lineage and
-    # the fuse's columns at the end.
-    baseline_overall = f"(SELECT AVG(score) FROM {_category_means('baseline_run_id')})"
     db.execute("DROP VIEW IF EXISTS cumulative_results")
-    db.create_view(
-        "cumulative_results",
-        f"""
-        WITH evals AS NOT MATERIALIZED (
-          SELECT runs.*, COALESCE(fuses.base_model, runs.model) AS base_model,
-                 COALESCE(runs.adapter, '') != '' OR fuses.fuse_run_id IS NOT NULL AS derived,
-                 fuses.fuse_run_id, fuses.bits AS fused_bits, fuses.adapter AS fused_adapter,
-                 fuses.train_run_id AS fused_train_run_id, fuses.checkpoint AS fused_checkpoint,
-                 fuses.warning AS fuse_warning,
-                 {_EVAL_SETTINGS}
-          FROM runs LEFT JOIN fuses ON fuses.output = runs.model
-          WHERE runs.kind = 'eval' AND runs.status = 'ok'
-            AND EXISTS (SELECT 1 FROM eval_results WHERE eval_results.run_id = runs.id)
-        ),
-        scored AS (
-          SELECT row.id AS run_id, row.suite, row.model, row.base_model, row.adapter,
-                 row.derived, row.dataset, row.endpoint, row.temperature, row.max_tokens,
-                 row.seed, row.epochs, row.prompt_limit, row.executed, row.fingerprint,
-                 row.note, row.started_at, row.fuse_run_id, row.fused_bits, row.fused_adapter,
-                 row.fused_train_run_id, row.fused_checkpoint, row.fuse_warning,
-                 json_extract(row.summary, '$.pass_at_k') AS pass_at_k,
-                 json_extract(row.summary, '$.overall_ci_low') AS ci_low,
-                 json_extract(row.summary, '$.overall_ci_high') AS ci_high,
-                 json_extract(row.summary, '$.overall_ci_method') AS ci_method,
-                 (SELECT base.id FROM evals AS base
-                  WHERE base.id < row.id AND NOT base.derived AND base.suite IS row.suite
-                    AND base.base_model IS row.base_model
-                    AND base.temperature IS row.temperature
-                    AND base.max_tokens IS row.max_tokens AND base.seed IS row.seed
-                    AND base.epochs IS row.epochs AND base.prompt_limit IS row.prompt_limit
-                    AND base.executed IS row.executed AND base.endpoint IS row.endpoint
-                  ORDER BY base.id DESC LIMIT 1) AS baseline_run_id,
-                 (SELECT AVG(score) FROM {_category_means("row.id")}) AS overall,
-                 (SELECT json_group_object(category, score) FROM {_category_means("row.id")})
-                   AS categories,
-                 (SELECT AVG(error IS NULL) FROM eval_results WHERE run_id = row.id)
-                   AS success_rate,
-                 (SELECT COUNT(DISTINCT prompt_id) FROM eval_results WHERE run_id = row.id)
-                   AS prompts
-          FROM evals AS row GROUP BY row.id
-        )
-        SELECT run_id, suite,
-               '#' || run_id || CASE WHEN derived THEN ' Trained' ELSE ' Baseline' END AS step,
-               model, adapter, dataset,
-               printf('%.1f%%', 100 * overall) AS overall_pct,
-               CASE WHEN ci_low IS NOT NULL
-                    THEN printf('%.1f%%–%.1f%%', 100 * ci_low, 100 * ci_high)
-                    ELSE ci_method END AS ci_pct,
-               CASE WHEN baseline_run_id IS NOT NULL
-                    THEN printf('%+.1f pts vs #%d', 100 * (overall - {baseline_overall}),
-                                baseline_run_id) END AS delta_pts,
-               base_model, endpoint, temperature, max_tokens, seed, epochs, prompt_limit,
-               executed, overall, ci_low, ci_high, ci_method, baseline_run_id,
-               overall - {baseline_overall} AS delta,
-               categories, pass_at_k, success_rate, prompts, fingerprint, note, started_at,
-               fuse_run_id, fused_bits, fused_adapter, fused_train_run_id, fused_checkpoint,
-               fuse_warning
-        FROM scored
-        """,
-    )
+    db.create_view("cumulative_results", views.CUMULATIVE_RESULTS)
 
 
 @migrations()
