@@ -10,7 +10,8 @@ answer's definition replaces the stub.
 
 import textwrap
 
-from labbench.execution import ExecutionResult, defines, extract_code, run_tests
+from labbench.codeextract import defines, extract_code
+from labbench.execution import ExecutionResult, run_tests
 from labbench.suite import Prompt
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from labbench.codeextract import extract_code
 from labbench.execution import (
     OUTPUT_CHARS,
     ExecutionResult,
     _execute,
     containment_summary,
-    extract_code,
     run_tests,
 )
 
