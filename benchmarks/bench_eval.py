@@ -200,7 +200,7 @@ def main() -> int:
     args = cli.parse_args(build_parser())
     cli.raise_keyboard_interrupt_on_sigterm()
     from labbench.chatclient import Endpoint
-    from labbench.evaluation import SamplingSettings, build_request
+    from labbench.prompting import SamplingSettings, build_request
     from labbench.server import resolve_model, start_server
     from labbench.suite import load_suite, resolve_suite_path
 

@@ -133,13 +133,13 @@ def record_bench(db: Database, plan: BenchPlan) -> dict:
     """One benchmark as a ledger run (kind `bench`); returns its result (runs.summary)."""
     from labbench.dummydata import write_dummy_data
     from labbench.training import (
-        ReportWriter,
         apply_lora,
         load_data,
         load_model,
         seed_everything,
         train_lora,
     )
+    from labbench.trainreports import ReportWriter
 
     bench = plan.settings
     lora = LoraSettings(

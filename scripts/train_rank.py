@@ -61,7 +61,6 @@ def train_rank(spec: dict, rank: int, world_size: int) -> dict:
     from labbench.settings import LoraSettings
     from labbench.training import (
         ADAPTER_WEIGHTS,
-        ReportWriter,
         apply_lora,
         load_data,
         load_model,
@@ -69,6 +68,7 @@ def train_rank(spec: dict, rank: int, world_size: int) -> dict:
         train_lora,
         write_adapter_config,
     )
+    from labbench.trainreports import ReportWriter
 
     if world_size != spec["world_size"]:
         raise UserError(

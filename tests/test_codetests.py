@@ -10,7 +10,7 @@ import pytest
 from helpers import run_main
 from sqlite_utils import Database
 
-from labbench import evaluation
+from labbench import prompting
 from labbench.codetests import program_for
 from labbench.replay import replay_server
 from labbench.suite import Prompt
@@ -136,8 +136,8 @@ def results(ledger, run_id: int) -> dict[str, dict]:
 def test_an_eval_records_each_verdict_with_its_output_and_exec_false_leaves_them_unscored(
     server, suite_file, isolated_ledger, monkeypatch
 ):
-    quick = replace(evaluation.DEFAULTS, tests_timeout_s=2.0)  # the endless loop's timeout
-    monkeypatch.setattr(evaluation, "DEFAULTS", quick)
+    quick = replace(prompting.DEFAULTS, tests_timeout_s=2.0)  # the endless loop's timeout
+    monkeypatch.setattr(prompting, "DEFAULTS", quick)
     ran = run_main("eval", f"url={server}", f"suite={suite_file}")
     assert ran.returncode == 0, ran.stderr
     rows = results(isolated_ledger, 1)

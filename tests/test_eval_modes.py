@@ -61,7 +61,7 @@ def test_concurrent_results_equal_serial_at_temperature_zero(tiny_model, isolate
 
 def test_every_request_carries_stop_sequences_and_default_model():
     from labbench.chatclient import Endpoint
-    from labbench.evaluation import SamplingSettings, build_request
+    from labbench.prompting import SamplingSettings, build_request
 
     suite = load_suite("baseline")
     payload = build_request(

@@ -8,7 +8,7 @@ from helpers import run_script, small_suite_toml
 from sqlite_utils import Database
 
 from labbench.chatclient import Endpoint
-from labbench.evaluation import build_request
+from labbench.prompting import build_request
 from labbench.settings import SamplingSettings
 from labbench.stats import pass_at_k, pass_at_k_levels, run_summary
 from labbench.suite import load_suite
