@@ -167,6 +167,12 @@ class Ledger:
 
         return adapters_dir(self.path)
 
+    @property
+    def models_dir(self) -> Path:
+        from labbench.ledger import models_dir
+
+        return models_dir(self.path)
+
 
 @contextmanager
 def recording_ledger(arg: str | None) -> Generator[Ledger, None, None]:

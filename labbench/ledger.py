@@ -148,6 +148,11 @@ def adapters_dir(ledger: Path) -> Path:
     return resolve_path(ledger).parent / "adapters"
 
 
+def models_dir(ledger: Path) -> Path:
+    """Fused models live in `models/fused-<run-id>/` beside the ledger, like the adapters."""
+    return resolve_path(ledger).parent / "models"
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 

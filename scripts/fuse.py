@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             group_size=args.group_size,
             dequantize=args.dequantize,
             verify=args.verify,
-            models_root=ledger.path.parent / "models",
+            models_root=ledger.models_dir,
             goal=args.goal,
             note=args.note,
         )
