@@ -83,7 +83,9 @@ def post_chat(endpoint: Endpoint, payload: dict) -> dict:
             raise ServerGone(endpoint.describe_death())
         try:
             response = endpoint.session.post(url, json=payload, timeout=endpoint.timeout_s)
-        except requests.ConnectionError as error:
+        # A server killed mid-answer cuts the body short (ChunkedEncodingError): that is a
+        # dropped connection too, not a per-prompt error.
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as error:
             never_connected = not endpoint.answered and _refused(error)
             if never_connected or attempt == endpoint.retries or not endpoint.alive():
                 reason = _root_cause(error)
@@ -92,6 +94,8 @@ def post_chat(endpoint: Endpoint, payload: dict) -> dict:
             continue
         except requests.Timeout as error:
             raise RuntimeError(f"no answer within {endpoint.timeout_s:g} s") from error
+        except requests.RequestException as error:
+            raise RuntimeError(short_error(error)) from error
         if response.status_code == 404 and endpoint.hint_404 and not endpoint.answered:
             body = response.text.strip().replace("\n", " ")[:150]
             raise ServerGone(f"POST {url} answered 404 ({body}): {endpoint.hint_404}")
@@ -105,7 +109,7 @@ def post_chat(endpoint: Endpoint, payload: dict) -> dict:
     raise AssertionError("unreachable")
 
 
-def _refused(error: requests.ConnectionError) -> bool:
+def _refused(error: requests.RequestException) -> bool:
     """True when no connection was made at all (refused, unknown host), not a reset one."""
     from urllib3.exceptions import NewConnectionError
 
