@@ -132,13 +132,7 @@ def scaling(single: dict, ranks: dict, launch: Any) -> dict:
 def record_bench(db: Database, plan: BenchPlan) -> dict:
     """One benchmark as a ledger run (kind `bench`); returns its result (runs.summary)."""
     from labbench.dummydata import write_dummy_data
-    from labbench.training import (
-        apply_lora,
-        load_data,
-        load_model,
-        seed_everything,
-        train_lora,
-    )
+    from labbench.training import prepare_training, train_lora
     from labbench.trainreports import ReportWriter
 
     bench = plan.settings
@@ -169,15 +163,13 @@ def record_bench(db: Database, plan: BenchPlan) -> dict:
         if plan.data is None:
             write_dummy_data(data, bench.dummy_examples, bench.seed)
         print(f"run {run.id}: benchmarking LoRA training of {plan.model}", file=sys.stderr)
-        loaded = load_model(plan.model)
-        train_set, _ = load_data(data, loaded.tokenizer, True, need_valid=False)
-        seed_everything(lora.seed)
-        apply_lora(loaded.model, lora)
+        prepared = prepare_training(plan.model, data, lora, need_valid=False)
         writer = ReportWriter(db, run.id, steps_per_report=1)
-        train_lora(loaded, train_set, None, lora, Path(scratch) / "adapters.safetensors", writer)
+        weights = Path(scratch) / "adapters.safetensors"
+        train_lora(prepared.loaded, prepared.train_set, None, lora, weights, writer)
         measured = measure(writer.reports, bench.warmup)
         result = {
-            "load_seconds": loaded.load_seconds,
+            "load_seconds": prepared.loaded.load_seconds,
             "warmup_iterations": bench.warmup,
             **measured,
             "verdict": verdict(measured["sec_per_iter"]),

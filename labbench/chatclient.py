@@ -93,6 +93,11 @@ def post_chat(endpoint: Endpoint, payload: dict) -> dict:
             time.sleep(RETRY_PAUSE_S * 2**attempt)
             continue
         except requests.Timeout as error:
+            if not endpoint.answered:  # waiting again on every prompt would only repeat this
+                raise ServerGone(
+                    f"{url} accepted the request but gave no answer within "
+                    f"{endpoint.timeout_s:g} s (a slow model? pass timeout=SECONDS)"
+                ) from error
             raise RuntimeError(f"no answer within {endpoint.timeout_s:g} s") from error
         except requests.RequestException as error:
             raise RuntimeError(short_error(error)) from error

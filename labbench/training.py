@@ -91,6 +91,26 @@ def write_adapter_config(adapter_dir: Path, adapter_config: dict, model_path: st
     (adapter_dir / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
+@dataclass
+class PreparedTraining:
+    loaded: LoadedModel
+    train_set: Any
+    valid_set: Any  # None when there is no valid split and none was asked for
+    adapter_config: dict  # what adapter_config.json holds, less the model
+
+
+def prepare_training(
+    model_path: str, data_dir: Path, settings: LoraSettings, need_valid: bool = True
+) -> PreparedTraining:
+    """Load the model and data, seed, and add LoRA layers: the same set-up for a train run, a
+    benchmark and every rank of a distributed run, so their numbers stay comparable."""
+    loaded = load_model(model_path)
+    train_set, valid_set = load_data(data_dir, loaded.tokenizer, settings.mask_prompt, need_valid)
+    seed_everything(settings.seed)
+    adapter_config = apply_lora(loaded.model, settings)
+    return PreparedTraining(loaded, train_set, valid_set, adapter_config)
+
+
 def make_optimizer(settings: LoraSettings):
     import mlx.optimizers as optim
 
@@ -284,14 +304,12 @@ def _train_here(db: Database, run_id: int, plan: TrainPlan, adapter_dir: Path) -
     """Train in this process; returns the model's load time."""
     settings = plan.settings
     writer = ReportWriter(db, run_id, settings.steps_per_report)
-    loaded = load_model(plan.model)
-    train_set, valid_set = load_data(plan.data, loaded.tokenizer, settings.mask_prompt)
-    seed_everything(settings.seed)
-    write_adapter_config(adapter_dir, apply_lora(loaded.model, settings), plan.model)
+    prepared = prepare_training(plan.model, plan.data, settings)
+    write_adapter_config(adapter_dir, prepared.adapter_config, plan.model)
     train_lora(
-        loaded,
-        train_set,
-        valid_set,
+        prepared.loaded,
+        prepared.train_set,
+        prepared.valid_set,
         settings,
         adapter_dir / ADAPTER_WEIGHTS,
         writer,
@@ -301,7 +319,7 @@ def _train_here(db: Database, run_id: int, plan: TrainPlan, adapter_dir: Path) -
             else None
         ),
     )
-    return loaded.load_seconds
+    return prepared.loaded.load_seconds
 
 
 def _train_distributed(db: Database, run_id: int, plan: TrainPlan, adapter_dir: Path) -> float:

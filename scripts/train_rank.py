@@ -61,10 +61,7 @@ def train_rank(spec: dict, rank: int, world_size: int) -> dict:
     from labbench.settings import LoraSettings
     from labbench.training import (
         ADAPTER_WEIGHTS,
-        apply_lora,
-        load_data,
-        load_model,
-        seed_everything,
+        prepare_training,
         train_lora,
         write_adapter_config,
     )
@@ -81,12 +78,9 @@ def train_rank(spec: dict, rank: int, world_size: int) -> dict:
         raw["keys"] = tuple(raw["keys"])
     settings = LoraSettings(**raw)
     adapter_dir = Path(spec["adapter_dir"])
-    loaded = load_model(spec["model"])
-    train_set, valid_set = load_data(Path(spec["data"]), loaded.tokenizer, settings.mask_prompt)
-    seed_everything(settings.seed)
-    adapter_config = apply_lora(loaded.model, settings)
+    prepared = prepare_training(spec["model"], Path(spec["data"]), settings)
     if rank == 0:  # mlx-lm's lora.py writes it on every rank; one writer is enough
-        write_adapter_config(adapter_dir, adapter_config, spec["model"])
+        write_adapter_config(adapter_dir, prepared.adapter_config, spec["model"])
         # Without a ledger (the bench) the reports only go back in the status file.
         db = ledger_of_run(spec) if spec["ledger"] else scratch_ledger()
         writer = ReportWriter(
@@ -94,9 +88,10 @@ def train_rank(spec: dict, rank: int, world_size: int) -> dict:
         )
     else:
         writer = _Silent()
-    train_lora(loaded, train_set, valid_set, settings, adapter_dir / ADAPTER_WEIGHTS, writer)  # ty: ignore[invalid-argument-type]
+    weights = adapter_dir / ADAPTER_WEIGHTS
+    train_lora(prepared.loaded, prepared.train_set, prepared.valid_set, settings, weights, writer)  # ty: ignore[invalid-argument-type]
     reports = writer.reports if isinstance(writer, ReportWriter) else []
-    return {"load_seconds": loaded.load_seconds, "reports": reports}
+    return {"load_seconds": prepared.loaded.load_seconds, "reports": reports}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,15 +6,17 @@ import signal
 import threading
 import time
 from contextlib import ExitStack
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from helpers import small_suite_toml
 from sqlite_utils import Database
 
-from labbench.chatclient import Endpoint, ServerGone
+from labbench.chatclient import Endpoint, ServerGone, post_chat
 from labbench.endpoints import EndpointPool
 from labbench.evaluation import EvalPlan, record_eval
 from labbench.ledger import open_ledger
+from labbench.replay import serving
 from labbench.server import start_server
 from labbench.suite import load_suite
 from labbench.tinymodel import build_tiny_model
@@ -43,46 +45,26 @@ def test_the_pool_sends_to_the_least_busy_and_fails_over():
         pool.acquire()
 
 
-def _cut_short_server(alive: list[bool]) -> tuple[str, threading.Thread]:
-    """A real HTTP server that promises a 523-byte body, sends none, and hangs up: what a
-    client sees when mlx_lm.server is killed mid-answer."""
-    import socket
+class CutShort(BaseHTTPRequestHandler):
+    """Promises a 523-byte body, sends none and hangs up: what a client sees when
+    mlx_lm.server is killed mid-answer."""
 
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
+    def do_POST(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "523")
+        self.end_headers()
 
-    def serve() -> None:
-        while alive[0]:
-            listener.settimeout(0.2)
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 523\r\n\r\n")
-            conn.close()
-        listener.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return f"http://127.0.0.1:{listener.getsockname()[1]}", thread
+    def log_message(self, format, *args) -> None:  # keep the test output quiet
+        pass
 
 
 @pytest.mark.timeout(30)
 def test_an_answer_cut_short_is_a_dropped_connection_not_a_crash():
-    from labbench.chatclient import post_chat
-
-    alive = [True]
-    url, thread = _cut_short_server(alive)
-    try:
+    with serving(CutShort) as url:
         endpoint = Endpoint(url, None, retries=1)
         endpoint.answered = True  # mid-run: it answered before, so it is retried first
         with pytest.raises(ServerGone, match="IncompleteRead"):
             post_chat(endpoint, {"messages": []})
-    finally:
-        alive[0] = False
-        thread.join()
 
 
 # --- against real servers ------------------------------------------------------------------

@@ -122,6 +122,30 @@ def test_a_404_on_the_first_request_names_the_url_and_the_fix(not_found_url, iso
     assert run["status"] == "failed" and run["model"] == not_found_url
 
 
+class NeverAnswers(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        time.sleep(30)  # accepts the request, then keeps the client waiting
+
+    def log_message(self, format, *args) -> None:
+        pass
+
+
+@pytest.mark.timeout(60)
+def test_a_server_that_never_answers_fails_the_run_after_one_timeout(isolated_ledger):
+    with serving(NeverAnswers) as url:
+        started = time.monotonic()
+        result = run_just("eval", f"url={url}", "timeout=2", timeout=60)
+    assert time.monotonic() - started < 25  # one timeout, not one per prompt
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: run 1 failed: {url}/v1/chat/completions accepted the request but gave no "
+        "answer within 2 s (a slow model? pass timeout=SECONDS); kept 0 of 31 results"
+    )
+    [run] = list(Database(isolated_ledger)["runs"].rows)
+    assert run["status"] == "failed"
+
+
 @pytest.mark.timeout(60)
 def test_a_url_of_no_known_form_fails_before_any_run(isolated_ledger):
     started = time.monotonic()
