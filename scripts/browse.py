@@ -39,10 +39,12 @@ def datasette_app(ledger: Path):
     from datasette.database import Database
 
     metadata = yaml.safe_load(METADATA.read_text(encoding="utf-8"))
-    # No facet suggestions: each one re-runs a view, seconds per page on a big ledger.
+    # No facet suggestions: each one re-runs a view, seconds per page on a big ledger. The
+    # journal's views take ~3 s on 10,000 runs, past Datasette's 1 s query limit: 30 s is
+    # enough for a local ledger and still stops a runaway query.
     datasette = Datasette(
         metadata=metadata,
-        settings={"suggest_facets": False},
+        settings={"suggest_facets": False, "sql_time_limit_ms": 30_000},
         static_mounts=[("labbench-static", str(STATIC))],
     )
     datasette.remove_database("_memory")  # added when no files are given; we add ours by name
