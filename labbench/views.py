@@ -7,16 +7,16 @@ its prompts, overall the mean of the categories, so repeats never weigh one prom
 another; an unscored prompt (score NULL) is left out of the means. m010: sweep_scores.
 
 m011: cumulative_results, one row per finished eval, with Δ against the right baseline. A run's
-baseline is the most recent earlier finished eval of the same suite, base model, sampling
-settings (temperature, max_tokens, seed, epochs), prompt set (limit), execution of tests (exec)
-and endpoint kind that ran the base model alone (no adapter, not fused). For an adapter's or a
-fused model's row that is its base model's eval; for a base model's row the previous run of the
-identical configuration (a reproducibility check). A fused model's base model is its fuse's.
-Every value is looked up per row (no window, no join over the whole table), and the inner
-query is grouped by run_id, so that SQLite computes each lookup once and a filter on run_id
-(`WHERE run_id >= ?`, what the journal asks) costs only the rows asked for. overall agrees with
-eval_summaries (tests/test_journal.py checks it). The *_pct and delta_pts columns are the same
-numbers as text, for Datasette.
+baseline is the most recent earlier finished eval of the same suite (name and file content),
+base model, sampling settings (temperature, max_tokens, seed, epochs), prompt set (limit),
+execution of tests (exec) and endpoint kind that ran the base model alone (no adapter, not
+fused). For an adapter's or a fused model's row that is its base model's eval; for a base
+model's row the previous run of the identical configuration (a reproducibility check). A fused
+model's base model is its fuse's. Every value is looked up per row (no window, no join over the
+whole table), and the inner query is grouped by run_id, so that SQLite computes each lookup once
+and a filter on run_id (`WHERE run_id >= ?`, what the journal asks) costs only the rows asked
+for. overall agrees with eval_summaries (tests/test_journal.py checks it). The *_pct and
+delta_pts columns are the same numbers as text, for Datasette.
 """
 
 PROMPT_SCORES = """
@@ -71,6 +71,7 @@ EVAL_SETTINGS = """
     json_extract(runs.config, '$.sampling.seed') AS seed,
     COALESCE(json_extract(runs.config, '$.epochs'), 1) AS epochs,
     json_extract(runs.config, '$.limit') AS prompt_limit,
+    json_extract(runs.fingerprint_parts, '$.suite') AS suite_sha,
     COALESCE(json_extract(runs.config, '$.execution.enabled'), 1) AS executed,
     CASE WHEN json_extract(runs.config, '$.url') IS NOT NULL
               AND json_extract(runs.config, '$.server_pid') IS NULL
@@ -120,6 +121,7 @@ CUMULATIVE_RESULTS = f"""
                     AND base.max_tokens IS row.max_tokens AND base.seed IS row.seed
                     AND base.epochs IS row.epochs AND base.prompt_limit IS row.prompt_limit
                     AND base.executed IS row.executed AND base.endpoint IS row.endpoint
+                    AND base.suite_sha IS row.suite_sha
                   ORDER BY base.id DESC LIMIT 1) AS baseline_run_id,
                  (SELECT AVG(score) FROM {category_means("row.id")}) AS overall,
                  (SELECT json_group_object(category, score) FROM {category_means("row.id")})

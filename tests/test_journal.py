@@ -31,6 +31,7 @@ def add_eval(
     note=None,
     order=None,
     more_config=None,
+    suite_sha="s1",
 ):
     """An eval run as record_eval leaves it, written straight into the ledger; `order`: the
     order its results arrive in (indexes into scores)."""
@@ -54,6 +55,7 @@ def add_eval(
                 "command": json.dumps(["just", "eval", f"model={model}"]),
                 "config": json.dumps(config),
                 "fingerprint": fingerprint,
+                "fingerprint_parts": json.dumps({"suite": suite_sha}),
                 "note": note,
                 "error": None if status == "ok" else "the server exited (exit code -9)",
             }
@@ -154,7 +156,9 @@ def test_delta_picks_the_right_baseline(isolated_ledger):
     assert [deltas[i]["endpoint"] for i in (1, 4, 7)] == ["server", "url", "url"]
 
 
-def test_repeats_a_prompt_limit_and_unexecuted_tests_are_settings_too(isolated_ledger):
+def test_repeats_a_prompt_limit_unexecuted_tests_and_an_edited_suite_are_settings_too(
+    isolated_ledger,
+):
     db = open_ledger(isolated_ledger)
     add_eval(db, SIX)  # 1
     add_eval(db, SIX, more_config={"epochs": 3})  # 2: repeats: none
@@ -162,7 +166,10 @@ def test_repeats_a_prompt_limit_and_unexecuted_tests_are_settings_too(isolated_l
     add_eval(db, SIX, more_config={"limit": 4})  # 4: the first 4 prompts only: none
     add_eval(db, SIX, more_config={"execution": {"enabled": False}})  # 5: tests not run: none
     add_eval(db, SIX, more_config={"epochs": 1, "execution": {"enabled": True}})  # 6: vs #1
-    assert baselines(db) == {1: None, 2: None, 3: 2, 4: None, 5: None, 6: 1}
+    add_eval(db, SIX, adapter="/a/3", suite_sha="s2")  # 7: the suite file was edited: none
+    add_eval(db, SIX, suite_sha="s2")  # 8: the edited suite's first base run: none
+    add_eval(db, SIX, adapter="/a/3", suite_sha="s2")  # 9: vs #8, not #6
+    assert baselines(db) == {1: None, 2: None, 3: 2, 4: None, 5: None, 6: 1, 7: None, 8: None, 9: 8}
     db.table("runs").update(2, {"summary": json.dumps({"pass_at_k": {"1": 0.5, "3": 0.75}})})
     text = render_journal(db, isolated_ledger.parent / "journal")
     tables = [
