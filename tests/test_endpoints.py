@@ -50,6 +50,8 @@ class CutShort(BaseHTTPRequestHandler):
     mlx_lm.server is killed mid-answer."""
 
     def do_POST(self) -> None:
+        # Read the whole request first: unread bytes would make the hang-up a reset instead.
+        self.rfile.read(int(self.headers["Content-Length"]))
         self.send_response(200)
         self.send_header("Content-Length", "523")
         self.end_headers()
