@@ -29,8 +29,13 @@ from labbench.sweepfile import Sweep
 from labbench.training import TrainPlan, record_training
 
 NO_GRID = "fixed settings"  # the label of the one configuration of a sweep without a grid
-# Settings the trainer's objects can show (trainercheck.effective_settings), and "data".
-CHECKED = ("rank", "scale", "num_layers", "learning_rate", "iters", "batch_size", "max_seq_length")
+# Settings the trainer's objects can show (trainercheck.effective_settings), and "data". The
+# seed leaves no trace in them; keys=None means mlx-lm's default modules, whatever they are.
+CHECKED = (
+    *("rank", "scale", "dropout", "keys", "num_layers", "learning_rate", "warmup", "iters"),
+    *("batch_size", "max_seq_length", "val_batches", "steps_per_report", "steps_per_eval"),
+    *("save_every", "mask_prompt"),
+)
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ def plan_trials(sweep: Sweep, base_fingerprint: str) -> list[Trial]:
         if data not in fingerprints:
             fingerprints[data] = dataset_fingerprint(data)
         stated = {**sweep.fixed, **configuration}
-        expect = {key: stated[key] for key in CHECKED if key in stated}
+        expect = {key: stated[key] for key in CHECKED if stated.get(key) is not None}
         expect["data"] = fingerprints[data]
         for seed in sweep.seeds:
             settings = lora_settings(sweep, configuration, seed)

@@ -11,32 +11,56 @@ from labbench.errors import UserError
 from labbench.fingerprint import dataset_fingerprint
 
 
-def effective_settings(model: Any, optimizer: Any, args: Any) -> dict[str, Any]:
+def effective_settings(
+    model: Any, optimizer: Any, args: Any, train_set: Any = None
+) -> dict[str, Any]:
     """What the trainer will really use, read back from its own objects: the LoRA layers'
-    rank and scale and how many blocks have them, the optimizer's peak learning rate over the
-    run, and mlx-lm's TrainingArgs."""
-    ranks, scales, blocks = set(), set(), 0
+    rank, scale, dropout and module names and how many blocks have them, the optimizer's peak
+    learning rate and the step it is reached (the warm-up), mlx-lm's TrainingArgs, and whether
+    the training set masks the prompt. The seed leaves no trace in them and is not here."""
+    ranks, scales, dropouts, keys, blocks = set(), set(), set(), set(), 0
     for block in model.layers:
-        adapted = [m for _, m in block.named_modules() if hasattr(m, "lora_a")]
+        adapted = [(name, m) for name, m in block.named_modules() if hasattr(m, "lora_a")]
         blocks += bool(adapted)
-        ranks.update(int(m.lora_a.shape[1]) for m in adapted)  # (in, r) or (experts, r, in)
-        scales.update(float(m.scale) for m in adapted)
+        for name, module in adapted:
+            keys.add(name)
+            ranks.add(int(module.lora_a.shape[1]))  # (in, r) or (experts, r, in)
+            scales.add(float(module.scale))
+            dropouts.add(1 - float(getattr(module.dropout, "_p_1", 1.0)))
     schedule = getattr(optimizer, "_schedulers", {}).get("learning_rate")
     if schedule is None:
-        rate = float(optimizer.learning_rate)
+        rate, warmup = float(optimizer.learning_rate), 0
     else:
         import mlx.core as mx
 
-        rate = max(float(schedule(mx.array(step))) for step in range(args.iters + 1))
-    return {
-        "rank": ranks.pop() if len(ranks) == 1 else sorted(ranks),
-        "scale": scales.pop() if len(scales) == 1 else sorted(scales),
+        rates = [float(schedule(mx.array(step))) for step in range(args.iters + 1)]
+        rate = max(rates)
+        warmup = rates.index(rate)
+    effective = {
+        "rank": _one_or_all(ranks),
+        "scale": _one_or_all(scales),
+        "dropout": _one_or_all(dropouts),
+        "keys": tuple(sorted(keys)),
         "num_layers": blocks,
         "learning_rate": rate,
+        "warmup": warmup,
         "iters": args.iters,
         "batch_size": args.batch_size,
         "max_seq_length": args.max_seq_length,
+        "val_batches": args.val_batches,
+        "steps_per_report": args.steps_per_report,
+        "steps_per_eval": args.steps_per_eval,
+        "save_every": args.steps_per_save,
     }
+    # A CacheDataset around mlx-lm's ChatDataset or CompletionsDataset, which hold the flag.
+    dataset = getattr(train_set, "_data", train_set)
+    if hasattr(dataset, "mask_prompt"):
+        effective["mask_prompt"] = bool(dataset.mask_prompt)
+    return effective
+
+
+def _one_or_all(values: set) -> Any:
+    return values.pop() if len(values) == 1 else sorted(values)
 
 
 def unreached(expected: dict[str, Any], effective: dict[str, Any]) -> list[str]:
@@ -44,6 +68,8 @@ def unreached(expected: dict[str, Any], effective: dict[str, Any]) -> list[str]:
     Floats match to 6 significant digits (the optimizer holds float32)."""
 
     def same(a: Any, b: Any) -> bool:
+        if isinstance(a, list | tuple) and isinstance(b, list | tuple):  # module names
+            return sorted(a) == sorted(b)
         if isinstance(a, float) or isinstance(b, float):
             try:
                 return math.isclose(float(a), float(b), rel_tol=1e-6)

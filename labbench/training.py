@@ -130,6 +130,21 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)  # mlx-lm shuffles batches with numpy
 
 
+def training_args(settings: LoraSettings, adapter_file: Path):
+    from mlx_lm.tuner.trainer import TrainingArgs
+
+    return TrainingArgs(
+        batch_size=settings.batch_size,
+        iters=settings.iters,
+        val_batches=settings.val_batches,
+        steps_per_report=settings.steps_per_report,
+        steps_per_eval=settings.steps_per_eval,
+        steps_per_save=settings.save_every,
+        max_seq_length=settings.max_seq_length,
+        adapter_file=str(adapter_file),
+    )
+
+
 def train_lora(
     loaded: LoadedModel,
     train_set: Any,
@@ -151,19 +166,10 @@ def train_lora(
         def on_val_loss_report(self, val_info: dict):
             writer.on_val_loss_report(val_info)
 
-    args = trainer.TrainingArgs(
-        batch_size=settings.batch_size,
-        iters=settings.iters,
-        val_batches=settings.val_batches,
-        steps_per_report=settings.steps_per_report,
-        steps_per_eval=settings.steps_per_eval,
-        steps_per_save=settings.save_every,
-        max_seq_length=settings.max_seq_length,
-        adapter_file=str(adapter_file),
-    )
+    args = training_args(settings, adapter_file)
     optimizer = make_optimizer(settings)
     if before_training:
-        before_training(effective_settings(loaded.model, optimizer, args))
+        before_training(effective_settings(loaded.model, optimizer, args, train_set))
     trainer.TrainUI = QuietUI  # ty: ignore[invalid-assignment]
     writer.start()
     trainer.train(

@@ -203,6 +203,35 @@ def test_a_grid_axis_that_does_not_reach_the_trainer_fails(
     assert db["train_reports"].count == 0  # it stopped before the first iteration
 
 
+def test_every_checked_setting_is_read_back_from_the_trainers_objects(tiny_model, dataset):
+    from labbench.settings import LoraSettings
+    from labbench.sweep import CHECKED
+    from labbench.trainercheck import effective_settings, unreached
+    from labbench.training import make_optimizer, prepare_training, training_args
+
+    given = LoraSettings(
+        iters=6, batch_size=2, learning_rate=2e-4, warmup=3, rank=4, scale=10.0, dropout=0.25,
+        num_layers=1, keys=("self_attn.v_proj", "self_attn.q_proj"), mask_prompt=False,
+        max_seq_length=512, steps_per_report=3, steps_per_eval=3, val_batches=2, save_every=6,
+    )  # fmt: skip
+    prepared = prepare_training(str(tiny_model), dataset, given)
+    effective = effective_settings(
+        prepared.loaded.model,
+        make_optimizer(given),
+        training_args(given, Path("unused")),
+        prepared.train_set,
+    )
+    assert set(CHECKED) <= set(effective)
+    assert unreached({key: getattr(given, key) for key in CHECKED}, effective) == []
+    other = LoraSettings(
+        iters=7, batch_size=3, learning_rate=1e-4, warmup=2, rank=8, scale=20.0, dropout=0.1,
+        num_layers=2, keys=("self_attn.k_proj",), mask_prompt=True, max_seq_length=256,
+        steps_per_report=2, steps_per_eval=2, val_batches=1, save_every=7,
+    )  # fmt: skip
+    missed = unreached({key: getattr(other, key) for key in CHECKED}, effective)
+    assert [line.split("=")[0] for line in missed] == list(CHECKED)  # each one can fail
+
+
 def test_ctrl_c_leaves_a_sweep_the_next_run_resumes(
     dataset, tmp_path, isolated_ledger, monkeypatch
 ):
