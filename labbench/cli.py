@@ -120,6 +120,18 @@ def boolean(word: str) -> bool:
     return value
 
 
+def port_number(word: str) -> int:
+    """An argparse type for a TCP port we bind or connect to (0, "any free port", is not one:
+    we must know the port to talk to the server there)."""
+    try:
+        port = int(word)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {word!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1-65535, got {port}")
+    return port
+
+
 def add_ledger_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ledger",

@@ -45,6 +45,7 @@ class Launch:
             "backend": self.backend,
             "hosts": list(self.hosts),
             "hostfile": str(self.hostfile) if self.hostfile else None,
+            "port": self.port,
         }
 
 

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         "several, comma-separated, share the prompts",
     )
     parser.add_argument("--served-model", help="model name to send to a --url server")
-    parser.add_argument("--port", type=int, help="port for our server (default: a free one)")
+    parser.add_argument("--port", type=cli.port_number, help="port for our server (default: a free one)")
     parser.add_argument(
         "--replicas",
         type=int,

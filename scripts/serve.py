@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Serve a model until Ctrl-C.")
     parser.add_argument("--model", help="model directory or Hugging Face id (default: tiny)")
     parser.add_argument("--adapter", help="LoRA adapter directory")
-    parser.add_argument("--port", type=int, help="port (default: a free one)")
+    parser.add_argument("--port", type=cli.port_number, help="port (default: a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     return parser
 

@@ -57,6 +57,22 @@ def test_an_unknown_key_is_named_in_one_line(capsys):
     assert capsys.readouterr().err == "error: unknown option 'modle' in 'modle=x' (see --help)\n"
 
 
+@pytest.mark.parametrize("script", ["eval", "serve", "train", "bench", "browse"])
+@pytest.mark.parametrize(
+    ("word", "why"),
+    [("99999", "a port is 1-65535, got 99999"), ("0", "a port is 1-65535, got 0"),
+     ("x", "expected a port number, got 'x'")],
+)  # fmt: skip
+def test_a_port_out_of_range_is_a_bad_flag_before_anything_runs(script, word, why, tmp_path):
+    ledger = tmp_path / "ledger.db"
+    result = run_main(script, f"port={word}", "--ledger", str(ledger))
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"error: argument --port: {why} (see --help)\n",
+    )
+    assert not ledger.exists()
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
