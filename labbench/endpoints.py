@@ -32,6 +32,9 @@ class EndpointPool:
         self.in_flight = [0] * len(self.endpoints)
         self.gone: dict[int, str] = {}  # index: why it was dropped
         self.lock = threading.Lock()
+        # Set when the eval stops (done, failed or Ctrl-C): the servers going away then are
+        # being stopped by us, not dying, and their requests in flight say nothing.
+        self.closed = threading.Event()
 
     def acquire(self) -> int:
         """The index of the least busy live endpoint, counted as busy until release().
@@ -50,9 +53,13 @@ class EndpointPool:
         with self.lock:
             self.in_flight[index] -= 1
 
-    def drop(self, index: int, why: str) -> None:
+    def drop(self, index: int, why: str) -> bool:
+        """Stop sending to this endpoint; True the first time, when it was still in use."""
         with self.lock:
-            self.gone.setdefault(index, why)
+            if index in self.gone:
+                return False
+            self.gone[index] = why
+            return True
 
     def why_none_left(self) -> str:
         if len(self.endpoints) == 1:
@@ -72,8 +79,10 @@ class EndpointPool:
             try:
                 return send(endpoint), endpoint.base_url
             except ServerGone as gone:
-                self.drop(index, str(gone))
-                if len(self.endpoints) > 1 and len(self.gone) < len(self.endpoints):
+                if self.closed.is_set():
+                    raise
+                newly = self.drop(index, str(gone))
+                if newly and len(self.endpoints) > 1 and len(self.gone) < len(self.endpoints):
                     print(
                         f"warning: {endpoint.base_url} dropped ({gone}); "
                         "its prompts go to the others",

@@ -120,6 +120,7 @@ def run_suite(
             progress.update(1)
     finally:
         stop.set()
+        pool.closed.set()
         progress.close()
     return rows
 

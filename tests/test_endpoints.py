@@ -24,7 +24,7 @@ from labbench.tinymodel import build_tiny_model
 # --- pure logic ----------------------------------------------------------------------------
 
 
-def test_the_pool_sends_to_the_least_busy_and_fails_over():
+def test_the_pool_sends_to_the_least_busy_and_fails_over(capsys):
     pool = EndpointPool([Endpoint("http://a", None), Endpoint("http://b", None)])
     assert [pool.acquire(), pool.acquire(), pool.acquire()] == [0, 1, 0]
     pool.release(0)
@@ -40,9 +40,24 @@ def test_the_pool_sends_to_the_least_busy_and_fails_over():
 
     assert pool.ask(send) == ({"answer": "http://b"}, "http://b")
     assert pool.gone == {0: "a died"} and pool.in_flight == [0, 0]
-    pool.drop(1, "b died")
+    warning = "warning: http://a dropped (a died); its prompts go to the others\n"
+    assert capsys.readouterr().err == warning
+    assert pool.drop(0, "a died again") is False  # said once, however many requests were on it
+    assert pool.drop(1, "b died") is True
     with pytest.raises(ServerGone, match="every endpoint is gone: http://a: a died; http://b: b"):
         pool.acquire()
+
+
+def test_servers_we_stop_at_the_end_are_not_reported_as_dropped(capsys):
+    pool = EndpointPool([Endpoint("http://a", None), Endpoint("http://b", None)])
+    pool.closed.set()  # the eval is over (done, failed or Ctrl-C) and stops its servers
+
+    def send(endpoint):
+        raise ServerGone("the server exited (killed by SIGTERM (terminated))")
+
+    with pytest.raises(ServerGone):
+        pool.ask(send)
+    assert pool.gone == {} and capsys.readouterr().err == ""
 
 
 class CutShort(BaseHTTPRequestHandler):
