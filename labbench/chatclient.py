@@ -24,8 +24,9 @@ CHAT_PATH = "/v1/chat/completions"  # appended to a base URL
 URL_FORMS = "http://HOST:PORT, http://HOST:PORT/v1 or http://HOST:PORT/v1/chat/completions"
 
 
-class ServerGone(Exception):
-    """The server stopped answering: the run cannot go on."""
+class ServerGone(UserError):
+    """The server stopped answering: the run cannot go on. Said in one line, as a UserError
+    is (in the ledger too), since the message already names the server and what happened."""
 
 
 def normalize_url(url: str) -> str:
@@ -43,6 +44,8 @@ def normalize_url(url: str) -> str:
         parts.port  # noqa: B018 -- parsing the port is what checks it
     except ValueError:
         raise UserError(f"--url {url}: the port is not a number from 0 to 65535") from None
+    if any(char.isspace() for char in given):
+        raise UserError(f"--url {url}: a URL has no spaces in it; give {URL_FORMS}")
     if not parts.hostname:
         raise UserError(f"--url {url}: no host in it; give {URL_FORMS}")
     if parts.query or parts.fragment:
@@ -88,7 +91,7 @@ def post_chat(endpoint: Endpoint, payload: dict) -> dict:
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as error:
             never_connected = not endpoint.answered and _refused(error)
             if never_connected or attempt == endpoint.retries or not endpoint.alive():
-                reason = _root_cause(error)
+                reason = root_cause(error)
                 raise ServerGone(f"{endpoint.describe_death()} ({reason})") from error
             time.sleep(RETRY_PAUSE_S * 2**attempt)
             continue
@@ -123,7 +126,7 @@ def _refused(error: requests.RequestException) -> bool:
     )
 
 
-def _root_cause(error: BaseException) -> str:
+def root_cause(error: BaseException) -> str:
     """The OS's reason, e.g. Connection refused, not three layers of requests wrapping."""
     root = error
     while (inner := root.__cause__ or root.__context__) is not None:

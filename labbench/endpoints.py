@@ -100,7 +100,7 @@ def served_models(endpoint: Any) -> list[str]:
         response.raise_for_status()
         return sorted(str(model.get("id")) for model in response.json().get("data", []))
     except (requests.RequestException, ValueError, AttributeError) as error:
-        raise UserError(f"{url}: cannot list its models ({error})") from None
+        raise UserError(f"{url}: cannot list its models ({_reason(error)})") from None
 
 
 def probe_answer(endpoint: Any) -> str:
@@ -111,7 +111,16 @@ def probe_answer(endpoint: Any) -> str:
         response.raise_for_status()
         return str(response.json()["choices"][0]["message"].get("content"))
     except (requests.RequestException, ValueError, KeyError, IndexError) as error:
-        raise UserError(f"{url}: the probe completion failed ({error})") from None
+        raise UserError(f"{url}: the probe completion failed ({_reason(error)})") from None
+
+
+def _reason(error: BaseException) -> str:
+    """The OS's reason for a failed connection (Connection refused), else the error itself."""
+    from labbench.chatclient import root_cause, short_error
+
+    if isinstance(error, requests.ConnectionError):
+        return root_cause(error)
+    return short_error(error)
 
 
 def check_same_model(endpoints: Sequence[Any]) -> dict[str, dict]:

@@ -272,6 +272,8 @@ def resolve_model(model: str | None) -> str:
         return str(ensure_tiny_model())
     path = user_path(model)
     if path.is_dir():
+        if not (path / "config.json").is_file():  # what every mlx-lm model directory has
+            raise UserError(f"--model {model}: no config.json in {path}: not a model directory")
         return str(path.resolve())
     if path.exists():
         raise UserError(f"--model {model}: {path} is a file, not a model directory")

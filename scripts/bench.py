@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--hosts", help="also time one rank per host of mlx's JSON hostfile")
     parser.add_argument("--backend", help="mlx.distributed backend (default: ring)")
-    parser.add_argument("--port", type=cli.port_number, help="the ring backend's first port (32323)")
+    parser.add_argument(
+        "--port", type=cli.port_number, help="the ring backend's first port (32323)"
+    )
     cli.add_run_args(parser)
     return parser
 

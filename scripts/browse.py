@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Browse the ledger in Datasette on 127.0.0.1 until Ctrl-C.",
         epilog="Make-style key=value words work too: port=8002 ledger=PATH.",
     )
-    parser.add_argument("--port", type=cli.port_number, default=DEFAULT_PORT, help="port (default: 8001)")
+    parser.add_argument(
+        "--port", type=cli.port_number, default=DEFAULT_PORT, help="port (default: 8001)"
+    )
     cli.add_ledger_args(parser)
     return parser
 

@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         "several, comma-separated, share the prompts",
     )
     parser.add_argument("--served-model", help="model name to send to a --url server")
-    parser.add_argument("--port", type=cli.port_number, help="port for our server (default: a free one)")
+    parser.add_argument(
+        "--port", type=cli.port_number, help="port for our server (default: a free one)"
+    )
     parser.add_argument(
         "--replicas",
         type=int,
@@ -123,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     from labbench.suite import load_suite
 
     suite = load_suite(args.suite)  # bad suites fail here, before any server starts
+    if args.limit is not None and args.limit >= len(suite.prompts):
+        args.limit = None  # the whole suite: the same run as without a limit, compared as one
+    urls = [normalize_url(url) for url in args.url.split(",")] if args.url is not None else []
+    if len(set(urls)) < len(urls):
+        twice = next(url for url in urls if urls.count(url) > 1)
+        raise UserError(f"--url lists {twice} twice: each server once, please")
     suite = replace(
         suite,
         prompts=suite.prompts[: args.limit],
@@ -132,9 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         suite=suite,
         model=args.served_model if args.url is not None else resolve_model(args.model),
         adapter=check_adapter(args.adapter),
-        url=",".join(normalize_url(url) for url in args.url.split(","))
-        if args.url is not None
-        else None,
+        url=",".join(urls) or None,
         replicas=args.replicas,
         port=args.port,
         sampling=SamplingSettings(

@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--hosts", help="mlx's JSON hostfile: one rank per host (see README)")
     parser.add_argument("--backend", help="mlx.distributed backend (default: ring)")
-    parser.add_argument("--port", type=cli.port_number, help="the ring backend's first port (32323)")
+    parser.add_argument(
+        "--port", type=cli.port_number, help="the ring backend's first port (32323)"
+    )
     cli.add_run_args(parser)
     return parser
 

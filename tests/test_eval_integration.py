@@ -79,6 +79,11 @@ def test_bad_model_fails_fast_with_one_line(model, tmp_path, isolated_ledger):
     if isolated_ledger.exists():
         statuses = [r["status"] for r in Database(isolated_ledger)["runs"].rows]
         assert statuses in ([], ["failed"])
+    if model.endswith("empty"):  # refused at the door: no server, no run
+        assert (
+            lines[-1] == f"error: --model {model}: no config.json in {model}: not a model directory"
+        )
+        assert not isolated_ledger.exists()
 
 
 def test_taken_port_fails_fast_and_never_evaluates_the_other_listener(tiny_model):

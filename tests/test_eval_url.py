@@ -51,6 +51,7 @@ def test_every_url_form_gives_the_base_url(given, base):
         ("http:///v1", "no host in it"),
         ("", "no host in it"),
         ("http://127.0.0.1:8080/v1?key=x", "no query or fragment"),
+        ("not a url", "a URL has no spaces in it"),
     ],
 )
 def test_a_url_of_no_known_form_is_a_one_line_error_naming_the_flag(given, problem):
@@ -144,6 +145,29 @@ def test_a_server_that_never_answers_fails_the_run_after_one_timeout(isolated_le
     )
     [run] = list(Database(isolated_ledger)["runs"].rows)
     assert run["status"] == "failed"
+
+
+@pytest.mark.timeout(60)
+def test_a_server_listed_twice_fails_before_any_run(isolated_ledger):
+    result = run_just("eval", "url=http://127.0.0.1:9,127.0.0.1:9/v1", timeout=60)
+    assert (result.returncode, result.stderr) == (
+        1,
+        "error: --url lists http://127.0.0.1:9 twice: each server once, please\n",
+    )
+    assert not isolated_ledger.exists()
+
+
+@pytest.mark.timeout(60)
+def test_an_unreachable_server_among_several_is_named_with_the_reason(isolated_ledger):
+    result = run_just("eval", "url=http://127.0.0.1:9,http://127.0.0.1:7", "limit=40", timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "error: run 1 failed: http://127.0.0.1:9/v1/models: cannot list its models "
+        "(Connection refused); kept 0 of 31 results"
+    )
+    [run] = list(Database(isolated_ledger)["runs"].rows)
+    assert run["error"].startswith("http://127.0.0.1:9/v1/models: cannot list")  # no type name
+    assert json.loads(run["config"])["limit"] is None  # 40 of 31 prompts is the whole suite
 
 
 @pytest.mark.timeout(60)
