@@ -6,7 +6,8 @@ must expect something (expect_tools, expect_keywords, expect_answer, answer_rege
 expect_tests), so a prompt can never score by default. `expect_tests` is Python test code run
 against the code in the answer (labbench/execution.py); `exec = false` at the top turns running
 it off. Every problem is a SuiteError whose message is one line: "FILE: PROMPT_ID: FIELD: problem".
-`suite=humaneval` is built in (labbench/humaneval.py) unless a file of that name exists.
+`suite=humaneval` is built in (labbench/humaneval.py); no suite file may take its name, since the
+journal files runs by suite name and reports that one as pass@1.
 """
 
 import copy
@@ -121,8 +122,7 @@ def resolve_suite_path(name_or_path: str) -> Path:
 
 
 def load_suite(name_or_path: str) -> Suite:
-    builtin = name_or_path == HUMANEVAL and not (SUITES_DIR / f"{HUMANEVAL}.toml").is_file()
-    if builtin and not user_path(name_or_path).is_file():
+    if name_or_path == HUMANEVAL:
         from labbench.humaneval import humaneval_suite
 
         return humaneval_suite()
@@ -138,6 +138,8 @@ def load_suite(name_or_path: str) -> Suite:
 
     _check_keys(data, _TOP_KEYS, (where,), "")
     name = _string(data.get("name", path.stem), (where,), "name")
+    if name == HUMANEVAL:
+        raise _error(where, "name", f"{HUMANEVAL} is the built-in HumanEval suite's; name yours")
     description = _string(data.get("description", ""), (where,), "description", allow_empty=True)
     exec_tests = data.get("exec", True)
     if not isinstance(exec_tests, bool):

@@ -173,6 +173,16 @@ def test_name_defaults_to_file_stem_and_max_tokens_to_256(write_suite):
     )
 
 
+def test_no_suite_file_takes_the_built_in_humaneval_name(write_suite, tmp_path):
+    prompt = '[[prompts]]\nid = "a"\ncategory = "c"\nprompt = "2 + 2?"\nexpect_answer = "4"\n'
+    message = load_error(write_suite, 'name = "humaneval"\n' + prompt)
+    assert message == "suite.toml: name: humaneval is the built-in HumanEval suite's; name yours"
+    (tmp_path / "humaneval.toml").write_text(prompt)  # its name would be the file's stem
+    with pytest.raises(SuiteError, match="humaneval.toml: name: humaneval is the built-in"):
+        load_suite("humaneval.toml")
+    assert len(load_suite("humaneval").prompts) == 164  # the name alone is always the built-in
+
+
 def test_an_expected_argument_list_is_kept_as_any_of(write_suite):
     suite = load_suite(
         write_suite(
