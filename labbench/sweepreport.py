@@ -242,6 +242,9 @@ def resolve_group(db: Database, text: str) -> Group:
             raise UserError(f"{text}: runs:ID,ID,... takes run ids, e.g. runs:4,7,9") from None
         if not ids:
             raise UserError(f"{text}: no run ids, e.g. runs:4,7,9")
+        if len(set(ids)) < len(ids):
+            twice = next(run_id for run_id in ids if ids.count(run_id) > 1)
+            raise UserError(f"{text}: run {twice} is listed twice; each run counts once")
         return Group(text, ids)
     if kind != "sweep":
         raise UserError(f"{text}: a group is runs:4,7,9 or sweep:ID/key=value")
@@ -254,6 +257,11 @@ def resolve_group(db: Database, text: str) -> Group:
         if not equals:
             raise UserError(f"{text}: {pair!r} is not key=value")
         wanted[ALIASES.get(key.strip(), key.strip())] = value.strip()
+    kinds = [row["kind"] for row in db.query("SELECT kind FROM runs WHERE id = ?", [sweep_id])]
+    if not kinds:
+        raise UserError(f"{text}: no run {sweep_id} in this ledger")
+    if kinds != ["sweep"]:
+        raise UserError(f"{text}: run {sweep_id} is a {kinds[0]} run, not a sweep")
     rows = list(
         db.query(
             "SELECT label, configuration, eval_run_id FROM sweep_trials"

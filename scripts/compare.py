@@ -305,6 +305,11 @@ def compare_groups(db, args: argparse.Namespace) -> int:
 
     label_a, runs_a = load_group(db, args.a)
     label_b, runs_b = load_group(db, args.b)
+    shared = sorted({run["id"] for run in runs_a} & {run["id"] for run in runs_b})
+    if shared:
+        # Reused sweep trials link the same eval runs into several sweeps.
+        listed = ", ".join(map(str, shared))
+        raise UserError(f"eval run(s) {listed} are in both groups: a run is not compared to itself")
     suites = sorted({run["suite"] for run in runs_a + runs_b})
     if len(suites) > 1:
         raise UserError(f"the runs are of different suites {suites}: only one suite compares")

@@ -231,3 +231,20 @@ def test_unfinished_runs_are_compared_with_a_warning(isolated_ledger):
     assert gated.returncode == 1
     last = gated.stdout.strip().splitlines()[-1]
     assert last == f"GATE FAILED: run {b} did not finish (status interrupted)"
+
+
+def test_groups_that_cannot_be_compared_are_named(isolated_ledger):
+    runs = [record_eval(isolated_ledger, BASE) for _ in range(3)]
+    train = record_eval(isolated_ledger, BASE, kind="train")
+    a, b, c = runs
+    cases = {
+        ("sweep:999", str(a)): "error: sweep:999: no run 999 in this ledger",
+        (f"sweep:{train}/rank=4", str(a)): f"error: sweep:{train}/rank=4: run {train} is a train"
+        " run, not a sweep",
+        (f"runs:{a},{a}", f"runs:{b},{c}"): f"error: runs:{a},{a}: run {a} is listed twice;"
+        " each run counts once",
+        (f"runs:{a},{b}", f"runs:{b},{c}"): f"error: eval run(s) {b} are in both groups: a run"
+        " is not compared to itself",
+    }
+    for words, expected in cases.items():
+        assert one_line_error(compare(*words)) == expected
