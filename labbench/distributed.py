@@ -77,8 +77,10 @@ def read_hostfile(path: Path) -> tuple[tuple[str, ...], str | None]:
     except json.JSONDecodeError as error:
         raise UserError(f"--hosts {path}: not JSON ({error})") from None
     hosts = content.get("hosts") if isinstance(content, dict) else content
-    if not isinstance(hosts, list) or not hosts:
+    if not isinstance(hosts, list):
         raise UserError(f'--hosts {path}: no "hosts" list (see the README for the format)')
+    if not hosts:
+        raise UserError(f'--hosts {path}: the "hosts" list is empty: name one host per rank')
     names = []
     for index, host in enumerate(hosts):
         if not isinstance(host, dict) or not isinstance(host.get("ssh"), str):

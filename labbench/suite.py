@@ -109,6 +109,8 @@ def resolve_suite_path(name_or_path: str) -> Path:
     given = user_path(name_or_path)
     if given.is_file():
         return given
+    if given.is_dir():
+        raise SuiteError(f"--suite {name_or_path}: {given} is a directory, not a suite file")
     file_name = name_or_path if name_or_path.endswith(".toml") else f"{name_or_path}.toml"
     in_suites = SUITES_DIR / file_name
     if in_suites.is_file():

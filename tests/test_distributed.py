@@ -55,7 +55,7 @@ def test_plan_launch_reads_np_and_hostfiles(tmp_path):
     ("content", "message"),
     [
         ("{", "not JSON"),
-        ('{"hosts": []}', 'no "hosts" list'),
+        ('{"hosts": []}', 'the "hosts" list is empty: name one host per rank'),
         ('{"hosts": [{"ips": ["1.2.3.4"]}]}', 'host 0 has no "ssh" name'),
         ('{"backend": "nccl", "hosts": [{"ssh": "a"}]}', "backend 'nccl' is not one of"),
     ],

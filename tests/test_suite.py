@@ -398,6 +398,8 @@ def test_resolve_suite_path(write_suite, tmp_path, monkeypatch):
         r" \(available: (\S+, )*baseline(, \S+)*\)",
         str(caught.value),
     )
+    with pytest.raises(SuiteError, match=r"^--suite \.: \S+ is a directory, not a suite file$"):
+        resolve_suite_path(".")
 
 
 # The shipped suite
