@@ -20,7 +20,7 @@ runs; every problem is one line naming the file and the key.
 """
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -218,7 +218,7 @@ def option_values(sweep: Sweep, name: str) -> list[tuple[str, Any]]:
 
 
 @contextmanager
-def naming(path: Path, key: str) -> Iterator[None]:
+def naming(path: Path, key: str) -> Generator[None, None, None]:
     """A UserError raised inside names the sweep file and the key."""
     try:
         yield
