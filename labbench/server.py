@@ -262,10 +262,11 @@ def _probe_once(server: ServerProcess, probe: dict[str, object]) -> None:
         probe["dead"] = f"test completion answered HTTP {response.status_code}: {response.text}"
 
 
-def resolve_model(model: str | None) -> str:
+def resolve_model(model: str | None, named: str = "--model") -> str:
     """The built-in tiny model when none is given (built on first use), a local directory as an
     absolute path, anything else as a Hugging Face id. A path that is clearly local and missing
-    fails here, before any server starts or the network is tried."""
+    fails here, before any server starts or the network is tried; the error starts with
+    `named` and the model."""
     if model is None:
         from labbench.tinymodel import ensure_tiny_model
 
@@ -276,9 +277,9 @@ def resolve_model(model: str | None) -> str:
             raise UserError(f"--model {model}: no config.json in {path}: not a model directory")
         return str(path.resolve())
     if path.exists():
-        raise UserError(f"--model {model}: {path} is a file, not a model directory")
+        raise UserError(f"{named} {model}: {path} is a file, not a model directory")
     if looks_local(model):
-        raise UserError(f"--model {model}: no such directory ({path})")
+        raise UserError(f"{named} {model}: no such directory ({path})")
     return model
 
 

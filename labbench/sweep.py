@@ -333,25 +333,29 @@ def run_sweep(
 
 
 def sweep_command(
-    sweep: Sweep, ledger_arg: str | None, goal: str | None, note: str | None, pending: bool
+    sweep: Sweep,
+    suite: Suite,
+    model: str,
+    ledger_arg: str | None,
+    goal: str | None,
+    note: str | None,
+    pending: bool,
 ) -> int:
-    """What `just sweep` (and `just train seeds=...`) does: run the sweep and print its table
-    and verdict, or with `pending` list the trials left to train."""
+    """What `just sweep` (and `just train seeds=...`) does once its inputs are checked (the
+    suite loaded, the model resolved): run the sweep and print its table and verdict, or with
+    `pending` list the trials left to train (the ledger must exist; nothing is written)."""
     from labbench import cli
-    from labbench.server import resolve_model
-    from labbench.suite import load_suite
     from labbench.sweepreport import terminal_report
 
-    suite = load_suite(sweep.suite)  # a bad suite fails now, before any training
-    model = resolve_model(sweep.model)
-    with cli.recording_ledger(ledger_arg) as ledger:
-        if pending:
+    if pending:
+        with cli.reading_ledger(ledger_arg) as ledger:
             trials = plan_trials(sweep, base_fingerprint(base_eval_plan(sweep, suite, model)))
             left = pending_trials(ledger.db, trials)
-            print(f"{len(left)} of {len(trials)} trials left to train")
-            for trial in left:
-                print(f"{trial.fingerprint}  {trial.label}, seed {trial.seed}")
-            return 0
+        print(f"{len(left)} of {len(trials)} trials left to train")
+        for trial in left:
+            print(f"{trial.fingerprint}  {trial.label}, seed {trial.seed}")
+        return 0
+    with cli.recording_ledger(ledger_arg) as ledger:
         sweep_run_id = run_sweep(ledger.db, sweep, suite, model, ledger.adapters_dir, goal, note)
         print(terminal_report(ledger.db, sweep_run_id))
     say(f"recorded as sweep run {sweep_run_id} in {ledger.path}")

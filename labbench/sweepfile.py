@@ -20,13 +20,15 @@ runs; every problem is one line naming the file and the key.
 """
 
 import itertools
+from collections.abc import Generator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from labbench.errors import UserError
 from labbench.settings import LoraSettings
-from labbench.suite import tomllib
+from labbench.suite import Suite, tomllib
 
 TOP_KEYS = ("model", "data", "suite", "seeds", "train", "grid", "eval", "name", "description")
 EVAL_KEYS = ("max_tokens", "temperature", "seed", "epochs")
@@ -165,7 +167,7 @@ def parse_sweep(path: Path, data: dict[str, Any]) -> Sweep:
     model = data.get("model")
     if model is not None and (not isinstance(model, str) or not model):
         raise _fail(path, "model", f"must be a model directory or hub id, got {model!r}")
-    if model is not None and (path.parent / model).is_dir():
+    if model is not None and (model.startswith(".") or (path.parent / model).exists()):
         model = str((path.parent / model).resolve())
     suite = data.get("suite", "baseline")
     if not isinstance(suite, str) or not suite:
@@ -202,3 +204,46 @@ def load_sweep(path: Path) -> Sweep:
     except OSError as error:
         raise UserError(f"{path}: cannot read: {error.strerror or error}") from None
     return parse_sweep(path, data)
+
+
+def option_values(sweep: Sweep, name: str) -> list[tuple[str, Any]]:
+    """(key, value) for every value the file gives a training option (or data): at the top,
+    in [train] and in [grid]."""
+    found: list[tuple[str, Any]] = []
+    if name == "data" and sweep.data is not None:
+        found.append(("data", sweep.data))
+    if name in sweep.fixed:
+        found.append((f"train.{name}", sweep.fixed[name]))
+    return found + [(f"grid.{name}", value) for value in sweep.grid.get(name, ())]
+
+
+@contextmanager
+def naming(path: Path, key: str) -> Generator[None, None, None]:
+    """A UserError raised inside names the sweep file and the key."""
+    try:
+        yield
+    except UserError as error:
+        raise _fail(path, key, str(error)) from None
+
+
+def checked_inputs(sweep: Sweep) -> tuple[Suite, str]:
+    """The sweep's suite and resolved model, once all that can be checked before the first
+    trial has been: the suite, the model, every dataset (the check `just train` makes) and
+    num_layers against the model's config.json. Each problem names the file and the key."""
+    from labbench.datacheck import require_trainable
+    from labbench.server import resolve_model
+    from labbench.suite import load_suite
+    from labbench.training import config_layers, too_many_layers
+
+    with naming(sweep.path, "suite"):
+        suite = load_suite(sweep.suite)
+    model = resolve_model(sweep.model, named=f"{sweep.path}: model:")
+    for key, directory in option_values(sweep, "data"):
+        with naming(sweep.path, key):
+            require_trainable(directory)
+    layers = config_layers(model)
+    for key, value in option_values(sweep, "num_layers"):
+        problem = too_many_layers(value, layers)
+        if problem:
+            raise _fail(sweep.path, key, problem)
+    return suite, model

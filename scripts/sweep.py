@@ -32,10 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
     from labbench.sweep import sweep_command
-    from labbench.sweepfile import load_sweep
+    from labbench.sweepfile import checked_inputs, load_sweep
 
     sweep = load_sweep(cli.user_path(args.file))
-    return sweep_command(sweep, args.ledger, args.goal, args.note, pending=args.pending)
+    suite, model = checked_inputs(sweep)  # before the ledger is opened or anything runs
+    return sweep_command(
+        sweep, suite, model, args.ledger, args.goal, args.note, pending=args.pending
+    )
 
 
 if __name__ == "__main__":

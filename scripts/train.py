@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keys", help="comma-separated module names to adapt, e.g. self_attn.q_proj,mlp.up_proj"
     )
-    parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    parser.add_argument("--seed", type=int, help=f"default: {DEFAULTS.seed}")
     parser.add_argument(
         "--seeds", help="comma-separated seeds, e.g. 0,1,2: a one-configuration sweep"
     )
@@ -87,7 +87,7 @@ def settings_from(args: argparse.Namespace) -> LoraSettings:
         scale=args.scale,
         num_layers=args.layers,
         keys=tuple(args.keys.split(",")) if args.keys else None,
-        seed=args.seed,
+        seed=DEFAULTS.seed if args.seed is None else args.seed,
         mask_prompt=not args.no_mask_prompt,
         max_seq_length=args.max_seq_length,
         steps_per_report=min(args.steps_per_report, args.iters),
@@ -119,6 +119,8 @@ def seeds_sweep(args: argparse.Namespace, data: Path, settings: LoraSettings):
 
     from labbench.sweepfile import Sweep
 
+    if args.seed is not None:
+        raise UserError(f"--seed {args.seed} and --seeds {args.seeds}: give one")
     try:
         seeds = tuple(int(seed) for seed in args.seeds.split(","))
     except ValueError:
@@ -142,7 +144,8 @@ def seeds_sweep(args: argparse.Namespace, data: Path, settings: LoraSettings):
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
     from labbench.server import resolve_model
-    from labbench.training import ADAPTER_WEIGHTS, TrainPlan, record_training
+    from labbench.suite import load_suite
+    from labbench.training import ADAPTER_WEIGHTS, TrainPlan, check_layers, record_training
 
     data = cli.user_path(args.data)
     if not data.exists():
@@ -155,19 +158,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     if launch:
         check_batch(settings.batch_size, launch)
+    sweep = None
     if args.seeds is not None:
         if launch:
             raise UserError("--seeds with --np or --hosts: a sweep trains in one process")
-        from labbench.sweep import sweep_command
-
         sweep = seeds_sweep(args, data, settings)
-        check_data(data)
-        return sweep_command(sweep, args.ledger, args.goal, args.note, pending=False)
     model = resolve_model(args.model)
     fingerprint = check_data(data)
-    if args.eval_suite:
-        from labbench.suite import load_suite
+    check_layers(settings, model)
+    if sweep:
+        from labbench.sweep import sweep_command
 
+        suite = load_suite(sweep.suite)
+        return sweep_command(sweep, suite, model, args.ledger, args.goal, args.note, False)
+    if args.eval_suite:
         load_suite(args.eval_suite)  # a bad suite fails now, not after training
     started: dict[str, Path] = {}
 
