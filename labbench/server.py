@@ -274,7 +274,7 @@ def resolve_model(model: str | None, named: str = "--model") -> str:
     path = user_path(model)
     if path.is_dir():
         if not (path / "config.json").is_file():  # what every mlx-lm model directory has
-            raise UserError(f"--model {model}: no config.json in {path}: not a model directory")
+            raise UserError(f"{named} {model}: no config.json in {path}: not a model directory")
         return str(path.resolve())
     if path.exists():
         raise UserError(f"{named} {model}: {path} is a file, not a model directory")
