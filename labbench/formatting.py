@@ -71,7 +71,9 @@ def terminal_table(rows: list[list], headers: list[str] | None = None) -> str:
 def scores_table(scores: dict) -> str:
     """An eval run's scores (ledger.run_scores) for the terminal."""
     overall = percent(scores["overall"])
-    if scores["ci_low"] is not None:
+    if scores["overall"] is None:
+        overall += "  (nothing was scored: its tests were not run, exec=false)"
+    elif scores["ci_low"] is not None:
         overall += f"  (95% CI {percent(scores['ci_low'])} – {percent(scores['ci_high'])})"
     elif scores.get("ci_method") == "n too small":
         overall += "  (too few prompts for a CI)"

@@ -174,3 +174,14 @@ def test_report_shows_each_prompt_and_the_sampling(db, tmp_path):
     html = render_report(db, run.id)
     assert "the suite file changed or is gone since this run" in html
     assert escape(first.prompt) not in html
+
+
+def test_the_terminal_table_says_why_an_unexecuted_run_has_no_overall():
+    from labbench.formatting import scores_table
+
+    table = scores_table(
+        {"overall": None, "ci_low": None, "ci_high": None, "ci_method": "n too small",
+         "success_rate": 1.0, "categories": {"code_generation": None}}
+    )  # fmt: skip
+    assert "—  (nothing was scored: its tests were not run, exec=false)" in table
+    assert "too few prompts" not in table
