@@ -228,9 +228,8 @@ def run_trial(
     return outcome.run_id
 
 
-def base_eval(db: Database, plan: EvalPlan, fingerprint: str) -> tuple[int, bool]:
-    """The base model's eval: an identical finished one if the ledger has it (reused = True),
-    else a new one."""
+def identical_base_eval(db: Database, fingerprint: str) -> int | None:
+    """The newest finished eval of the base model with this fingerprint, if there is one."""
     rows = list(
         db.query(
             "SELECT runs.id FROM runs JOIN eval_summaries ON eval_summaries.run_id = runs.id"
@@ -239,8 +238,15 @@ def base_eval(db: Database, plan: EvalPlan, fingerprint: str) -> tuple[int, bool
             [fingerprint],
         )
     )
-    if rows:
-        return rows[0]["id"], True
+    return rows[0]["id"] if rows else None
+
+
+def base_eval(db: Database, plan: EvalPlan, fingerprint: str) -> tuple[int, bool]:
+    """The base model's eval: an identical finished one if the ledger has it (reused = True),
+    else a new one."""
+    earlier = identical_base_eval(db, fingerprint)
+    if earlier is not None:
+        return earlier, True
     outcome = record_eval(db, plan)
     if outcome.error:
         raise UserError(f"the base model's eval (run {outcome.run_id}) failed: {outcome.error}")
@@ -291,6 +297,9 @@ def run_sweep(
     with recording_run(
         db, "sweep", config, model=model, suite=suite.name, dataset=dataset, goal=goal, note=note
     ) as run:
+        earlier_base = identical_base_eval(db, base)
+        if earlier_base is not None:  # so that a sweep stopped midway is judged against it too
+            run.update(summary={"base_eval_run": earlier_base})
         done = finished_trials(db, trials)
         earlier = sorted({row["reused_from"] or row["sweep_run_id"] for row in done.values()})
         configurations = len(sweep.configurations())

@@ -1,5 +1,6 @@
 """A small sweep end to end on the shipped tiny chat model: real training, real servers."""
 
+import json
 import math
 import socket
 import statistics
@@ -257,3 +258,31 @@ def test_ctrl_c_leaves_a_sweep_the_next_run_resumes(
     assert pending.returncode == 0, pending.stderr
     assert pending.stdout.splitlines()[0] == "1 of 1 trials left to train"
     assert pending.stdout.splitlines()[1].endswith("  rank=4, seed 0")
+
+
+def test_a_sweep_stopped_midway_is_judged_against_an_identical_earlier_base_eval(
+    dataset, tmp_path, isolated_ledger, monkeypatch
+):
+    import labbench.sweep
+    from labbench.ledger import finish_run, open_ledger, start_run
+    from labbench.server import resolve_model
+    from labbench.suite import load_suite
+    from labbench.sweepfile import load_sweep
+
+    path = sweep_file(tmp_path, dataset, "rank = [4]", seeds="0")
+    sweep = load_sweep(path)
+    plan = labbench.sweep.base_eval_plan(sweep, load_suite(sweep.suite), resolve_model(sweep.model))
+    db = open_ledger(isolated_ledger)
+    earlier = start_run(db, "eval", {}, model=sweep.model, suite="sweepcheck")
+    earlier.update(fingerprint=labbench.sweep.base_fingerprint(plan))
+    earlier.add_eval_result({"prompt_id": "p", "category": "c", "score": 0.5})
+    finish_run(earlier, "ok")
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(labbench.sweep, "run_trial", ctrl_c)  # Ctrl-C in the first trial
+    assert run_main("sweep", str(path)).returncode == 130
+    [stopped] = list(db["runs"].rows_where("kind = 'sweep'"))
+    assert stopped["status"] == "interrupted"
+    assert json.loads(stopped["summary"])["base_eval_run"] == earlier.id
