@@ -225,7 +225,13 @@ def plan_verification(db: Database, source: AdapterSource, suite: str | None) ->
     # Runs record a suite's name; verify= may be a name or a path.
     reference = reference_eval(db, source, load_suite(suite).name if suite else None)
     if reference is not None:
-        load_suite(json.loads(reference["config"] or "{}")["suite_path"])  # the fused eval's
+        suite_path = json.loads(reference["config"] or "{}").get("suite_path")
+        if not suite_path:
+            raise UserError(
+                f"eval run {reference['id']} of the adapter records no suite file to evaluate "
+                "the fused model on: evaluate the adapter again, or pass verify=none"
+            )
+        load_suite(suite_path)  # the fused model's eval reads it again
         return Verification(reference_id=reference["id"])
     what = "the adapter" if source.is_final else f"checkpoint {source.iteration}"
     if suite is None:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -226,45 +227,55 @@ def test_fuse_refuses_to_quantize_a_quantized_base_without_dequantizing(qlora):
     assert Database(qlora["ledger"]).table("fuses").count == fuses
 
 
+def query(ledger: Path, sql: str, params: list | None = None) -> list[dict]:
+    """Rows read through a connection closed at once: one left open in this process can lose
+    its locks when the ledger code here closes a file of its own, and another process's exit
+    then removes the WAL under it."""
+    with closing(Database(ledger).conn) as connection:
+        return list(Database(connection).query(sql, params or []))
+
+
 @pytest.fixture(scope="module")
 def two_checkpoints(qlora):
     """A second adapter, trained without checkpoint evals and saved at iterations 1 and 2 (the
-    final one), and an eval of its directory: the final weights'."""
-    ledger, root, base = qlora["ledger"], qlora["root"], qlora["base"]
-    train = ("train", f"model={base}", f"data={root / 'data'}", "iters=2", "save_every=1")
-    result = run_script(*train, "batch_size=1", "val_batches=1", f"ledger={ledger}")
+    final one), and an eval of its directory: the final weights'. Its own ledger, written only
+    by the scripts run in their own processes (see query())."""
+    root, base, suite = qlora["root"] / "two", qlora["base"], qlora["root"] / "small.toml"
+    ledger = root / "ledger.db"
+    train = ("train", f"model={base}", f"data={qlora['root'] / 'data'}", "iters=2")
+    result = run_script(*train, "save_every=1", "batch_size=1", "val_batches=1", f"ledger={ledger}")
     assert result.returncode == 0, result.stderr
-    db = Database(ledger)
-    [train_id] = [r["id"] for r in db.query("SELECT max(id) AS id FROM runs WHERE kind = 'train'")]
-    adapter = root / "adapters" / str(train_id)
+    adapter = root / "adapters" / "1"
     assert sorted(p.name for p in (adapter / "checkpoints").iterdir()) == ["0000001", "0000002"]
-    suite = root / "small.toml"
     evaluated = ("eval", f"model={base}", f"adapter={adapter}", f"suite={suite}")
     result = run_script(*evaluated, f"ledger={ledger}")
     assert result.returncode == 0, result.stderr
-    [eval_id] = [r["id"] for r in db.query("SELECT max(id) AS id FROM runs WHERE kind = 'eval'")]
-    return {**qlora, "adapter": adapter, "adapter_eval": eval_id}
+    return {"ledger": ledger, "adapter": adapter, "suite": suite}
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_an_earlier_checkpoint_is_not_verified_against_the_final_adapters_eval(two_checkpoints):
-    result = fuse(two_checkpoints, "checkpoint=1")
+    ledger, adapter = two_checkpoints["ledger"], two_checkpoints["adapter"]
+    result = run_script("fuse", f"adapter={adapter}", "checkpoint=1", f"ledger={ledger}")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == (
         "verdict: not verified: checkpoint 1 has no eval (pass verify=SUITE)"
     )
-    row = fuse_row(two_checkpoints, output_of(result))
+    [row] = query(ledger, "SELECT * FROM fuses WHERE output = ?", [output_of(result)])
     assert row["checkpoint"] == 1 and row["adapter_eval_run_id"] is None
+    # The adapter directory's eval (run 2) was there to be taken, and was of iteration 2.
+    assert query(ledger, "SELECT adapter FROM runs WHERE id = 2") == [{"adapter": str(adapter)}]
 
 
 def fused_eval_started(ledger: Path) -> dict | None:
-    rows = Database(ledger).query(
+    rows = query(
+        ledger,
         "SELECT fuse.id, fuse.summary FROM runs AS fuse JOIN runs AS eval"
         " ON eval.parent_run_id = fuse.id WHERE fuse.kind = 'fuse' AND fuse.status = 'running'"
-        " AND eval.model = json_extract(fuse.summary, '$.output')"
+        " AND eval.model = json_extract(fuse.summary, '$.output')",
     )
-    return next(iter(rows), None)
+    return rows[0] if rows else None
 
 
 def serving(parent: int, model: str) -> bool:
@@ -315,12 +326,13 @@ def test_a_fuse_interrupted_while_verifying_keeps_its_model_and_says_it_is_unver
     assert process.returncode == 130
     assert f"\n{output} kept, not verified (run interrupted)\n" in stderr
     assert (Path(output) / "config.json").is_file()
-    db = Database(ledger)
-    assert db.table("runs").get(started["id"])["status"] == "interrupted"
-    row = fuse_row(two_checkpoints, output)
+    [run] = query(ledger, "SELECT status FROM runs WHERE id = ?", [started["id"]])
+    assert run["status"] == "interrupted"
+    [row] = query(ledger, "SELECT * FROM fuses WHERE output = ?", [output])
     assert row["checkpoint"] == 2 and row["verdict"] is None and row["fused_eval_run_id"] is None
-    [eval_config] = db.query("SELECT config FROM runs WHERE parent_run_id = ?", [started["id"]])
-    assert json.loads(eval_config["config"])["suite_path"] == str(ledger.parent / "small.toml")
+    # Compared with the adapter directory's eval: the fused model's eval took its suite file.
+    [evaluated] = query(ledger, "SELECT config FROM runs WHERE parent_run_id = ?", [started["id"]])
+    assert json.loads(evaluated["config"])["suite_path"] == str(two_checkpoints["suite"])
     journal = (ledger.parent / "journal" / "JOURNAL.md").read_text()
     entry = journal[journal.index(f"### Run {started['id']}: Fuse") :]
     assert "**Verdict:** not verified (run interrupted); `" in entry.split("### Run")[1]
