@@ -277,6 +277,9 @@ def fuse_results(run: dict, journal_dir: Path) -> list[str]:
                 f" #{fuse['adapter_eval_run_id']} on {fuse['verify_suite']})"
             )
         lines += [f"**Verdict:** {fuse['verdict']}{evals}", ""]
+    elif run["status"] in ("failed", "interrupted"):
+        kept = short_path(fuse["output"], journal_dir)
+        lines += [f"**Verdict:** not verified (run {run['status']}); `{kept}` was kept", ""]
     return lines
 
 

@@ -38,18 +38,22 @@ NO_VERIFY = "none"  # verify=none: fuse and check, but evaluate nothing
 @dataclass(frozen=True)
 class AdapterSource:
     """The adapter to fuse: where its weights are, the training run that wrote it (None for
-    an adapter this ledger did not train) and the iteration it holds (None: unknown)."""
+    an adapter this ledger did not train), the iteration it holds (None: unknown) and whether
+    they are the adapter directory's own weights (its adapters.safetensors, or the checkpoint
+    of the iteration a finished training left in it)."""
 
     adapter_dir: Path
     weights: Path
     train_run: dict | None
     iteration: int | None
     base_model: str
+    is_final: bool
 
     @property
     def paths(self) -> list[str]:
-        """The adapter paths an eval of this adapter may have recorded."""
-        found = [str(self.adapter_dir)]
+        """The adapter paths an eval of these weights may have recorded: an eval of the adapter
+        directory is of another iteration's weights unless these are the final ones."""
+        found = [str(self.adapter_dir)] if self.is_final else []
         if self.iteration is not None:
             found.append(str(self.adapter_dir / "checkpoints" / f"{self.iteration:07d}"))
         return found
@@ -95,6 +99,10 @@ def choose_adapter(db: Database, adapter_dir: Path, checkpoint: int | None) -> A
         if weights is None:
             raise UserError(f"--checkpoint {checkpoint}: not saved in {adapter_dir} ({listed})")
         iteration: int | None = checkpoint
+        # Decided by iteration, not by comparing files: while training runs, mlx-lm writes
+        # adapters.safetensors and the checkpoint with the same bytes, yet an earlier eval of
+        # the adapter directory scored other weights.
+        is_final = checkpoint == final_iteration(train)
     elif train is not None and train["status"] == "running":
         raise UserError(
             f"training run {train['id']} that writes {adapter_dir} is still running: its "
@@ -106,11 +114,12 @@ def choose_adapter(db: Database, adapter_dir: Path, checkpoint: int | None) -> A
         if not weights.is_file():
             raise UserError(f"--adapter {adapter_dir}: no {ADAPTER_WEIGHTS} in it")
         iteration = final_iteration(train)
+        is_final = True
     config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())
     base = train["model"] if train is not None else config.get("model")
     if not base:
         raise UserError(f"--adapter {adapter_dir}: its {ADAPTER_CONFIG} names no base model")
-    return AdapterSource(adapter_dir, weights, train, iteration, base)
+    return AdapterSource(adapter_dir, weights, train, iteration, base, is_final)
 
 
 def final_iteration(train: dict | None) -> int | None:
@@ -185,18 +194,61 @@ class FuseOutcome:
     verdict: str | None
 
 
-def prepare(db: Database, plan: FusePlan) -> tuple[AdapterSource, QuantizationPlan]:
-    """Everything refused before a run is recorded: the adapter, the quantization."""
+@dataclass(frozen=True)
+class Verification:
+    """How the fused model is verified, decided before fusing: against eval run
+    `reference_id`, against an eval of the adapter on `suite` made first, or not at all
+    (`verdict` says why)."""
+
+    reference_id: int | None = None
+    suite: str | None = None
+    verdict: str | None = None
+
+
+def prepare(db: Database, plan: FusePlan) -> tuple[AdapterSource, QuantizationPlan, Verification]:
+    """Everything refused before a run is recorded: the adapter, the quantization, the
+    verification."""
     source = choose_adapter(db, plan.adapter_dir, plan.checkpoint)
     base_bits = quantized_bits(model_config(source.base_model))
-    return source, plan_quantization(base_bits, plan.bits, plan.dequantize)
+    quantization = plan_quantization(base_bits, plan.bits, plan.dequantize)
+    return source, quantization, plan_verification(db, source, plan.verify)
+
+
+def plan_verification(db: Database, source: AdapterSource, suite: str | None) -> Verification:
+    """The eval to compare the fused model with (see verify()). Raises UserError for what
+    would fail only after fusing: a checkpoint that cannot be evaluated yet, a suite file
+    that no longer loads."""
+    if suite == NO_VERIFY:
+        return Verification(verdict="not verified (verify=none)")
+    from labbench.suite import load_suite
+
+    # Runs record a suite's name; verify= may be a name or a path.
+    reference = reference_eval(db, source, load_suite(suite).name if suite else None)
+    if reference is not None:
+        suite_path = json.loads(reference["config"] or "{}").get("suite_path")
+        if not suite_path:
+            raise UserError(
+                f"eval run {reference['id']} of the adapter records no suite file to evaluate "
+                "the fused model on: evaluate the adapter again, or pass verify=none"
+            )
+        load_suite(suite_path)  # the fused model's eval reads it again
+        return Verification(reference_id=reference["id"])
+    what = "the adapter" if source.is_final else f"checkpoint {source.iteration}"
+    if suite is None:
+        return Verification(verdict=f"not verified: {what} has no eval (pass verify=SUITE)")
+    if source.weights.name != ADAPTER_WEIGHTS:
+        raise UserError(
+            f"checkpoint {source.iteration} has no eval on {suite} and its training still "
+            "runs: verify once it has finished, or pass verify=none"
+        )
+    return Verification(suite=suite)
 
 
 def record_fuse(db: Database, plan: FusePlan) -> FuseOutcome:
     """Fuse, check and verify as one `fuse` run (see the module docstring)."""
     from labbench.tinymodel import build_atomically
 
-    source, quantization = prepare(db, plan)
+    source, quantization, verification = prepare(db, plan)
     base = source.base_model
     base_path = model_dir(base)
     train_id = source.train_run["id"] if source.train_run else None
@@ -246,52 +298,49 @@ def record_fuse(db: Database, plan: FusePlan) -> FuseOutcome:
 
         plan.models_root.mkdir(parents=True, exist_ok=True)
         build_atomically(out, write)
-        written = model_config(str(out)).get("quantization") or {}
-        lineage = {
-            "fuse_run_id": run.id,
-            "train_run_id": train_id,
-            "checkpoint": source.iteration,
-            "adapter": str(source.adapter_dir),
-            "base_model": base,
-            "base_fingerprint": directory_sha256(base_path, db, MODEL_FILE_SUFFIXES)[:16],
-            "base_bits": quantized_bits(model_config(base)),
-            "dequantized": int(quantization.dequantize),
-            "bits": written.get("bits"),
-            "group_size": written.get("group_size"),
-            "output": str(out),
-            "output_fingerprint": directory_sha256(out, db, MODEL_FILE_SUFFIXES)[:16],
-            "warning": quantization.warning,
-        }
-        db.table("fuses").insert(lineage)
-        run.update(summary={**lineage, "checks": checks})
         db.table("run_files").insert({"run_id": run.id, "kind": "model", "path": str(out)})
-        verified = verify(db, run.id, source, out, plan.verify)
+        try:
+            written = model_config(str(out)).get("quantization") or {}
+            lineage = {
+                "fuse_run_id": run.id,
+                "train_run_id": train_id,
+                "checkpoint": source.iteration,
+                "adapter": str(source.adapter_dir),
+                "base_model": base,
+                "base_fingerprint": directory_sha256(base_path, db, MODEL_FILE_SUFFIXES)[:16],
+                "base_bits": quantized_bits(model_config(base)),
+                "dequantized": int(quantization.dequantize),
+                "bits": written.get("bits"),
+                "group_size": written.get("group_size"),
+                "output": str(out),
+                "output_fingerprint": directory_sha256(out, db, MODEL_FILE_SUFFIXES)[:16],
+                "warning": quantization.warning,
+            }
+            db.table("fuses").insert(lineage)
+            run.update(summary={**lineage, "checks": checks})
+            verified = verify(db, run.id, source, out, verification)
+        except BaseException as error:
+            # The model is complete and checked, and a large one is slow to fuse again: kept,
+            # but said to be unverified (its fuses row has no verdict).
+            why = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+            print(f"{out} kept, not verified (run {why})", file=sys.stderr)
+            raise
         run.update(summary={**lineage, "checks": checks, **verified})
         db.table("fuses").update(run.id, verified)
     return FuseOutcome(run.id, out, verified.get("verdict"))
 
 
-def verify(db: Database, run_id: int, source: AdapterSource, out: Path, suite: str | None) -> dict:
+def verify(
+    db: Database, run_id: int, source: AdapterSource, out: Path, verification: Verification
+) -> dict:
     """Evaluate the fused model as the adapter was evaluated (the same suite file and sampling
-    settings; the adapter is evaluated first when it never was on `suite`) and compare the two
-    prompt by prompt. Returns the fuses columns it fills."""
-    if suite == NO_VERIFY:
-        return {"verdict": "not verified (verify=none)"}
-    from labbench.suite import load_suite
-
-    # Runs record a suite's name; verify= may be a name or a path.
-    reference = reference_eval(db, source, load_suite(suite).name if suite else None)
-    if reference is None and suite is None:
-        return {"verdict": "not verified: the adapter has no eval (pass verify=SUITE)"}
-    if reference is None:
-        if source.weights.name != ADAPTER_WEIGHTS:
-            raise UserError(
-                f"checkpoint {source.iteration} has no eval on {suite} and its training still "
-                "runs: verify once it has finished, or pass verify=none"
-            )
-        reference_id = evaluate(db, run_id, source.base_model, str(source.weights.parent), suite)
-    else:
-        reference_id = reference["id"]
+    settings; the adapter is evaluated first when it never was on the suite asked for) and
+    compare the two prompt by prompt. Returns the fuses columns it fills."""
+    if verification.verdict:
+        return {"verdict": verification.verdict}
+    reference_id = verification.reference_id or evaluate(
+        db, run_id, source.base_model, str(source.weights.parent), verification.suite
+    )
     fused_id = evaluate(db, run_id, str(out), None, None, like=reference_id)
     adapter_scores, fused_scores = paired_scores(db, reference_id, fused_id)
     verdict, p_value = verdict_text(adapter_scores, fused_scores)
