@@ -27,7 +27,7 @@ from labbench.fusemodel import (
     quantized_bits,
     tokenizer_mismatches,
 )
-from labbench.ledger import recording_run
+from labbench.ledger import paired_scores, recording_run
 from labbench.settings import SamplingSettings
 from labbench.stats import compare_scores, p_value_text
 from labbench.training import ADAPTER_CONFIG, ADAPTER_WEIGHTS
@@ -148,21 +148,6 @@ def reference_eval(db: Database, source: AdapterSource, suite: str | None) -> di
         [*paths, *([suite] if suite else [])],
     )
     return next(iter(rows), None)
-
-
-def paired_scores(db: Database, a: int, b: int) -> tuple[list[float], list[float]]:
-    """Per-prompt scores (prompt_scores) of the prompts both runs scored, in prompt-id order."""
-    rows = list(
-        db.query(
-            "SELECT a.score AS a, b.score AS b FROM prompt_scores AS a JOIN prompt_scores AS b"
-            " ON b.prompt_id = a.prompt_id AND b.run_id = ? WHERE a.run_id = ?"
-            " AND a.score IS NOT NULL AND b.score IS NOT NULL ORDER BY a.prompt_id",
-            [b, a],
-        )
-    )
-    if not rows:
-        raise UserError(f"runs {a} and {b} share no scored prompts")
-    return [r["a"] for r in rows], [r["b"] for r in rows]
 
 
 def verdict_text(scores_adapter: list[float], scores_fused: list[float]) -> tuple[str, float]:

@@ -361,3 +361,18 @@ def _one_line(error: BaseException) -> str:
     if isinstance(error, UserError) and lines:
         return lines[0]
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def paired_scores(db: Database, a: int, b: int) -> tuple[list[float], list[float]]:
+    """Per-prompt scores (prompt_scores) of the prompts both runs scored, in prompt-id order."""
+    rows = list(
+        db.query(
+            "SELECT a.score AS a, b.score AS b FROM prompt_scores AS a JOIN prompt_scores AS b"
+            " ON b.prompt_id = a.prompt_id AND b.run_id = ? WHERE a.run_id = ?"
+            " AND a.score IS NOT NULL AND b.score IS NOT NULL ORDER BY a.prompt_id",
+            [b, a],
+        )
+    )
+    if not rows:
+        raise UserError(f"runs {a} and {b} share no scored prompts")
+    return [r["a"] for r in rows], [r["b"] for r in rows]

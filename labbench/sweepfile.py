@@ -233,7 +233,7 @@ def checked_inputs(sweep: Sweep) -> tuple[Suite, str]:
     from labbench.datacheck import require_trainable
     from labbench.server import resolve_model
     from labbench.suite import load_suite
-    from labbench.training import config_layers, too_many_layers
+    from labbench.trainercheck import config_layers, too_many_layers
 
     with naming(sweep.path, "suite"):
         suite = load_suite(sweep.suite)

@@ -1,14 +1,17 @@
 """Did each setting really reach the trainer? The reference project's grid had a `rank` axis that
 was never passed on, so that axis changed nothing. Before the first iteration, a sweep's values
-are compared with what mlx-lm's own objects hold, and a difference fails the trial.
+are compared with what mlx-lm's own objects hold, and a difference fails the trial. Before any
+run starts, num_layers is checked against the model's config.json (`just train` and sweeps).
 """
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 from labbench.errors import UserError
-from labbench.fingerprint import dataset_fingerprint
+from labbench.fingerprint import dataset_fingerprint, hub_snapshot
+from labbench.settings import LoraSettings
 
 
 def effective_settings(
@@ -93,3 +96,32 @@ def check_reached(expect: dict[str, Any] | None, data: Path, effective: dict[str
     missed = unreached(expect, effective)
     if missed:
         raise UserError(f"a sweep setting did not reach the trainer: {'; '.join(missed)}")
+
+
+def config_layers(model: str) -> int | None:
+    """The blocks a model has by its config.json (`num_hidden_layers`), read without loading
+    it: a directory, or a hub id's cached snapshot; None when that cannot be known."""
+    directory = Path(model) if Path(model).is_dir() else hub_snapshot(model)
+    try:
+        config = json.loads((directory / "config.json").read_text()) if directory else {}
+    except (OSError, ValueError):
+        return None
+    if isinstance(config, dict) and isinstance(config.get("text_config"), dict):
+        config = {**config["text_config"], **config}  # a multimodal model's language part
+    layers = config.get("num_hidden_layers") if isinstance(config, dict) else None
+    return layers if isinstance(layers, int) and not isinstance(layers, bool) else None
+
+
+def too_many_layers(num_layers: int | None, available: int | None) -> str | None:
+    """Why LoRA cannot adapt `num_layers` blocks of a model with `available`, if it cannot."""
+    if num_layers is not None and available is not None and num_layers > available:
+        return f"{num_layers}: the model has only {available} layers"
+    return None
+
+
+def check_layers(settings: LoraSettings, model: str) -> None:
+    """Refuse --layers beyond the model's blocks before anything runs, when config.json
+    tells (apply_lora checks again on the loaded model)."""
+    problem = too_many_layers(settings.num_layers, config_layers(model))
+    if problem:
+        raise UserError(f"--layers {problem}")

@@ -20,10 +20,9 @@ from typing import Any
 from sqlite_utils import Database
 
 from labbench.errors import UserError
-from labbench.fingerprint import hub_snapshot
 from labbench.ledger import Run, recording_run
 from labbench.settings import LoraSettings
-from labbench.trainercheck import check_reached, effective_settings
+from labbench.trainercheck import check_reached, effective_settings, too_many_layers
 from labbench.trainreports import QuietUI, ReportWriter
 
 ADAPTER_WEIGHTS = "adapters.safetensors"
@@ -65,35 +64,6 @@ def load_data(data_dir: Path, tokenizer: Any, mask_prompt: bool, need_valid: boo
     if need_valid and len(valid) == 0:
         raise UserError(f"--data {data_dir}: valid.jsonl is missing or empty")
     return CacheDataset(train), CacheDataset(valid) if len(valid) else None
-
-
-def config_layers(model: str) -> int | None:
-    """The blocks a model has by its config.json (`num_hidden_layers`), read without loading
-    it: a directory, or a hub id's cached snapshot; None when that cannot be known."""
-    directory = Path(model) if Path(model).is_dir() else hub_snapshot(model)
-    try:
-        config = json.loads((directory / "config.json").read_text()) if directory else {}
-    except (OSError, ValueError):
-        return None
-    if isinstance(config, dict) and isinstance(config.get("text_config"), dict):
-        config = {**config["text_config"], **config}  # a multimodal model's language part
-    layers = config.get("num_hidden_layers") if isinstance(config, dict) else None
-    return layers if isinstance(layers, int) and not isinstance(layers, bool) else None
-
-
-def too_many_layers(num_layers: int | None, available: int | None) -> str | None:
-    """Why LoRA cannot adapt `num_layers` blocks of a model with `available`, if it cannot."""
-    if num_layers is not None and available is not None and num_layers > available:
-        return f"{num_layers}: the model has only {available} layers"
-    return None
-
-
-def check_layers(settings: LoraSettings, model: str) -> None:
-    """Refuse --layers beyond the model's blocks before anything runs, when config.json
-    tells (apply_lora checks again on the loaded model)."""
-    problem = too_many_layers(settings.num_layers, config_layers(model))
-    if problem:
-        raise UserError(f"--layers {problem}")
 
 
 def apply_lora(model: Any, settings: LoraSettings) -> dict:

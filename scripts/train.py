@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
     from labbench.server import resolve_model
     from labbench.suite import load_suite
-    from labbench.training import ADAPTER_WEIGHTS, TrainPlan, check_layers, record_training
+    from labbench.trainercheck import check_layers
+    from labbench.training import ADAPTER_WEIGHTS, TrainPlan, record_training
 
     data = cli.user_path(args.data)
     if not data.exists():

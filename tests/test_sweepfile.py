@@ -10,7 +10,7 @@ from labbench import PROJECT_ROOT, cli
 from labbench.errors import UserError
 from labbench.sweep import label_of, lora_settings
 from labbench.sweepfile import checked_inputs, load_sweep
-from labbench.training import config_layers
+from labbench.trainercheck import config_layers
 
 GOOD = """
 data = "data"
