@@ -8,6 +8,7 @@ them and saves adapters on rank 0. What it leaves to us (measured, see the READM
 - Only rank 0 writes to the ledger (its loss reports) and the adapter config.
 """
 
+import argparse
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from labbench import PROJECT_ROOT
+from labbench import PROJECT_ROOT, cli
 from labbench.errors import UserError, describe_exit
 
 BACKENDS = ("ring", "mpi")
@@ -47,6 +48,25 @@ class Launch:
             "hostfile": str(self.hostfile) if self.hostfile else None,
             "port": self.port,
         }
+
+
+def add_launch_args(parser: argparse.ArgumentParser, np_help: str, hosts_help: str) -> None:
+    """np=, hosts=, backend= and port=, as `train` and `bench` take them (see launch_of)."""
+    parser.add_argument("--np", type=int, help=np_help)
+    parser.add_argument("--hosts", help=hosts_help)
+    parser.add_argument("--backend", help="mlx.distributed backend (default: ring)")
+    parser.add_argument(
+        "--port", type=cli.port_number, help="the ring backend's first port (32323)"
+    )
+
+
+def launch_of(args: argparse.Namespace, batch_size: int) -> Launch | None:
+    """The launch add_launch_args' flags ask for, its global batch checked against the ranks."""
+    hostfile = cli.user_path(args.hosts) if args.hosts else None
+    launch = plan_launch(args.np, hostfile, args.backend, args.port)
+    if launch:
+        check_batch(batch_size, launch)
+    return launch
 
 
 def plan_launch(

@@ -14,7 +14,7 @@ import argparse
 
 from labbench import cli
 from labbench.blas import reexec_with_openblas
-from labbench.distributed import check_batch, plan_launch
+from labbench.distributed import add_launch_args, launch_of
 from labbench.errors import UserError
 from labbench.settings import BenchSettings
 
@@ -37,13 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layers", type=int, help="blocks to adapt (default: all)")
     parser.add_argument("--max-seq-length", type=int, default=DEFAULTS.max_seq_length)
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
-    parser.add_argument(
-        "--np", type=int, help="also time N data-parallel ranks here (same global batch)"
-    )
-    parser.add_argument("--hosts", help="also time one rank per host of mlx's JSON hostfile")
-    parser.add_argument("--backend", help="mlx.distributed backend (default: ring)")
-    parser.add_argument(
-        "--port", type=cli.port_number, help="the ring backend's first port (32323)"
+    add_launch_args(
+        parser,
+        np_help="also time N data-parallel ranks here (same global batch)",
+        hosts_help="also time one rank per host of mlx's JSON hostfile",
     )
     cli.add_run_args(parser)
     return parser
@@ -60,11 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--iters must be larger than --warmup")
     if args.batch < 1:
         raise UserError("--batch must be at least 1")
-    launch = plan_launch(
-        args.np, cli.user_path(args.hosts) if args.hosts else None, args.backend, args.port
-    )
-    if launch:
-        check_batch(args.batch, launch)
+    launch = launch_of(args, args.batch)
     data = cli.user_path(args.data) if args.data else None
     if data:
         require_trainable(data, need_valid=False)  # bench trains without validating

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from labbench import cli
 from labbench.blas import reexec_with_openblas
-from labbench.distributed import check_batch, plan_launch
+from labbench.distributed import add_launch_args, launch_of
 from labbench.errors import UserError
 from labbench.settings import LoraSettings
 
@@ -65,13 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--eval-suite", help="evaluate every checkpoint on this suite")
     parser.add_argument("--eval-max-tokens", type=int, help="max_tokens for checkpoint evals")
-    parser.add_argument(
-        "--np", type=int, help="data-parallel ranks on this machine, through mlx.launch"
-    )
-    parser.add_argument("--hosts", help="mlx's JSON hostfile: one rank per host (see README)")
-    parser.add_argument("--backend", help="mlx.distributed backend (default: ring)")
-    parser.add_argument(
-        "--port", type=cli.port_number, help="the ring backend's first port (32323)"
+    add_launch_args(
+        parser,
+        np_help="data-parallel ranks on this machine, through mlx.launch",
+        hosts_help="mlx's JSON hostfile: one rank per host (see README)",
     )
     cli.add_run_args(parser)
     return parser
@@ -154,11 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--data {args.data}: no such directory ({data}); `just dummy-data` makes one"
         )
     settings = settings_from(args)
-    launch = plan_launch(
-        args.np, cli.user_path(args.hosts) if args.hosts else None, args.backend, args.port
-    )
-    if launch:
-        check_batch(settings.batch_size, launch)
+    launch = launch_of(args, settings.batch_size)
     sweep = None
     if args.seeds is not None:
         if launch:
