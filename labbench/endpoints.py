@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 
+from labbench.chatclient import CHAT_PATH, ServerGone, root_cause
 from labbench.errors import UserError
 
 PROBE = {
@@ -39,8 +40,6 @@ class EndpointPool:
     def acquire(self) -> int:
         """The index of the least busy live endpoint, counted as busy until release().
         Raises chatclient.ServerGone when every endpoint is gone."""
-        from labbench.chatclient import ServerGone
-
         with self.lock:
             live = [i for i in range(len(self.endpoints)) if i not in self.gone]
             if not live:
@@ -71,8 +70,6 @@ class EndpointPool:
     def ask(self, send: Callable[[Any], dict]) -> tuple[dict, str]:
         """`send(endpoint)` on the least busy endpoint, again on another when it dies;
         returns the row and the endpoint's URL."""
-        from labbench.chatclient import ServerGone
-
         while True:
             index = self.acquire()
             endpoint = self.endpoints[index]
@@ -93,34 +90,25 @@ class EndpointPool:
 
 
 def served_models(endpoint: Any) -> list[str]:
-    """The model ids an endpoint lists at /v1/models (sorted), or a one-word reason."""
+    """The model ids an endpoint lists at /v1/models (sorted); UserError when it cannot say."""
     url = endpoint.base_url.rstrip("/") + "/v1/models"
     try:
         response = endpoint.session.get(url, timeout=PROBE_TIMEOUT_S)
         response.raise_for_status()
         return sorted(str(model.get("id")) for model in response.json().get("data", []))
     except (requests.RequestException, ValueError, AttributeError) as error:
-        raise UserError(f"{url}: cannot list its models ({_reason(error)})") from None
+        raise UserError(f"{url}: cannot list its models ({root_cause(error)})") from None
 
 
 def probe_answer(endpoint: Any) -> str:
-    url = endpoint.base_url.rstrip("/") + "/v1/chat/completions"
+    url = endpoint.base_url.rstrip("/") + CHAT_PATH
     payload = dict(PROBE) | ({"model": endpoint.model} if endpoint.model else {})
     try:
         response = endpoint.session.post(url, json=payload, timeout=PROBE_TIMEOUT_S)
         response.raise_for_status()
         return str(response.json()["choices"][0]["message"].get("content"))
     except (requests.RequestException, ValueError, KeyError, IndexError) as error:
-        raise UserError(f"{url}: the probe completion failed ({_reason(error)})") from None
-
-
-def _reason(error: BaseException) -> str:
-    """The OS's reason for a failed connection (Connection refused), else the error itself."""
-    from labbench.chatclient import root_cause, short_error
-
-    if isinstance(error, requests.ConnectionError):
-        return root_cause(error)
-    return short_error(error)
+        raise UserError(f"{url}: the probe completion failed ({root_cause(error)})") from None
 
 
 def check_same_model(endpoints: Sequence[Any]) -> dict[str, dict]:
