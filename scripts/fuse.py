@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verify not in (None, NO_VERIFY):
         from labbench.suite import load_suite
 
-        load_suite(args.verify)  # a bad suite fails now, not after fusing
+        load_suite(args.verify)  # a bad suite fails before the ledger is opened
     with cli.recording_ledger(args.ledger) as ledger:
         plan = FusePlan(
             adapter_dir=adapter,
