@@ -109,12 +109,13 @@ bench-journal *args:
 bench-blas *args:
     @exec "{{python}}" benchmarks/bench_blas.py "$@"
 
-# Lint, format check and type check (ruff, ty)
+# Lint, format check, type check and the import contracts (ruff, ty, lint-imports)
 [no-exit-message]
 lint:
     @"{{python}}" -m ruff check .
     @"{{python}}" -m ruff format --check .
     @"{{python}}" -m ty check
+    @"{{python}}" -c "from importlinter.cli import lint_imports_command; lint_imports_command()" --no-logo --no-cache
 
 # Lint, then the whole test suite (what CI runs): just test -k scoring
 [no-exit-message]

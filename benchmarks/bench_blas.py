@@ -19,8 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from labbench import PROJECT_ROOT, cli
-from labbench.blas import OPENBLAS_ENV, REFERENCE_BLAS, resolve_blas
+from labbench import PROJECT_ROOT
+from labbench.core import cli
+from labbench.machine.blas import OPENBLAS_ENV, REFERENCE_BLAS, resolve_blas
 
 DEFAULT_ITERS = 8  # iterations per process, warm-up included (reference BLAS: ~5 s each)
 DEFAULT_WARMUP = 2  # excluded iterations: JIT compilation and allocator warm-up
@@ -53,7 +54,7 @@ def bench_once(args: argparse.Namespace, env: dict[str, str], ledger: Path) -> d
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         cli.fail(f"the benchmark process failed: {last}")
-    from labbench.ledger import open_ledger
+    from labbench.record.ledger import open_ledger
 
     db = open_ledger(ledger)
     row = next(db.query("SELECT summary, hardware FROM runs ORDER BY id DESC LIMIT 1"))

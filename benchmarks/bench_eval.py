@@ -30,8 +30,8 @@ from pathlib import Path
 
 import requests
 
-from labbench import cli
-from labbench.errors import UserError
+from labbench.core import cli
+from labbench.core.errors import UserError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -117,7 +117,7 @@ def measure_eval(base_url: str, suite: Path, scratch: Path, n: int) -> Measureme
     """`just eval url=... suite=...` as a user types it: every other setting its default."""
     from sqlite_utils import Database
 
-    from labbench.benchmark import timed_eval
+    from labbench.train.benchmark import timed_eval
 
     ledger = scratch / f"eval-{n}" / "ledger.db"
     seconds = timed_eval([f"url={base_url}", f"suite={suite}"], ledger, EVAL_TIMEOUT_S)
@@ -199,10 +199,10 @@ def report(pairs: list[tuple[Measurement, Measurement]]) -> str:
 def main() -> int:
     args = cli.parse_args(build_parser())
     cli.raise_keyboard_interrupt_on_sigterm()
-    from labbench.chatclient import Endpoint
-    from labbench.prompting import SamplingSettings, build_request
-    from labbench.server import resolve_model, start_server
-    from labbench.suite import load_suite, resolve_suite_path
+    from labbench.eval.prompting import SamplingSettings, build_request
+    from labbench.eval.suite import load_suite, resolve_suite_path
+    from labbench.serving.chatclient import Endpoint
+    from labbench.serving.server import resolve_model, start_server
 
     try:
         if args.repeats < 1:

@@ -8,7 +8,7 @@ executed tests (exec=false), on the same server and prompts, one run each; the r
 
 Tests run in a pool while generation goes on, so with a server that takes real time to answer
 the eval should take hardly longer (target <= 1.2x). The built-in tiny model writes no code, so
-by default the server is a replay server (labbench/replay.py) that answers each HumanEval
+by default the server is a replay server (labbench/serving/replay.py) that answers each HumanEval
 problem with its canonical solution as a chat model would (prose around the whole function in
 a ```python block) and emulates a server generating `rate` tokens per second in all. Every
 answer then runs as code: 164 test processes against generation at that rate. With model= or
@@ -28,9 +28,9 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from labbench import cli
-from labbench.benchmark import timed_eval
-from labbench.errors import UserError
+from labbench.core import cli
+from labbench.core.errors import UserError
+from labbench.train.benchmark import timed_eval
 
 DEFAULT_SUITE = "humaneval"  # a name in suites/, a path to a .toml file, or humaneval
 DEFAULT_RATE = 400.0  # tokens/s the replay server generates in all (with no model= or url=)
@@ -91,16 +91,16 @@ def measure(base_url: str, suite: str, scratch: Path, side: str, *words: str) ->
 def server_for(args: argparse.Namespace):
     """A context giving the base URL: the user's server, one we start, or the replay server."""
     if args.url is not None:
-        from labbench.chatclient import normalize_url
+        from labbench.serving.chatclient import normalize_url
 
         return nullcontext(normalize_url(args.url))
     if args.model is not None:
-        from labbench.server import resolve_model
+        from labbench.serving.server import resolve_model
 
         return _started(resolve_model(args.model), args.port)
-    from labbench.humaneval import canonical_answers
-    from labbench.replay import replay_server
-    from labbench.suite import HUMANEVAL
+    from labbench.eval.humaneval import canonical_answers
+    from labbench.eval.suite import HUMANEVAL
+    from labbench.serving.replay import replay_server
 
     if args.suite != HUMANEVAL:
         raise UserError("--suite: the replay server knows HumanEval only; give --model or --url")
@@ -112,7 +112,7 @@ def server_for(args: argparse.Namespace):
 
 @contextmanager
 def _started(model: str, port: int | None) -> Generator[str, None, None]:
-    from labbench.server import start_server
+    from labbench.serving.server import start_server
 
     with start_server(model, port=port) as server:
         yield server.base_url
@@ -121,7 +121,7 @@ def _started(model: str, port: int | None) -> Generator[str, None, None]:
 def main() -> int:
     args = cli.parse_args(build_parser())
     cli.raise_keyboard_interrupt_on_sigterm()
-    from labbench.suite import load_suite
+    from labbench.eval.suite import load_suite
 
     try:
         if args.limit is not None and args.limit < 1:

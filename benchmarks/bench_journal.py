@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from labbench import cli
-from labbench.journal import write_journal
-from labbench.ledger import finish_run, journal_dir, open_ledger, start_run
-from labbench.stats import run_summary
+from labbench.core import cli
+from labbench.core.stats import run_summary
+from labbench.present.journal import write_journal
+from labbench.record.ledger import finish_run, journal_dir, open_ledger, start_run
 
 DEFAULT_RUNS = 10_000
 DEFAULT_PROMPTS = 30

@@ -12,11 +12,12 @@ iterations, checked against mlx-lm's own timing, and a verdict in the user's ter
 
 import argparse
 
-from labbench import cli
-from labbench.blas import reexec_with_openblas
-from labbench.distributed import add_launch_args, launch_of
-from labbench.errors import UserError
-from labbench.settings import BenchSettings
+from labbench.core import cli
+from labbench.core.errors import UserError
+from labbench.core.settings import BenchSettings
+from labbench.machine.blas import reexec_with_openblas
+from labbench.present import recording
+from labbench.train.distributed import add_launch_args, launch_of
 
 DEFAULTS = BenchSettings()
 
@@ -48,10 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
-    from labbench.benchmark import BenchPlan, record_bench, result_rows
-    from labbench.datacheck import require_trainable
-    from labbench.formatting import terminal_table
-    from labbench.server import resolve_model
+    from labbench.core.formatting import terminal_table
+    from labbench.data.datacheck import require_trainable
+    from labbench.present.benchrows import result_rows
+    from labbench.serving.server import resolve_model
+    from labbench.train.benchmark import BenchPlan, record_bench
 
     if args.warmup < 0 or args.iters <= args.warmup:
         raise UserError("--iters must be larger than --warmup")
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         note=args.note,
         launch=launch,
     )
-    with cli.recording_ledger(args.ledger) as ledger:
+    with recording.recording_ledger(args.ledger) as ledger:
         result = record_bench(ledger.db, plan)
     print(terminal_table(result_rows(result)))
     print(f"verdict: {result['verdict']}")

@@ -10,16 +10,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from labbench import PROJECT_ROOT, cli
-from labbench.errors import UserError
-from labbench.ledger import open_ledger_for_reading
-from labbench.server import port_is_free
+from labbench import PROJECT_ROOT
+from labbench.core import cli
+from labbench.core.errors import UserError
+from labbench.record.ledger import open_ledger_for_reading
+from labbench.serving.server import port_is_free
 
 HOST = "127.0.0.1"  # local only: the ledger holds commands, paths and model output
 DEFAULT_PORT = 8001  # Datasette's usual port; any free TCP port
 DB_NAME = "ledger"  # every ledger file is served under this name, the one metadata.yaml uses
 METADATA = PROJECT_ROOT / "metadata.yaml"
-STATIC = PROJECT_ROOT / "labbench" / "datasette"  # served as /labbench-static/ (metadata.yaml)
+# served as /labbench-static/ (metadata.yaml)
+STATIC = PROJECT_ROOT / "labbench" / "present" / "datasette"
 
 
 def build_parser() -> argparse.ArgumentParser:

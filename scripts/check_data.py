@@ -7,7 +7,7 @@ just check-data data/mine/train.jsonl
 import argparse
 import sys
 
-from labbench import cli
+from labbench.core import cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
-    from labbench.datacheck import check_dataset, count_examples
+    from labbench.data.datacheck import check_dataset, count_examples
 
     path = cli.user_path(args.path)
     problems = check_dataset(path)

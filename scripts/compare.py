@@ -19,11 +19,10 @@ import argparse
 import json
 import sys
 
-from labbench import cli
-from labbench.errors import UserError
-from labbench.formatting import percent, signed_points, terminal_table
-from labbench.hardware import hardware_line
-from labbench.stats import (
+from labbench.core import cli
+from labbench.core.errors import UserError
+from labbench.core.formatting import percent, signed_points, terminal_table
+from labbench.core.stats import (
     PASS_THRESHOLD,
     Comparison,
     bootstrap_mean_interval,
@@ -33,6 +32,8 @@ from labbench.stats import (
     p_value_text,
     wilson_interval,
 )
+from labbench.machine.hardware import hardware_line
+from labbench.present import recording
 
 DEFAULT_ALPHA = 0.05  # significance level of the paired test, between 0 and 1
 WHY_WIDTH = 60  # characters of B's explanation shown per changed prompt
@@ -282,7 +283,7 @@ def gate_message(comparison: Comparison, run_a: dict, run_b: dict) -> str:
 
 def load_group(db, side: int | str) -> tuple[str, list[dict]]:
     """A side of the comparison: its label and its eval runs, each with its overall score."""
-    from labbench.sweepreport import resolve_group
+    from labbench.present.sweepreport import resolve_group
 
     if isinstance(side, int):
         label, ids = f"run {side}", [side]
@@ -301,7 +302,7 @@ def load_group(db, side: int | str) -> tuple[str, list[dict]]:
 
 def compare_groups(db, args: argparse.Namespace) -> int:
     """A group on at least one side: the runs' overall scores, seeds as replicates."""
-    from labbench.sweepstats import NO_SPREAD, group_test
+    from labbench.core.sweepstats import NO_SPREAD, group_test
 
     label_a, runs_a = load_group(db, args.a)
     label_b, runs_b = load_group(db, args.b)
@@ -351,9 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.alpha < 1:
         raise UserError(f"--alpha must be between 0 and 1, got {args.alpha}")
     if isinstance(args.a, str) or isinstance(args.b, str):
-        with cli.reading_ledger(args.ledger) as ledger:
+        with recording.reading_ledger(args.ledger) as ledger:
             return compare_groups(ledger.db, args)
-    with cli.reading_ledger(args.ledger) as ledger:
+    with recording.reading_ledger(args.ledger) as ledger:
         db = ledger.db
         run_a, run_b = load_run(db, args.a), load_run(db, args.b)
         check_suites(run_a, run_b)

@@ -14,14 +14,15 @@ import argparse
 import sys
 from dataclasses import replace
 
-from labbench import cli
-from labbench.blas import reexec_with_openblas
-from labbench.errors import UserError
-from labbench.settings import LoraSettings
+from labbench.core import cli
+from labbench.core.errors import UserError
+from labbench.core.settings import LoraSettings
+from labbench.machine.blas import reexec_with_openblas
+from labbench.present import recording
 
 DEFAULT_SUITE = "baseline"
 WATCHED_CATEGORY = "tool_calling"  # the skill the dummy data teaches
-# Settings from the experiments behind issue 4 (labbench/pretrain.py says why the base model is
+# Settings from the experiments behind issue 4 (labbench/tiny/pretrain.py says why the base model is
 # what it is): rank 16 on all seven linear layers of every block (mlx-lm's default;
 # rank 8 did worse), lr 3e-4 with warm-up and cosine decay (1e-3 and 5e-4 stalled), 4,000
 # examples (1,500 taught the model to repeat a few paths). Measured tool_calling rise on the
@@ -60,14 +61,14 @@ def category_score(scores: dict | None, category: str) -> float | None:
     return (scores or {}).get("categories", {}).get(category)
 
 
-def run_demo(ledger: cli.Ledger, suite, seed: int, args: argparse.Namespace):
+def run_demo(ledger: recording.Ledger, suite, seed: int, args: argparse.Namespace):
     """One demo run for one seed; returns (baseline run, score) and (adapter run, score) of
     the watched category."""
-    from labbench.dummydata import write_dummy_data
-    from labbench.evaluation import EvalPlan, record_eval
-    from labbench.ledger import recording_run
-    from labbench.pretrain import ensure_chat_model
-    from labbench.training import TrainPlan, record_training
+    from labbench.data.dummydata import write_dummy_data
+    from labbench.eval.evaluation import EvalPlan, record_eval
+    from labbench.record.ledger import recording_run
+    from labbench.tiny.pretrain import ensure_chat_model
+    from labbench.train.training import TrainPlan, record_training
 
     settings = replace(SMALL if args.small else FULL, seed=seed)
     model = str(ensure_chat_model())
@@ -144,12 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
     if args.seeds < 1:
         raise UserError("--seeds must be at least 1")
-    from labbench.formatting import percent, signed_points
-    from labbench.suite import load_suite
+    from labbench.core.formatting import percent, signed_points
+    from labbench.eval.suite import load_suite
 
     suite = load_suite(args.suite)
     rises = []
-    with cli.recording_ledger(args.ledger) as ledger:
+    with recording.recording_ledger(args.ledger) as ledger:
         for seed in range(args.seed, args.seed + args.seeds):
             before, after = run_demo(ledger, suite, seed, args)
             print(

@@ -12,8 +12,8 @@ back before anything is written.
 
 import argparse
 
-from labbench import cli
-from labbench.errors import UserError
+from labbench.core import cli
+from labbench.core.errors import UserError
 
 DEFAULT_OUT = "data/dummy"  # a directory; train/valid/test.jsonl go inside
 DEFAULT_N = 600  # examples in all three splits (80/10/10)
@@ -35,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
-    from labbench.dummydata import write_dummy_data
-    from labbench.suite import resolve_suite_path
+    from labbench.data.dummydata import write_dummy_data
+    from labbench.eval.suite import resolve_suite_path
 
     if args.n < 10:
         raise UserError("--n must be at least 10 (the valid and test splits need examples)")

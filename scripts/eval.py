@@ -12,9 +12,10 @@ import argparse
 import sys
 from dataclasses import replace
 
-from labbench import cli
-from labbench.errors import UserError
-from labbench.settings import EvalSettings, SamplingSettings
+from labbench.core import cli
+from labbench.core.errors import UserError
+from labbench.core.settings import EvalSettings, SamplingSettings
+from labbench.present import recording
 
 DEFAULTS = EvalSettings()
 
@@ -118,11 +119,11 @@ def main(argv: list[str] | None = None) -> int:
             "repeats measure variance only with --temperature above 0",
             file=sys.stderr,
         )
-    from labbench.chatclient import normalize_url
-    from labbench.evaluation import EvalPlan, record_eval
-    from labbench.formatting import scores_table
-    from labbench.server import check_adapter, resolve_model
-    from labbench.suite import load_suite
+    from labbench.core.formatting import scores_table
+    from labbench.eval.evaluation import EvalPlan, record_eval
+    from labbench.eval.suite import load_suite
+    from labbench.serving.chatclient import normalize_url
+    from labbench.serving.server import check_adapter, resolve_model
 
     suite = load_suite(args.suite)  # bad suites fail here, before any server starts
     if args.limit is not None and args.limit >= len(suite.prompts):
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         note=args.note,
         limit=args.limit,
     )
-    with cli.recording_ledger(args.ledger) as ledger:
+    with recording.recording_ledger(args.ledger) as ledger:
         outcome = record_eval(ledger.db, plan)
     if outcome.scores and not outcome.error:
         print(scores_table(outcome.scores))

@@ -18,8 +18,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from labbench import cli
-from labbench.errors import UserError
+from labbench.core import cli
+from labbench.core.errors import UserError
+from labbench.present import recording
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,15 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
     if args.group_size is not None and args.group_size not in (32, 64, 128):
         raise UserError(f"--group-size {args.group_size}: choose 32, 64 or 128")
-    from labbench.fuserun import NO_VERIFY, FusePlan, record_fuse
-    from labbench.server import check_adapter
+    from labbench.serving.server import check_adapter
+    from labbench.train.fuserun import NO_VERIFY, FusePlan, record_fuse
 
     adapter = Path(str(check_adapter(args.adapter)))
     if args.verify not in (None, NO_VERIFY):
-        from labbench.suite import load_suite
+        from labbench.eval.suite import load_suite
 
         load_suite(args.verify)  # a bad suite fails before the ledger is opened
-    with cli.recording_ledger(args.ledger) as ledger:
+    with recording.recording_ledger(args.ledger) as ledger:
         plan = FusePlan(
             adapter_dir=adapter,
             checkpoint=args.checkpoint,

@@ -11,9 +11,10 @@ just journal --rebuild
 
 import argparse
 
-from labbench import cli
-from labbench.errors import UserError
-from labbench.journal import write_journal
+from labbench.core import cli
+from labbench.core.errors import UserError
+from labbench.present import recording
+from labbench.present.journal import write_journal
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
-    with cli.reading_ledger(args.ledger) as ledger:
+    with recording.reading_ledger(args.ledger) as ledger:
         out = cli.user_path(args.out) if args.out else ledger.journal_dir
         try:
             path = write_journal(ledger.db, out, rebuild=args.rebuild)

@@ -6,9 +6,10 @@ just note 7 --goal "does rank 16 beat rank 8?"
 
 import argparse
 
-from labbench import cli
-from labbench.errors import UserError
-from labbench.ledger import now
+from labbench.core import cli
+from labbench.core.errors import UserError
+from labbench.present import recording
+from labbench.record.ledger import now
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.existing_ledger_path(args.ledger)
     if not args.text.strip():
         raise UserError("the note is empty")
-    with cli.recording_ledger(args.ledger) as ledger:
+    with recording.recording_ledger(args.ledger) as ledger:
         if not ledger.db.table("runs").count_where("id = ?", [args.run]):
             raise UserError(f"no run {args.run} in {ledger.path}")
         kind = "goal" if args.goal else "note"

@@ -9,8 +9,8 @@ import argparse
 import sys
 import time
 
-from labbench import cli
-from labbench.errors import UserError, describe_exit
+from labbench.core import cli
+from labbench.core.errors import UserError, describe_exit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
-    from labbench.server import check_adapter, resolve_model, start_server
+    from labbench.serving.server import check_adapter, resolve_model, start_server
 
     adapter = check_adapter(args.adapter)
     model = resolve_model(args.model)

@@ -12,8 +12,8 @@ training settings and seed); Ctrl-C leaves a sweep that the next run resumes.
 
 import argparse
 
-from labbench import cli
-from labbench.blas import reexec_with_openblas
+from labbench.core import cli
+from labbench.machine.blas import reexec_with_openblas
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
-    from labbench.sweep import sweep_command
-    from labbench.sweepfile import checked_inputs, load_sweep
+    from labbench.sweep.sweep import sweep_command
+    from labbench.sweep.sweepfile import checked_inputs, load_sweep
 
     sweep = load_sweep(cli.user_path(args.file))
     suite, model = checked_inputs(sweep)  # before the ledger is opened or anything runs

@@ -11,9 +11,9 @@ import argparse
 import time
 from pathlib import Path
 
-from labbench import cli
-from labbench.errors import UserError
-from labbench.tinymodel import TINY_MODEL_DIR, build_tiny_model, is_tiny_model_ready
+from labbench.core import cli
+from labbench.core.errors import UserError
+from labbench.tiny.tinymodel import TINY_MODEL_DIR, build_tiny_model, is_tiny_model_ready
 
 DEFAULT_SEED = 0  # seed of the random weight init; the tokenizer is the same for every seed
 
@@ -51,11 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.chat and args.quantize:
         raise UserError("--chat and --quantize: choose one")
     if args.chat:
-        from labbench.pretrain import CHAT_MODEL_DIR, pretrain_tiny_model
+        from labbench.tiny.pretrain import CHAT_MODEL_DIR, pretrain_tiny_model
 
         out, build = args.out or CHAT_MODEL_DIR, pretrain_tiny_model
     elif args.quantize:
-        from labbench.tinymodel import build_quantized_tiny_model, quantized_tiny_model_dir
+        from labbench.tiny.tinymodel import quantized_tiny_model_dir
+        from labbench.train.fusemodel import build_quantized_tiny_model
 
         bits = args.quantize
         out = args.out or quantized_tiny_model_dir(bits)

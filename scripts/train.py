@@ -22,11 +22,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from labbench import cli
-from labbench.blas import reexec_with_openblas
-from labbench.distributed import add_launch_args, launch_of
-from labbench.errors import UserError
-from labbench.settings import LoraSettings
+from labbench.core import cli
+from labbench.core.errors import UserError
+from labbench.core.settings import LoraSettings
+from labbench.machine.blas import reexec_with_openblas
+from labbench.present import recording
+from labbench.train.distributed import add_launch_args, launch_of
 
 DEFAULT_DATA = "data/dummy"  # chat-format JSONL directory (train/valid/test.jsonl)
 DEFAULTS = LoraSettings()
@@ -103,8 +104,8 @@ def settings_from(args: argparse.Namespace) -> LoraSettings:
 def check_data(data: Path) -> str:
     """Validate the dataset before anything heavy (the rule `just check-data` applies);
     returns its fingerprint."""
-    from labbench.datacheck import require_trainable
-    from labbench.fingerprint import dataset_fingerprint
+    from labbench.data.datacheck import require_trainable
+    from labbench.record.fingerprint import dataset_fingerprint
 
     require_trainable(data)
     return dataset_fingerprint(data)
@@ -114,7 +115,7 @@ def seeds_sweep(args: argparse.Namespace, data: Path, settings: LoraSettings):
     """`--seeds 0,1,2`: these settings as a sweep without a grid."""
     from dataclasses import asdict
 
-    from labbench.sweepfile import Sweep
+    from labbench.sweep.sweepfile import Sweep
 
     if args.seed is not None:
         raise UserError(f"--seed {args.seed} and --seeds {args.seeds}: give one")
@@ -140,10 +141,10 @@ def seeds_sweep(args: argparse.Namespace, data: Path, settings: LoraSettings):
 
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
-    from labbench.server import resolve_model
-    from labbench.suite import load_suite
-    from labbench.trainercheck import check_layers
-    from labbench.training import ADAPTER_WEIGHTS, TrainPlan, record_training
+    from labbench.eval.suite import load_suite
+    from labbench.serving.server import resolve_model
+    from labbench.train.trainercheck import check_layers
+    from labbench.train.training import ADAPTER_WEIGHTS, TrainPlan, record_training
 
     data = cli.user_path(args.data)
     if not data.exists():
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     fingerprint = check_data(data)
     check_layers(settings, model)
     if sweep:
-        from labbench.sweep import sweep_command
+        from labbench.sweep.sweep import sweep_command
 
         suite = load_suite(sweep.suite)
         return sweep_command(sweep, suite, model, args.ledger, args.goal, args.note, False)
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         started["adapter_dir"] = adapter_dir
         print(f"run {run_id}: training a LoRA adapter into {adapter_dir}", file=sys.stderr)
 
-    with cli.recording_ledger(args.ledger) as ledger:
+    with recording.recording_ledger(args.ledger) as ledger:
         plan = TrainPlan(
             model=model,
             data=data,

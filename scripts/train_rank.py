@@ -12,10 +12,10 @@ import traceback
 from dataclasses import fields
 from pathlib import Path
 
-from labbench import cli
-from labbench.blas import reexec_with_openblas
-from labbench.distributed import STATUS_MARKER
-from labbench.errors import UserError
+from labbench.core import cli
+from labbench.core.errors import UserError
+from labbench.machine.blas import reexec_with_openblas
+from labbench.train.distributed import STATUS_MARKER
 
 
 class _Silent:
@@ -34,7 +34,7 @@ class _Silent:
 def scratch_ledger():
     from sqlite_utils import Database
 
-    from labbench.schema import migrations
+    from labbench.record.schema import migrations
 
     db = Database(memory=True)
     migrations.apply(db)
@@ -43,8 +43,8 @@ def scratch_ledger():
 
 def ledger_of_run(spec: dict):
     """The launching machine's ledger, with the run in it: rank 0 must run beside it."""
-    from labbench.errors import UserError
-    from labbench.ledger import open_ledger
+    from labbench.core.errors import UserError
+    from labbench.record.ledger import open_ledger
 
     ledger = Path(spec["ledger"])
     if ledger.is_file():  # open_ledger would make a new one
@@ -58,14 +58,14 @@ def ledger_of_run(spec: dict):
 
 
 def train_rank(spec: dict, rank: int, world_size: int) -> dict:
-    from labbench.settings import LoraSettings
-    from labbench.training import (
+    from labbench.core.settings import LoraSettings
+    from labbench.train.training import (
         ADAPTER_WEIGHTS,
         prepare_training,
         train_lora,
         write_adapter_config,
     )
-    from labbench.trainreports import ReportWriter
+    from labbench.train.trainreports import ReportWriter
 
     if world_size != spec["world_size"]:
         raise UserError(

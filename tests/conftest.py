@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from labbench.paths import INVOCATION_DIR_ENV
+from labbench.core.paths import INVOCATION_DIR_ENV
 
 
 @pytest.fixture(autouse=True)
@@ -18,6 +18,6 @@ def isolated_ledger(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
     """The built-in tiny model, built once (it is cached in models/tiny like a user's)."""
-    from labbench.tinymodel import ensure_tiny_model
+    from labbench.tiny.tinymodel import ensure_tiny_model
 
     return ensure_tiny_model()

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 
-from labbench import PROJECT_ROOT, cli
+from labbench import PROJECT_ROOT
+from labbench.core import cli
 
 SCRIPTS = PROJECT_ROOT / "scripts"
 

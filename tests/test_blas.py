@@ -21,7 +21,8 @@ import pytest
 from helpers import run_script
 from sqlite_utils import Database
 
-from labbench.blas import (
+from labbench.core.errors import describe_exit
+from labbench.machine.blas import (
     OPENBLAS_ENV,
     REFERENCE_BLAS,
     BlasChoice,
@@ -30,7 +31,6 @@ from labbench.blas import (
     resolve_blas,
     self_test,
 )
-from labbench.errors import describe_exit
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux preloads BLAS")
 

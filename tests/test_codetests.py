@@ -10,10 +10,10 @@ import pytest
 from helpers import run_main
 from sqlite_utils import Database
 
-from labbench import prompting
-from labbench.codetests import program_for
-from labbench.replay import replay_server
-from labbench.suite import Prompt
+from labbench.eval import prompting
+from labbench.eval.codetests import program_for
+from labbench.eval.suitetypes import Prompt
+from labbench.serving.replay import replay_server
 
 SIGNATURE = 'def add(a: int, b: int) -> int:\n    """Add two numbers."""\n'
 

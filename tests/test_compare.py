@@ -3,7 +3,7 @@
 import pytest
 from helpers import run_main
 
-from labbench.ledger import finish_run, open_ledger, start_run
+from labbench.record.ledger import finish_run, open_ledger, start_run
 
 PROMPTS = [f"{category}-{i:02d}" for category in ("python", "shell", "sql") for i in range(10)]
 

@@ -5,18 +5,18 @@ from pathlib import Path
 
 import pytest
 
-from labbench.datacheck import check_dataset, require_trainable
-from labbench.dummydata import (
+from labbench.core.errors import UserError
+from labbench.data.datacheck import check_dataset, require_trainable
+from labbench.data.dummydata import (
     DIRECT_SHARE,
     DataError,
     check_tool_calls_render,
     dummy_examples,
     write_dummy_data,
 )
-from labbench.errors import UserError
-from labbench.fingerprint import dataset_fingerprint
-from labbench.leakage import find_leaks
-from labbench.suite import load_suite
+from labbench.data.leakage import find_leaks
+from labbench.eval.suite import load_suite
+from labbench.record.fingerprint import dataset_fingerprint
 
 USER = {"role": "user", "content": "hi"}
 ASSISTANT = {"role": "assistant", "content": "hello"}

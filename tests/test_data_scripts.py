@@ -10,8 +10,8 @@ import pytest
 from helpers import run_script
 
 from labbench import PROJECT_ROOT
-from labbench.datacheck import require_trainable
-from labbench.errors import UserError
+from labbench.core.errors import UserError
+from labbench.data.datacheck import require_trainable
 
 
 def test_dummy_data_is_deterministic_and_says_its_checks(tmp_path):

@@ -22,9 +22,9 @@ from helpers import run_script
 from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
-from labbench.ledger import open_ledger
-from labbench.server import free_port
-from labbench.stats import flip
+from labbench.core.stats import flip
+from labbench.record.ledger import open_ledger
+from labbench.serving.server import free_port
 
 METADATA = yaml.safe_load((PROJECT_ROOT / "metadata.yaml").read_text(encoding="utf-8"))
 LEDGER_METADATA = METADATA["databases"]["ledger"]

@@ -12,7 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labbench.distributed import (
+from labbench.core.errors import UserError
+from labbench.core.settings import LoraSettings
+from labbench.record.fingerprint import dataset_fingerprint
+from labbench.record.ledger import open_ledger
+from labbench.serving.server import free_port
+from labbench.train.distributed import (
     RANK_SCRIPT,
     STATUS_MARKER,
     Launch,
@@ -22,12 +27,7 @@ from labbench.distributed import (
     read_statuses,
     run_ranks,
 )
-from labbench.errors import UserError
-from labbench.fingerprint import dataset_fingerprint
-from labbench.ledger import open_ledger
-from labbench.server import free_port
-from labbench.settings import LoraSettings
-from labbench.training import ADAPTER_WEIGHTS, TrainPlan, record_training
+from labbench.train.training import ADAPTER_WEIGHTS, TrainPlan, record_training
 
 SETTINGS = LoraSettings(
     iters=3, batch_size=2, steps_per_report=1, steps_per_eval=100, val_batches=1, save_every=3
@@ -227,7 +227,8 @@ def test_a_crashed_rank_fails_the_run(tmp_path, tiny_model, dataset):
 
 
 def test_the_bench_reports_scaling_and_where_it_was_measured():
-    from labbench.benchmark import scaling, scaling_rows
+    from labbench.present.benchrows import scaling_rows
+    from labbench.train.benchmark import scaling
 
     result = scaling({"sec_per_iter": 1.0}, {"sec_per_iter": 0.8}, Launch(2))
     assert result["speedup"] == pytest.approx(1.25)

@@ -17,11 +17,11 @@ from helpers import run_main
 from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
-from labbench.cli import expand_key_values, ledger_path, parse_args
-from labbench.errors import UserError
-from labbench.ledger import open_ledger, open_ledger_for_reading, start_run
-from labbench.paths import INVOCATION_DIR_ENV, user_path
-from labbench.server import check_adapter, looks_local, resolve_model
+from labbench.core.cli import expand_key_values, ledger_path, parse_args
+from labbench.core.errors import UserError
+from labbench.core.paths import INVOCATION_DIR_ENV, user_path
+from labbench.record.ledger import open_ledger, open_ledger_for_reading, start_run
+from labbench.serving.server import check_adapter, looks_local, resolve_model
 
 
 def test_key_value_becomes_a_flag_only_for_the_recipes_own_options():
@@ -301,7 +301,7 @@ def test_ctrl_c_while_the_journal_is_written_keeps_the_run_and_says_so(
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("labbench.journal.write_journal", interrupted)
+    monkeypatch.setattr("labbench.present.recording.write_journal", interrupted)
     result = run_main("note", str(run_id), "kept")
     assert result.returncode == 130
     assert result.stderr == (

@@ -12,14 +12,14 @@ import pytest
 from helpers import small_suite_toml
 from sqlite_utils import Database
 
-from labbench.chatclient import Endpoint, ServerGone, post_chat
-from labbench.endpoints import EndpointPool
-from labbench.evaluation import EvalPlan, record_eval
-from labbench.ledger import open_ledger
-from labbench.replay import serving
-from labbench.server import start_server
-from labbench.suite import load_suite
-from labbench.tinymodel import build_tiny_model
+from labbench.eval.evaluation import EvalPlan, record_eval
+from labbench.eval.suite import load_suite
+from labbench.record.ledger import open_ledger
+from labbench.serving.chatclient import Endpoint, ServerGone, post_chat
+from labbench.serving.endpoints import EndpointPool
+from labbench.serving.replay import serving
+from labbench.serving.server import start_server
+from labbench.tiny.tinymodel import build_tiny_model
 
 # --- pure logic ----------------------------------------------------------------------------
 

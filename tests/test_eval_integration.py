@@ -15,7 +15,7 @@ from helpers import pid_alive, run_script
 from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
-from labbench.suite import load_suite
+from labbench.eval.suite import load_suite
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

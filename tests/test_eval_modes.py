@@ -7,8 +7,8 @@ import pytest
 from helpers import run_script
 from sqlite_utils import Database
 
-from labbench.server import start_server
-from labbench.suite import load_suite
+from labbench.eval.suite import load_suite
+from labbench.serving.server import start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -60,8 +60,8 @@ def test_concurrent_results_equal_serial_at_temperature_zero(tiny_model, isolate
 
 
 def test_every_request_carries_stop_sequences_and_default_model():
-    from labbench.chatclient import Endpoint
-    from labbench.prompting import SamplingSettings, build_request
+    from labbench.eval.prompting import SamplingSettings, build_request
+    from labbench.serving.chatclient import Endpoint
 
     suite = load_suite("baseline")
     payload = build_request(

@@ -8,11 +8,11 @@ import pytest
 from helpers import run_just
 from sqlite_utils import Database
 
-from labbench.chatclient import normalize_url
-from labbench.errors import UserError
-from labbench.replay import serving
-from labbench.server import start_server
-from labbench.suite import load_suite
+from labbench.core.errors import UserError
+from labbench.eval.suite import load_suite
+from labbench.serving.chatclient import normalize_url
+from labbench.serving.replay import serving
+from labbench.serving.server import start_server
 
 
 @pytest.mark.parametrize(

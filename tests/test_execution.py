@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from labbench.codeextract import extract_code
-from labbench.execution import (
+from labbench.eval.codeextract import extract_code
+from labbench.sandbox.execution import (
     OUTPUT_CHARS,
     ExecutionResult,
     _execute,
@@ -423,7 +423,7 @@ def test_containment_summary_says_what_is_on():
 UNPRIVILEGED_PROBE = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from labbench.execution import containment_summary, run_tests
+from labbench.sandbox.execution import containment_summary, run_tests
 print(containment_summary())
 print(run_tests("open(" + repr(sys.argv[2]) + ", 'w')", "").detail)
 """
@@ -514,7 +514,7 @@ def test_common_imports_work_without_namespaces():
 
 EVALUATOR = """
 import os, signal, sys, threading, time
-from labbench.execution import run_tests
+from labbench.sandbox.execution import run_tests
 for _ in range(2):
     threading.Thread(
         target=run_tests, args=("import time\\ntime.sleep(60)\\n", "pass"),

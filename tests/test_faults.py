@@ -26,9 +26,9 @@ from sqlite_utils import Database
 from test_datasette import browsing, get_json, stop
 
 from labbench import PROJECT_ROOT
-from labbench.dummydata import write_dummy_data
-from labbench.ledger import open_ledger
-from labbench.server import free_port
+from labbench.data.dummydata import write_dummy_data
+from labbench.record.ledger import open_ledger
+from labbench.serving.server import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

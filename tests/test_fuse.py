@@ -15,10 +15,10 @@ from helpers import run_main, run_script, small_suite_toml
 from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
-from labbench.errors import UserError
-from labbench.fusemodel import plan_quantization, tokenizer_mismatches
-from labbench.fuserun import verdict_text
-from labbench.ledger import open_ledger, start_run
+from labbench.core.errors import UserError
+from labbench.record.ledger import open_ledger, start_run
+from labbench.train.fusemodel import plan_quantization, tokenizer_mismatches
+from labbench.train.fuserun import verdict_text
 
 TOKENIZER_ONLY = ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 

@@ -6,10 +6,10 @@ import os
 import pytest
 from helpers import run_script
 
-from labbench.blas import resolve_blas
-from labbench.hardware import cpu_model, gather_hardware, hardware_line, short_os
-from labbench.journal import render_journal
-from labbench.ledger import finish_run, journal_dir, open_ledger, start_run
+from labbench.machine.blas import resolve_blas
+from labbench.machine.hardware import cpu_model, gather_hardware, hardware_line, short_os
+from labbench.present.journal import render_journal
+from labbench.record.ledger import finish_run, journal_dir, open_ledger, start_run
 
 EPYC = {
     "cpu": "AMD EPYC",

@@ -9,9 +9,9 @@ import pytest
 from helpers import run_main
 from sqlite_utils import Database
 
-from labbench.humaneval import ANSWER_FORMS, canonical_answers, humaneval_suite
-from labbench.replay import replay_server
-from labbench.suite import load_suite
+from labbench.eval.humaneval import ANSWER_FORMS, canonical_answers, humaneval_suite
+from labbench.eval.suite import load_suite
+from labbench.serving.replay import replay_server
 
 ANSWERS = {form: canonical_answers(form) for form in ANSWER_FORMS}
 

@@ -5,11 +5,11 @@ import json
 import pytest
 from helpers import run_script
 
-from labbench import journal
-from labbench.entries import EntryData
-from labbench.journal import render_journal, write_journal
-from labbench.ledger import journal_dir, open_ledger
-from labbench.stats import interval_summary, run_summary
+from labbench.core.stats import interval_summary, run_summary
+from labbench.present import journal
+from labbench.present.entries import EntryData
+from labbench.present.journal import render_journal, write_journal
+from labbench.record.ledger import journal_dir, open_ledger
 
 CATEGORIES = ["tool_calling", "code_generation", "reasoning"]
 
@@ -412,7 +412,7 @@ def test_m009_recomputes_the_stored_intervals(isolated_ledger):
     """Intervals stored before m009 depended on the order prompts finished in."""
     from sqlite_utils import Database
 
-    from labbench.schema import migrations
+    from labbench.record.schema import migrations
 
     db = Database(isolated_ledger)
     migrations.apply(db, stop_before="m009_journal_views")
@@ -428,8 +428,8 @@ def test_m009_recomputes_the_stored_intervals(isolated_ledger):
 
 
 def test_the_score_plot_joins_each_run_to_its_baseline_only(isolated_ledger):
-    from labbench.cumulative import cumulative_rows
-    from labbench.plots import lineage_lines
+    from labbench.present.cumulative import cumulative_rows
+    from labbench.present.plots import lineage_lines
 
     db = open_ledger(isolated_ledger)
     add_eval(db, SIX)  # 1

@@ -7,11 +7,11 @@ import pytest
 from helpers import run_script, small_suite_toml
 from sqlite_utils import Database
 
-from labbench.chatclient import Endpoint
-from labbench.prompting import build_request
-from labbench.settings import SamplingSettings
-from labbench.stats import pass_at_k, pass_at_k_levels, run_summary
-from labbench.suite import load_suite
+from labbench.core.settings import SamplingSettings
+from labbench.core.stats import pass_at_k, pass_at_k_levels, run_summary
+from labbench.eval.prompting import build_request
+from labbench.eval.suite import load_suite
+from labbench.serving.chatclient import Endpoint
 
 
 def test_pass_at_k_is_the_unbiased_estimator():

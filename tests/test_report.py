@@ -5,9 +5,9 @@ from html import escape
 
 import pytest
 
-from labbench.errors import UserError
-from labbench.ledger import finish_run, open_ledger, start_run
-from labbench.report import render_report, write_report
+from labbench.core.errors import UserError
+from labbench.present.report import render_report, write_report
+from labbench.record.ledger import finish_run, open_ledger, start_run
 
 SCRIPT = "<script>alert(1)</script>"
 FINGERPRINT = "f1e2d3c4b5a6"
@@ -150,8 +150,8 @@ def test_run_without_results_and_unknown_run(db, tmp_path):
 def test_report_shows_each_prompt_and_the_sampling(db, tmp_path):
     from helpers import small_suite_toml
 
-    from labbench.fingerprint import file_sha256
-    from labbench.suite import load_suite
+    from labbench.eval.suite import load_suite
+    from labbench.record.fingerprint import file_sha256
 
     suite_file = tmp_path / "small.toml"
     suite_file.write_text(small_suite_toml(32))
@@ -177,7 +177,7 @@ def test_report_shows_each_prompt_and_the_sampling(db, tmp_path):
 
 
 def test_the_terminal_table_says_why_an_unexecuted_run_has_no_overall():
-    from labbench.formatting import scores_table
+    from labbench.core.formatting import scores_table
 
     table = scores_table(
         {"overall": None, "ci_low": None, "ci_high": None, "ci_method": "n too small",

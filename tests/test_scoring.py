@@ -5,11 +5,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labbench.execution import ExecutionResult
-from labbench.ledger import open_ledger, run_scores, start_run
-from labbench.scoring import TESTS_NOT_RUN, PromptScore, failed_score, score_response
-from labbench.suite import ExpectedCall, Prompt
-from labbench.toolcalls import ToolCall
+from labbench.eval.scoring import TESTS_NOT_RUN, PromptScore, failed_score, score_response
+from labbench.eval.suitetypes import ExpectedCall, Prompt
+from labbench.eval.toolcalls import ToolCall
+from labbench.record.ledger import open_ledger, run_scores, start_run
+from labbench.sandbox.execution import ExecutionResult
 
 
 def make_prompt(

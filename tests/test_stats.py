@@ -1,10 +1,10 @@
-"""labbench.stats against known values, edge cases and its own invariants."""
+"""labbench.core.stats against known values, edge cases and its own invariants."""
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from labbench.stats import (
+from labbench.core.stats import (
     PairedBootstrap,
     bootstrap_mean_interval,
     compare_scores,

@@ -4,15 +4,10 @@ import textwrap
 import pytest
 
 from labbench import PROJECT_ROOT
-from labbench.errors import UserError
-from labbench.paths import INVOCATION_DIR_ENV
-from labbench.suite import (
-    ExpectedCall,
-    Prompt,
-    SuiteError,
-    load_suite,
-    resolve_suite_path,
-)
+from labbench.core.errors import UserError
+from labbench.core.paths import INVOCATION_DIR_ENV
+from labbench.eval.suite import load_suite, resolve_suite_path
+from labbench.eval.suitetypes import ExpectedCall, Prompt, SuiteError
 
 HEADER = """\
 name = "mini"

@@ -12,8 +12,8 @@ from helpers import run_main
 from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
-from labbench.dummydata import write_dummy_data
-from labbench.formatting import percent, signed_points
+from labbench.core.formatting import percent, signed_points
+from labbench.data.dummydata import write_dummy_data
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -153,7 +153,7 @@ def test_small_sweep_end_to_end_and_a_rerun_trains_nothing(dataset, tmp_path, is
     assert verdict in journal
     assert f"**Best:** {best}" in journal
     # The journal's numbers are the ledger view's.
-    from labbench.sweepreport import load_result
+    from labbench.present.sweepreport import load_result
 
     spreads = {c.label: c.spreads for c in load_result(db, 1).configurations}
     view = list(db.query("SELECT * FROM sweep_scores WHERE sweep_run_id = 1"))
@@ -183,14 +183,14 @@ def test_small_sweep_end_to_end_and_a_rerun_trains_nothing(dataset, tmp_path, is
 def test_a_grid_axis_that_does_not_reach_the_trainer_fails(
     dataset, tmp_path, isolated_ledger, monkeypatch
 ):
-    import labbench.sweep
+    import labbench.sweep.sweep
 
-    mapped = labbench.sweep.lora_settings
+    mapped = labbench.sweep.sweep.lora_settings
 
     def drops_rank(sweep, configuration, seed):  # the reference project's bug
         return replace(mapped(sweep, configuration, seed), rank=8)
 
-    monkeypatch.setattr(labbench.sweep, "lora_settings", drops_rank)
+    monkeypatch.setattr(labbench.sweep.sweep, "lora_settings", drops_rank)
     result = run_main("sweep", str(sweep_file(tmp_path, dataset, "rank = [4, 16]", seeds="0")))
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
@@ -205,10 +205,10 @@ def test_a_grid_axis_that_does_not_reach_the_trainer_fails(
 
 
 def test_every_checked_setting_is_read_back_from_the_trainers_objects(tiny_model, dataset):
-    from labbench.settings import LoraSettings
-    from labbench.sweep import CHECKED
-    from labbench.trainercheck import effective_settings, unreached
-    from labbench.training import make_optimizer, prepare_training, training_args
+    from labbench.core.settings import LoraSettings
+    from labbench.sweep.sweep import CHECKED
+    from labbench.train.trainercheck import effective_settings, unreached
+    from labbench.train.training import make_optimizer, prepare_training, training_args
 
     given = LoraSettings(
         iters=6, batch_size=2, learning_rate=2e-4, warmup=3, rank=4, scale=10.0, dropout=0.25,
@@ -236,14 +236,14 @@ def test_every_checked_setting_is_read_back_from_the_trainers_objects(tiny_model
 def test_ctrl_c_leaves_a_sweep_the_next_run_resumes(
     dataset, tmp_path, isolated_ledger, monkeypatch
 ):
-    import labbench.sweep
+    import labbench.sweep.sweep
 
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
 
     path = sweep_file(tmp_path, dataset, "rank = [4]", seeds="0")
     with monkeypatch.context() as patch:
-        patch.setattr(labbench.sweep, "record_eval", ctrl_c)  # Ctrl-C once training is done
+        patch.setattr(labbench.sweep.sweep, "record_eval", ctrl_c)  # Ctrl-C once training is done
         result = run_main("sweep", str(path))
     assert result.returncode == 130
     assert "interrupted; what was done so far is recorded in" in result.stderr
@@ -263,25 +263,27 @@ def test_ctrl_c_leaves_a_sweep_the_next_run_resumes(
 def test_a_sweep_stopped_midway_is_judged_against_an_identical_earlier_base_eval(
     dataset, tmp_path, isolated_ledger, monkeypatch
 ):
-    import labbench.sweep
-    from labbench.ledger import finish_run, open_ledger, start_run
-    from labbench.server import resolve_model
-    from labbench.suite import load_suite
-    from labbench.sweepfile import load_sweep
+    import labbench.sweep.sweep
+    from labbench.eval.suite import load_suite
+    from labbench.record.ledger import finish_run, open_ledger, start_run
+    from labbench.serving.server import resolve_model
+    from labbench.sweep.sweepfile import load_sweep
 
     path = sweep_file(tmp_path, dataset, "rank = [4]", seeds="0")
     sweep = load_sweep(path)
-    plan = labbench.sweep.base_eval_plan(sweep, load_suite(sweep.suite), resolve_model(sweep.model))
+    plan = labbench.sweep.sweep.base_eval_plan(
+        sweep, load_suite(sweep.suite), resolve_model(sweep.model)
+    )
     db = open_ledger(isolated_ledger)
     earlier = start_run(db, "eval", {}, model=sweep.model, suite="sweepcheck")
-    earlier.update(fingerprint=labbench.sweep.base_fingerprint(plan))
+    earlier.update(fingerprint=labbench.sweep.sweep.base_fingerprint(plan))
     earlier.add_eval_result({"prompt_id": "p", "category": "c", "score": 0.5})
     finish_run(earlier, "ok")
 
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(labbench.sweep, "run_trial", ctrl_c)  # Ctrl-C in the first trial
+    monkeypatch.setattr(labbench.sweep.sweep, "run_trial", ctrl_c)  # Ctrl-C in the first trial
     assert run_main("sweep", str(path)).returncode == 130
     [stopped] = list(db["runs"].rows_where("kind = 'sweep'"))
     assert stopped["status"] == "interrupted"

@@ -6,11 +6,12 @@ from pathlib import Path
 import pytest
 from helpers import load_script, run_main
 
-from labbench import PROJECT_ROOT, cli
-from labbench.errors import UserError
-from labbench.sweep import label_of, lora_settings
-from labbench.sweepfile import checked_inputs, load_sweep
-from labbench.trainercheck import config_layers
+from labbench import PROJECT_ROOT
+from labbench.core import cli
+from labbench.core.errors import UserError
+from labbench.sweep.sweep import label_of, lora_settings
+from labbench.sweep.sweepfile import checked_inputs, load_sweep
+from labbench.train.trainercheck import config_layers
 
 GOOD = """
 data = "data"
@@ -192,7 +193,7 @@ def test_pending_refuses_a_missing_ledger_and_does_not_create_it(datasets, isola
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: no ledger at {isolated_ledger} "), result.stderr
     assert not isolated_ledger.exists()
-    from labbench.ledger import open_ledger
+    from labbench.record.ledger import open_ledger
 
     open_ledger(isolated_ledger).close()
     result = run_main("sweep", str(path), "--pending")

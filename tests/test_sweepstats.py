@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from labbench.sweepstats import (
+from labbench.core.sweepstats import (
     NO_SPREAD,
     group_test,
     incomplete_beta,

@@ -9,9 +9,14 @@ from pathlib import Path
 import pytest
 
 from labbench import PROJECT_ROOT
-from labbench.chattemplate import CHAT_TEMPLATE, SAMPLE_TOOLS, render_chat
-from labbench.errors import UserError
-from labbench.tinymodel import MODEL_FILES, build_tiny_model, ensure_tiny_model, is_tiny_model_ready
+from labbench.core.errors import UserError
+from labbench.tiny.chattemplate import CHAT_TEMPLATE, SAMPLE_TOOLS, render_chat
+from labbench.tiny.tinymodel import (
+    MODEL_FILES,
+    build_tiny_model,
+    ensure_tiny_model,
+    is_tiny_model_ready,
+)
 
 READ_FILE = SAMPLE_TOOLS[0]
 TOOL_CHAT = [
@@ -88,7 +93,7 @@ def loaded(tiny_model):
 
 
 def test_importing_the_module_stays_light():
-    code = "import sys, labbench.tinymodel; print(sorted({'mlx', 'mlx_lm', 'tokenizers', "
+    code = "import sys, labbench.tiny.tinymodel; print(sorted({'mlx', 'mlx_lm', 'tokenizers', "
     code += "'transformers', 'jinja2'} & set(sys.modules)))"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
@@ -218,7 +223,7 @@ def test_mlx_lm_loads_renders_parses_and_generates(loaded):
 @pytest.mark.timeout(120)
 def test_ensure_builds_once_when_two_processes_race(tmp_path):
     out = tmp_path / "models" / "tiny"
-    code = f"from labbench.tinymodel import ensure_tiny_model; ensure_tiny_model({str(out)!r})"
+    code = f"from labbench.tiny.tinymodel import ensure_tiny_model; ensure_tiny_model({str(out)!r})"
     racers = [
         subprocess.Popen(
             [sys.executable, "-c", code], cwd=PROJECT_ROOT, stderr=subprocess.PIPE, text=True
@@ -250,7 +255,7 @@ def test_script_leaves_a_built_model_alone(tmp_path):
 def test_the_shipped_chat_model_was_built_by_the_current_recipe(tiny_model):
     """Changing the recipe or the tokenizer without rebuilding (`just tiny-model --chat --force`)
     fails here."""
-    from labbench import pretrain
+    from labbench.tiny import pretrain
 
     recipe = json.loads((pretrain.CHAT_MODEL_DIR / pretrain.RECIPE_FILE).read_text())
     assert (recipe["seed"], recipe["steps"], recipe["learning_rate"]) == (
@@ -270,8 +275,8 @@ def test_the_chat_model_answers_requests_in_prose_and_never_calls_a_tool():
     """The base of the learning demo: it names the kind of request but has never seen a call."""
     from mlx_lm import batch_generate, load
 
-    from labbench.pretrain import CHAT_MODEL_DIR
-    from labbench.suite import load_suite
+    from labbench.eval.suite import load_suite
+    from labbench.tiny.pretrain import CHAT_MODEL_DIR
 
     suite = load_suite("baseline")
     prompts = [p for p in suite.prompts if p.category == "tool_calling" and p.expect_tools]

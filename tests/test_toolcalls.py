@@ -4,7 +4,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labbench.toolcalls import ToolCall, extract_tool_calls, has_unclosed_tool_call, visible_text
+from labbench.eval.toolcalls import (
+    ToolCall,
+    extract_tool_calls,
+    has_unclosed_tool_call,
+    visible_text,
+)
 
 READ_APP = ToolCall("read_file", {"path": "src/app.py"})
 RUN_PYTEST = ToolCall("run_command", {"command": "pytest"})

@@ -13,8 +13,8 @@ from helpers import run_script, small_suite_toml
 from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
-from labbench.cumulative import model_name
-from labbench.dummydata import write_dummy_data
+from labbench.data.dummydata import write_dummy_data
+from labbench.present.cumulative import model_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 

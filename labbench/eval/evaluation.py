@@ -1,0 +1,323 @@
+"""Send a suite's prompts to an OpenAI-compatible server, score them, and record each result.
+
+Used by `scripts/eval.py`, and by training to score checkpoints. Prompts run concurrently on
+daemon threads (mlx_lm.server batches them); answers whose code is tested are handed to a pool
+of test threads, one per core, so executing never holds up a request. Results are written to the
+ledger from the main thread, one row as each prompt completes, so a crash never loses finished
+results.
+"""
+
+import json
+import queue
+import sys
+import threading
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from sqlite_utils import Database
+
+from labbench.core.errors import UserError, describe_exit
+from labbench.core.settings import EvalSettings, SamplingSettings
+from labbench.core.stats import run_summary
+from labbench.eval.prompting import ask, finish_row, needs_tests, tests_workers
+from labbench.eval.suitetypes import Prompt, Suite
+from labbench.record.fingerprint import eval_fingerprint
+from labbench.record.ledger import (
+    Run,
+    dataset_of_adapter,
+    dataset_of_fused_model,
+    recording_run,
+    run_scores,
+)
+from labbench.sandbox.execution import containment_summary
+from labbench.serving.chatclient import (
+    URL_FORMS,
+    Endpoint,
+    ServerGone,
+)
+from labbench.serving.endpoints import EndpointPool, check_same_model
+
+DEFAULTS = EvalSettings()
+
+
+def run_suite(
+    run: Run,
+    suite: Suite,
+    endpoint: "Endpoint | EndpointPool",
+    sampling: SamplingSettings,
+    concurrency: int = DEFAULTS.concurrency,
+    epochs: int = DEFAULTS.epochs,
+) -> list[dict]:
+    """Evaluate every prompt `epochs` times, writing each row to the ledger as it completes;
+    returns the rows. Epoch 1 of every prompt is asked first, so a run that stops early has
+    whole epochs.
+
+    Answers whose code is tested go to a pool of tests_workers() threads, so the request
+    threads send the next prompt at once: the tests run while generation goes on.
+    Several endpoints (an EndpointPool) share the prompts, least busy first, and each row
+    records the endpoint that answered it. Raises ServerGone when the server dies (the last
+    of them); the rows already written stay in the ledger.
+    """
+    pool = endpoint if isinstance(endpoint, EndpointPool) else EndpointPool([endpoint])
+    todo: queue.Queue[tuple[Prompt, int]] = queue.Queue()
+    for epoch in range(1, epochs + 1):
+        for prompt in suite.prompts:
+            todo.put((prompt, epoch))
+    total = todo.qsize()
+    to_test: queue.Queue[tuple[Prompt, dict]] = queue.Queue()
+    done: queue.Queue[tuple[dict | None, BaseException | None]] = queue.Queue()
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set():
+            try:
+                prompt, epoch = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                row, answered_by = pool.ask(
+                    lambda e, prompt=prompt, epoch=epoch: ask(suite, prompt, e, sampling, epoch)
+                )
+                row["endpoint"] = answered_by
+                if needs_tests(suite, prompt, row):
+                    to_test.put((prompt, row))
+                else:
+                    done.put((finish_row(suite, prompt, row), None))
+            except BaseException as error:  # handed to the main thread, which decides
+                done.put((None, error))
+
+    def tester() -> None:
+        while not stop.is_set():
+            try:
+                prompt, row = to_test.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                done.put((finish_row(suite, prompt, row), None))
+            except BaseException as error:
+                done.put((None, error))
+
+    # Daemon threads: Ctrl-C must not wait for requests in flight or tests running.
+    for _ in range(max(1, min(concurrency, total))):
+        threading.Thread(target=worker, daemon=True).start()
+    if suite.exec_tests and any(prompt.expect_tests for prompt in suite.prompts):
+        for _ in range(tests_workers()):
+            threading.Thread(target=tester, daemon=True).start()
+
+    rows: list[dict] = []
+    progress = _progress(total)
+    try:
+        while len(rows) < total:
+            try:
+                row, error = done.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if error is not None:
+                raise error
+            assert row is not None
+            run.add_eval_result(row)
+            rows.append(row)
+            progress.update(1)
+    finally:
+        stop.set()
+        pool.closed.set()
+        progress.close()
+    return rows
+
+
+def _progress(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="prompts", file=sys.stderr, disable=not sys.stderr.isatty())
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """What to evaluate. `model` is resolved (a directory or hub id); with `url` we start
+    no server and `model` is the name to send, if any."""
+
+    suite: Suite
+    model: str | None
+    adapter: str | None = None
+    url: str | None = None
+    port: int | None = None
+    sampling: SamplingSettings = SamplingSettings()
+    concurrency: int = DEFAULTS.concurrency
+    timeout_s: float = DEFAULTS.request_timeout_s
+    epochs: int = DEFAULTS.epochs
+    goal: str | None = None
+    note: str | None = None
+    parent_run_id: int | None = None
+    limit: int | None = None  # the suite was cut to its first `limit` prompts
+    replicas: int = 1  # servers we start for the model, sharing the prompts
+
+    def config(self) -> dict:
+        return {
+            "suite_path": str(self.suite.path),
+            "prompts_planned": len(self.suite.prompts),
+            "limit": self.limit,
+            "url": self.url,
+            **({"replicas": self.replicas} if self.replicas > 1 else {}),
+            "concurrency": self.concurrency,
+            "request_timeout_s": self.timeout_s,
+            "sampling": self.sampling.as_dict(),
+            "epochs": self.epochs,
+            "execution": self.execution(),
+        }
+
+    def fingerprinted_sampling(self) -> dict:
+        """The sampling settings as fingerprinted: repeats count only when there are some, so
+        single-epoch runs keep their earlier fingerprints."""
+        return self.sampling.as_dict() | ({"epochs": self.epochs} if self.epochs > 1 else {})
+
+    def execution(self) -> dict | None:
+        """How expect_tests ran (None: the suite has none), with the containment in force."""
+        if all(prompt.expect_tests is None for prompt in self.suite.prompts):
+            return None
+        if not self.suite.exec_tests:
+            return {"enabled": False}
+        return {
+            "enabled": True,
+            "timeout_s": DEFAULTS.tests_timeout_s,
+            "workers": tests_workers(),
+            "containment": containment_summary(),
+        }
+
+    def scope(self) -> dict | None:
+        """What changes the scores beyond model, suite file and sampling, when not the default:
+        part of the fingerprint, so a cut or exec=false run is not taken for a rerun."""
+        scope = {"limit": self.limit} if self.limit is not None else {}
+        if not self.suite.exec_tests:
+            scope["exec"] = False
+        return scope or None
+
+
+@dataclass(frozen=True)
+class EvalOutcome:
+    run_id: int
+    scores: dict | None  # ledger.run_scores, when every prompt was answered or scored
+    error: str | None  # why the run failed; its finished results are kept in the ledger
+    kept: int  # results recorded
+
+
+def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
+    """Run one eval as a ledger run: `running` first, a row per prompt, then ok or failed.
+
+    A failure (the server would not start or died) is returned in the outcome, with the run
+    marked `failed`. Ctrl-C / SIGTERM mark it `interrupted` and propagate.
+    """
+    error = None
+    finished = False
+    run_id = None
+    try:
+        with recording_run(
+            db,
+            "eval",
+            plan.config(),
+            model=plan.model or plan.url,
+            adapter=plan.adapter,
+            suite=plan.suite.name,
+            goal=plan.goal,
+            note=plan.note,
+            parent_run_id=plan.parent_run_id,
+            **({"hardware": None} if plan.url else {}),  # a server we did not start: unknown
+        ) as run:
+            run_id = run.id
+            what = plan.model or plan.url
+            adapter = f" with {plan.adapter}" if plan.adapter else ""
+            print(f"run {run.id}: evaluating {what}{adapter} on {plan.suite.name}", file=sys.stderr)
+            parts = eval_fingerprint(
+                plan.model or plan.url,
+                plan.adapter,
+                plan.suite.path,
+                plan.fingerprinted_sampling(),
+                db,
+                scope=plan.scope(),
+            )
+            run.update(
+                fingerprint=parts.pop("fingerprint"),
+                fingerprint_parts=parts,
+                dataset=dataset_of_adapter(db, plan.adapter)
+                or dataset_of_fused_model(db, plan.model),
+            )
+            with ExitStack() as servers:
+                endpoints = _endpoints(plan, run, servers)
+                if len(endpoints) > 1:
+                    seen = check_same_model(endpoints)
+                    run.update(config={**_config(run), "endpoints": seen})
+                try:
+                    rows = run_suite(
+                        run,
+                        plan.suite,
+                        EndpointPool(endpoints),
+                        plan.sampling,
+                        plan.concurrency,
+                        plan.epochs,
+                    )
+                except (ServerGone, KeyboardInterrupt):
+                    excerpts = [server.log_excerpt() for server in servers_of(endpoints)]
+                    if excerpts:
+                        run.update(output_excerpt="\n".join(excerpts))
+                    raise
+                run.update(summary=run_summary(rows, plan.epochs))
+                finished = True
+                if rows and all("error" in row for row in rows):
+                    # Scores of 0 from requests that never got an answer measure nothing.
+                    raise UserError(f"every request failed, e.g. {rows[0]['error']}")
+    except (ServerGone, UserError) as failure:
+        error = str(failure)
+    if run_id is None:
+        raise RuntimeError(f"the eval run was not recorded: {error}")
+    kept = db.table("eval_results").count_where("run_id = ?", [run_id])
+    return EvalOutcome(run_id, run_scores(db, run_id) if finished else None, error, kept)
+
+
+def _endpoints(plan: EvalPlan, run: Run, servers: ExitStack) -> list[Endpoint]:
+    """The endpoints of plan.url (comma-separated), or of plan.replicas servers we start
+    (stopped with `servers`, whatever happens)."""
+    from labbench.serving.server import SERVED_MODEL, start_server
+
+    if plan.url:
+        endpoints = []
+        for url in plan.url.split(","):
+            endpoint = Endpoint(url, plan.model, timeout_s=plan.timeout_s)
+            endpoint.describe_death = lambda url=url: f"cannot reach {url}"
+            endpoint.hint_404 = f"no chat completions there; --url takes {URL_FORMS}" + (
+                ", and check --served-model" if plan.model else ""
+            )
+            endpoints.append(endpoint)
+        return endpoints
+    started = []
+    for replica in range(plan.replicas):
+        port = plan.port if replica == 0 else None
+        started.append(
+            servers.enter_context(start_server(str(plan.model), plan.adapter, port=port))
+        )
+    urls = [server.base_url for server in started]
+    pids = [server.pid for server in started]
+    config = {**plan.config(), "url": ",".join(urls), "server_pid": pids[0]}
+    run.update(config=config | ({"server_pids": pids} if len(pids) > 1 else {}))
+    endpoints = []
+    for server in started:
+        endpoint = Endpoint(
+            server.base_url, SERVED_MODEL, alive=server.alive, timeout_s=plan.timeout_s
+        )
+        endpoint.describe_death = lambda server=server: _server_death(server)
+        endpoint.server = server
+        endpoints.append(endpoint)
+    return endpoints
+
+
+def servers_of(endpoints: list[Endpoint]) -> list:
+    return [endpoint.server for endpoint in endpoints if endpoint.server is not None]
+
+
+def _config(run: Run) -> dict:
+    return json.loads(run.db.table("runs").get(run.id)["config"])
+
+
+def _server_death(server) -> str:
+    if server.alive():
+        return "the server stopped answering"
+    detail = server.error_line() or describe_exit(server.process.returncode)
+    return f"the server exited ({detail})"

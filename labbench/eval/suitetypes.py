@@ -1,0 +1,62 @@
+"""What a suite is once loaded: its prompts, their expectations and the tools they offer. The
+TOML loader (`suite`) and the built-in suites (`humaneval`) both build these."""
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+from labbench.core.errors import UserError
+
+
+@dataclass(frozen=True)
+class ExpectedCall:
+    name: str
+    arguments: dict[str, object]  # a list value means "any of these values"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: str
+    category: str
+    prompt: str
+    system: str | None
+    max_tokens: int
+    tools: tuple[str, ...]  # names of the tools offered with this prompt
+    expect_tools: tuple[ExpectedCall, ...] | None  # None: calls not scored; (): no call expected
+    expect_keywords: tuple[str, ...]  # () when not given
+    expect_answer: str | None
+    answer_regex: str | None
+    expect_tests: str | None = None  # Python test code run with the answer's code
+    entry_point: str | None = None  # the function the tests call: its block wins extraction
+    # The code the answer completes (HumanEval's signature and docstring): an answer without
+    # the entry point is a body appended to it; one with it runs after it (its imports, helpers).
+    code_prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    path: Path
+    prompts: tuple[Prompt, ...]
+    tool_schemas: dict[str, dict]  # tool name -> {"description": ..., "parameters": {...}}
+    exec_tests: bool = True  # False: expect_tests are not run and leave their prompts unscored
+
+    @property
+    def categories(self) -> list[str]:
+        """Categories in order of first appearance."""
+        return list(dict.fromkeys(prompt.category for prompt in self.prompts))
+
+    def request_tools(self, prompt: Prompt) -> list[dict]:
+        """The request's `tools` for this prompt, in OpenAI format and in prompt.tools order."""
+        return [
+            {
+                "type": "function",
+                "function": {"name": name, **copy.deepcopy(self.tool_schemas[name])},
+            }
+            for name in prompt.tools
+        ]
+
+
+class SuiteError(UserError):
+    """A suite file that cannot be used; the message names file, prompt and field."""

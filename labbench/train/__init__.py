@@ -1,0 +1,3 @@
+"""Training: LoRA through mlx-lm's callbacks, its reports into the ledger, distributed ranks,
+the trainer read-back checks, the training benchmark, and fusing. May import: present, data,
+eval and everything below them."""
