@@ -17,6 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labbench.core.atomicfile import write_text_atomically
+from labbench.core.errors import UserError
+from labbench.data.datacheck import SPLITS
+from labbench.data.leakage import Leak, find_leaks
+from labbench.eval.suite import load_suite
+from labbench.eval.suitetypes import Suite
+from labbench.record.fingerprint import dataset_fingerprint
 from labbench.tiny.corpus import (
     DUMMY_WORDS,
     action_clause,
@@ -26,12 +32,6 @@ from labbench.tiny.corpus import (
     random_path,
     request_slots,
 )
-from labbench.data.datacheck import SPLITS
-from labbench.core.errors import UserError
-from labbench.record.fingerprint import dataset_fingerprint
-from labbench.data.leakage import Leak, find_leaks
-from labbench.eval.suite import load_suite
-from labbench.eval.suitetypes import Suite
 
 SPLIT_SHARES = (0.8, 0.1, 0.1)  # shares of the examples in train, valid, test
 DIRECT_SHARE = 0.3  # examples answered without a tool call
@@ -261,8 +261,8 @@ def check_tool_calls_render(examples: Iterable[dict]) -> None:
     """Each assistant turn's tool calls, rendered by the chat template and parsed back by
     labbench.eval.toolcalls, must equal the intended calls (a broken parser or template would
     otherwise make every tool score 0 unnoticed). Raises DataError on the first mismatch."""
-    from labbench.tiny.chattemplate import render_chat
     from labbench.eval.toolcalls import ToolCall, extract_tool_calls
+    from labbench.tiny.chattemplate import render_chat
 
     for number, example in enumerate(examples, start=1):
         messages, tools = example["messages"], example.get("tools")
