@@ -34,9 +34,6 @@ def resolve_path(path: Path) -> Path:
     return path.expanduser().resolve()
 
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
 def open_ledger(path: Path) -> Database:
     """Open (creating if needed) and migrate the ledger at `path` for recording.
 
@@ -96,29 +93,36 @@ def open_ledger_for_reading(path: Path) -> Database:
 
 
 def _check_is_database(path: Path) -> None:
+    """Through SQLite, never a plain open(): on Linux, closing any handle to a file drops every
+    SQLite lock this process holds on it, so a connection still open here would lose its
+    locks, and another process closing the ledger would then checkpoint and delete the WAL
+    under it (its later writes lost)."""
     if path.is_dir():
         raise UserError(f"ledger {path} is a directory, not a database file")
-    if path.is_file() and path.stat().st_size > 0:
-        with open(path, "rb") as file:
-            header = file.read(len(SQLITE_HEADER))
-        if header != SQLITE_HEADER:
-            raise UserError(f"ledger {path} is not a SQLite database; it was left untouched")
-        # Every page, through a read-only connection that writes nothing: corruption in pages a
-        # run never reads would otherwise let it record into a damaged file (~0.2 s at 10,000
-        # runs).
-        try:
-            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
-                problems = [row[0] for row in connection.execute("PRAGMA quick_check(3)")]
-        except sqlite3.DatabaseError as error:
-            problems = [str(error)]
-        if problems != ["ok"]:
-            found = "; ".join(problems)
-            raise UserError(f"ledger {path} is corrupt ({found}); it was left untouched")
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    # Every page, through a read-only connection that writes nothing: corruption in pages a
+    # run never reads would otherwise let it record into a damaged file (~0.2 s at 10,000
+    # runs).
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+            problems = [row[0] for row in connection.execute("PRAGMA quick_check(3)")]
+    except sqlite3.DatabaseError as error:
+        if str(error) == "file is not a database":  # SQLITE_NOTADB: not SQLite's header
+            raise UserError(
+                f"ledger {path} is not a SQLite database; it was left untouched"
+            ) from None
+        problems = [str(error)]
+    if problems != ["ok"]:
+        found = "; ".join(problems)
+        raise UserError(f"ledger {path} is corrupt ({found}); it was left untouched")
 
 
 def _check_writable(path: Path) -> None:
     """Recording needs the file and its folder (WAL files beside it) to be writable. Tried for
-    real, not with os.access: root passes that for read-only files."""
+    real, not with os.access (root passes that for read-only files), and on the ledger itself
+    through SQLite (see _check_is_database): a write in a transaction that is rolled back
+    (in WAL mode beginning one writes nothing yet)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path.parent):
@@ -128,14 +132,22 @@ def _check_writable(path: Path) -> None:
             f"ledger {path}: its folder {path.parent} is read-only ({error.strerror}); "
             "pass --ledger PATH somewhere writable"
         ) from None
-    if path.exists() and not path.is_dir():
-        try:
-            with open(path, "r+b"):
-                pass
-        except OSError as error:
-            raise ReadOnlyLedger(
-                f"ledger {path} is read-only ({error.strerror}): nothing can be recorded in it"
-            ) from None
+    if not path.is_file():
+        return
+    try:
+        with closing(
+            sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=10, isolation_level=None)
+        ) as connection:
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.execute(f"PRAGMA user_version = {int(version)}")
+            finally:
+                connection.execute("ROLLBACK")
+    except sqlite3.OperationalError as error:
+        if "readonly" not in str(error):  # SQLITE_READONLY: "attempt to write a readonly ..."
+            raise
+        raise ReadOnlyLedger(f"ledger {path} is read-only: nothing can be recorded in it") from None
 
 
 def journal_dir(ledger: Path) -> Path:

@@ -1,0 +1,39 @@
+"""The ledger's door: what opening it may not do to connections already open, and what
+reaches it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from labbench.record.ledger import open_ledger, start_run
+
+COUNT_RUNS = "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('{}').fetchone()[0])"
+
+
+def runs_seen_by_another_process(path: Path) -> int:
+    """Open, read and close the ledger in a process of its own: the last one to close a WAL
+    database checkpoints it and deletes its WAL, unless another process still holds it."""
+    result = subprocess.run(
+        [sys.executable, "-c", COUNT_RUNS.format("SELECT COUNT(*) FROM runs"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return int(result.stdout)
+
+
+def test_opening_the_ledger_again_keeps_the_locks_of_a_connection_already_open(tmp_path):
+    path = tmp_path / "ledger.db"
+    held = open_ledger(path)
+    start_run(held, "eval", {}, model="first")
+    # A plain open() and close() of the file here would drop `held`'s SQLite locks (Linux
+    # releases all of a process's POSIX locks on a file when any handle to it closes) ...
+    open_ledger(path).close()
+    # ... so this process, closing last, would delete the WAL under `held` ...
+    assert runs_seen_by_another_process(path) == 1
+    assert Path(f"{path}-wal").exists()
+    # ... and `held`'s next run would go into the deleted WAL, seen by nobody else.
+    start_run(held, "eval", {}, model="second")
+    assert runs_seen_by_another_process(path) == 2
+    held.close()
