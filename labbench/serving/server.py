@@ -35,6 +35,7 @@ STARTUP_TIMEOUT_S = 180.0  # a large model can take minutes to load on first use
 STOP_GRACE_S = 5.0  # SIGTERM, then SIGKILL after this long
 SERVED_MODEL = "default_model"  # the only model name that never makes the server load another
 LOG_LINES_KEPT = 400
+TIED_EXEC = Path(__file__).resolve().with_name("tied_exec.py")
 
 # Lines that mean the server will never become ready although the process stays alive.
 _FATAL_LOG = re.compile(r"Address already in use|Traceback \(most recent call last\)")
@@ -106,15 +107,6 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
             pass
 
 
-def _die_with_parent() -> None:
-    """Linux: the kernel kills the server if our process dies, even by SIGKILL."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
@@ -146,7 +138,15 @@ def server_command(model: str, adapter: str | None, host: str, port: int) -> lis
     command += ["--host", host, "--port", str(port)]
     if adapter:
         command += ["--adapter-path", adapter]
-    return command
+    return tied_to_us(command)
+
+
+def tied_to_us(command: list[str]) -> list[str]:
+    """Linux: `command` killed by the kernel if our process dies, even by SIGKILL (see
+    tied_exec.py for why this is not a preexec_fn)."""
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-I", "-S", str(TIED_EXEC), str(os.getpid()), *command]
 
 
 def start_server(
@@ -176,7 +176,6 @@ def start_server(
         text=True,
         errors="replace",
         start_new_session=True,  # Ctrl-C in the terminal must not reach it: we stop it ourselves
-        preexec_fn=_die_with_parent,
     )
     server = ServerProcess(process, f"http://{host}:{port}", model, adapter)
     threading.Thread(target=_pump_log, args=(server, echo), daemon=True).start()
