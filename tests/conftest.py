@@ -1,6 +1,8 @@
+import uuid
 from pathlib import Path
 
 import pytest
+from helpers import PROCESS_TAG
 
 from labbench.core.paths import INVOCATION_DIR_ENV
 
@@ -21,3 +23,12 @@ def tiny_model() -> Path:
     from labbench.tiny.tinymodel import ensure_tiny_model
 
     return ensure_tiny_model()
+
+
+@pytest.fixture
+def process_tag(monkeypatch) -> str:
+    """Tag every process this test starts (scripts, and the servers they start), so that
+    helpers.tagged_processes finds its own and no one else's."""
+    value = uuid.uuid4().hex
+    monkeypatch.setenv(PROCESS_TAG, value)
+    return value

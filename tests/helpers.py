@@ -12,6 +12,7 @@ from labbench import PROJECT_ROOT
 from labbench.core import cli
 
 SCRIPTS = PROJECT_ROOT / "scripts"
+PROCESS_TAG = "LABBENCH_TEST_TAG"  # environment variable marking the processes of one test
 
 
 SMALL_SUITE = """
@@ -100,3 +101,21 @@ def run_just(recipe: str, *args: str, timeout: float = 240) -> subprocess.Comple
         cwd=PROJECT_ROOT,
         env=os.environ.copy(),
     )
+
+
+def tagged_processes() -> list[str]:
+    """`pid args` of the live processes that carry this test's tag (the `process_tag` fixture):
+    the ones it started, and theirs, whatever else runs on the machine."""
+    marker = f"{PROCESS_TAG}={os.environ[PROCESS_TAG]}"
+    env = {k: v for k, v in os.environ.items() if k != PROCESS_TAG}  # ps itself is not ours
+    with_env = subprocess.run(
+        ["ps", "axeww", "-o", "pid=,args="], capture_output=True, text=True, env=env
+    ).stdout
+    pids = [line.split()[0] for line in with_env.splitlines() if marker in line]
+    pids = [pid for pid in pids if int(pid) != os.getpid()]
+    if not pids:
+        return []
+    shown = subprocess.run(  # without the environment, which is nobody's business
+        ["ps", "-o", "pid=,args=", "-p", ",".join(pids)], capture_output=True, text=True
+    ).stdout
+    return [line.strip() for line in shown.splitlines()]

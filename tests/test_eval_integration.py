@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import pid_alive, run_script
+from helpers import pid_alive, run_script, tagged_processes
 from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
@@ -53,21 +53,16 @@ def test_eval_records_every_prompt_and_the_journal(tiny_model, isolated_ledger):
     assert (isolated_ledger.parent / "journal" / "JOURNAL.md").read_bytes() == before
 
 
-def mlx_servers_running() -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [
-        line
-        for line in out.splitlines()
-        if "mlx_lm server" in line and str(os.getpid()) not in line
-    ]
+def mlx_servers_started() -> list[str]:
+    """The mlx_lm servers this test started (never one that anything else runs)."""
+    return [line for line in tagged_processes() if "mlx_lm server" in line]
 
 
 @pytest.mark.parametrize("model", ["does/not/exist", "/no/such/model/dir", "EMPTY_DIR"])
-def test_bad_model_fails_fast_with_one_line(model, tmp_path, isolated_ledger):
+def test_bad_model_fails_fast_with_one_line(model, tmp_path, isolated_ledger, process_tag):
     if model == "EMPTY_DIR":
         model = str(tmp_path / "empty")
         os.mkdir(model)
-    before = mlx_servers_running()
     started = time.monotonic()
     result = run_script("eval", f"model={model}", timeout=60)
     assert result.returncode != 0
@@ -75,7 +70,7 @@ def test_bad_model_fails_fast_with_one_line(model, tmp_path, isolated_ledger):
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and "Traceback" not in result.stderr
     assert model in lines[-1] or "does not exist" in lines[-1] or "no such" in lines[-1]
-    assert mlx_servers_running() == before
+    assert mlx_servers_started() == []
     if isolated_ledger.exists():
         statuses = [r["status"] for r in Database(isolated_ledger)["runs"].rows]
         assert statuses in ([], ["failed"])

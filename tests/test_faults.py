@@ -15,13 +15,12 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import pid_alive, run_script, small_suite_toml
+from helpers import pid_alive, run_script, small_suite_toml, tagged_processes
 from sqlite_utils import Database
 from test_datasette import browsing, get_json, stop
 
@@ -30,9 +29,8 @@ from labbench.data.dummydata import write_dummy_data
 from labbench.record.ledger import open_ledger
 from labbench.serving.server import free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180), pytest.mark.usefixtures("process_tag")]
 
-TAG = "LABBENCH_FAULT_TEST"  # environment variable marking the processes of one test
 SERVER = "mlx_lm server"  # how an mlx_lm.server process shows in `ps`
 
 SMALL_SUITE = small_suite_toml(max_tokens=8)
@@ -55,31 +53,6 @@ prompt = "What is 6 times 7?"
 
 
 # --- processes -------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def tag(monkeypatch) -> str:
-    """Tag every process this test starts (scripts, and the servers they start)."""
-    value = uuid.uuid4().hex
-    monkeypatch.setenv(TAG, value)
-    return value
-
-
-def tagged_processes() -> list[str]:
-    """`pid args` of the live processes that carry this test's tag."""
-    marker = f"{TAG}={os.environ[TAG]}"
-    env = {k: v for k, v in os.environ.items() if k != TAG}  # ps itself is not ours
-    with_env = subprocess.run(
-        ["ps", "axeww", "-o", "pid=,args="], capture_output=True, text=True, env=env
-    ).stdout
-    pids = [line.split()[0] for line in with_env.splitlines() if marker in line]
-    pids = [pid for pid in pids if int(pid) != os.getpid()]
-    if not pids:
-        return []
-    shown = subprocess.run(  # without the environment, which is nobody's business
-        ["ps", "-o", "pid=,args=", "-p", ",".join(pids)], capture_output=True, text=True
-    ).stdout
-    return [line.strip() for line in shown.splitlines()]
 
 
 def wait_for(condition: Callable, timeout: float, interval: float = 0.1):
