@@ -1,6 +1,7 @@
 """How numbers and tables are shown, in the terminal, the journal and the reports alike."""
 
 import os
+import re
 from pathlib import Path
 
 DASH = "—"
@@ -9,6 +10,16 @@ CATEGORY_TITLES = {
     "code_generation": "Code Gen",
     "reasoning": "Reasoning",
 }
+
+
+# A terminal's escape sequences (ECMA-48): CSI (colours, `\x1b[33m`), OSC (titles, links),
+# and the short ones (`\x1b(B`, `\x1b7`).
+_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[ -/]*[0-~])")
+
+
+def without_escapes(text: str) -> str:
+    """`text` without terminal escape sequences (a launcher's coloured warning, say)."""
+    return _ESCAPES.sub("", text)
 
 
 def percent(value: float | None) -> str:

@@ -27,6 +27,7 @@ from labbench.core.errors import UserError
 from labbench.core.paths import INVOCATION_DIR_ENV
 from labbench.machine.blas import resolve_blas
 from labbench.machine.hardware import gather_hardware
+from labbench.record.plaindb import LedgerDatabase
 from labbench.record.schema import migrations
 
 
@@ -44,7 +45,7 @@ def open_ledger(path: Path) -> Database:
     _check_is_database(path)
     _check_writable(path)
     try:
-        db = Database(path)
+        db = LedgerDatabase(path)
         db.execute("PRAGMA busy_timeout = 10000")  # Datasette or another run may hold the lock
         db.execute("PRAGMA foreign_keys = ON")
         if db.journal_mode != "wal" or migrations.pending(db):
