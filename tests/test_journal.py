@@ -339,6 +339,31 @@ def test_the_excerpt_is_the_lowest_scoring_prompt(isolated_ledger):
     ]
 
 
+def test_a_whitespace_answer_is_one_line_in_the_journal_and_the_report(isolated_ledger):
+    from labbench.present.report import render_report
+
+    db = open_ledger(isolated_ledger)
+    run_id = add_eval(db, [0.0, 1.0])
+    db.execute("UPDATE eval_results SET response = ? WHERE prompt_id = 'p0'", ["\n" * 312])
+    text = render_journal(db, journal_dir(isolated_ledger))
+    excerpt = text[text.index("**Raw output") :].splitlines()
+    assert excerpt[2] == "[p0, score 0] (312 blank lines)"
+    assert "\n\n\n" not in text
+    assert "<pre>(312 blank lines)</pre>" in render_report(db, run_id)
+
+
+def test_blank_lines_are_counted_where_they_run_on():
+    from labbench.core.formatting import collapsed_blank_lines
+
+    assert collapsed_blank_lines("\n" * 312) == "(312 blank lines)"
+    assert collapsed_blank_lines("\n") == "(1 blank line)"
+    assert collapsed_blank_lines(" \t ") == "(3 whitespace characters)"
+    assert collapsed_blank_lines("") == ""
+    assert collapsed_blank_lines("a\n\n\nb") == "a\n\n\nb"  # two blank lines: as they are
+    code = "def f():\n    return 1\n" + "\n  \n" * 5 + "print(f())"
+    assert collapsed_blank_lines(code) == "def f():\n    return 1\n(10 blank lines)\nprint(f())"
+
+
 def test_same_ledger_same_bytes_and_plots_written(ledger, isolated_ledger):
     out = journal_dir(isolated_ledger)
     first = write_journal(ledger, out).read_bytes()

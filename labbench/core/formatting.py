@@ -22,6 +22,27 @@ def without_escapes(text: str) -> str:
     return _ESCAPES.sub("", text)
 
 
+NEWLINE = "\n"
+# More blank lines than a program or prose leaves between paragraphs: written as a count.
+_BLANK_RUN = re.compile(r"\n(?:[^\S\n]*\n){3,}")
+
+
+def collapsed_blank_lines(text: str) -> str:
+    """An answer as shown: whitespace only becomes `(312 blank lines)`, and 3 or more blank
+    lines inside it one line saying how many, so a model that ran on in newlines does not fill
+    the journal or the report with an empty box."""
+    if text and not text.strip():
+        lines = text.count("\n")
+        if lines:
+            return f"({lines} blank line{'s' if lines != 1 else ''})"
+        return f"({len(text)} whitespace character{'s' if len(text) != 1 else ''})"
+    return _BLANK_RUN.sub(_blank_run_count, text)
+
+
+def _blank_run_count(run: re.Match) -> str:
+    return f"\n({run.group().count(NEWLINE) - 1} blank lines)\n"
+
+
 def percent(value: float | None) -> str:
     return DASH if value is None else f"{value:.1%}"
 

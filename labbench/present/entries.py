@@ -16,6 +16,7 @@ from labbench.core.formatting import (
     DASH,
     category_order,
     category_title,
+    collapsed_blank_lines,
     loss,
     markdown_table,
     percent,
@@ -289,6 +290,7 @@ def raw_excerpt(view: EntryData, run: dict) -> list[str]:
     elif run["kind"] == "eval" and run["id"] in view.worst_responses:
         worst = view.worst_responses[run["id"]]
         body = worst["response"] if worst["response"] is not None else worst["error"] or ""
+        body = collapsed_blank_lines(body)
         score = DASH if worst["score"] is None else f"{worst['score']:g}"
         text = f"[{worst['prompt_id']}, score {score}] {body[:EXCERPT_CHARS]}"
         title = "**Raw output (excerpt: the lowest-scoring prompt, ties by prompt id):**"

@@ -14,7 +14,13 @@ from sqlite_utils import Database
 
 from labbench.core.atomicfile import write_text_atomically
 from labbench.core.errors import UserError
-from labbench.core.formatting import DASH, category_title, percent, sampling_text
+from labbench.core.formatting import (
+    DASH,
+    category_title,
+    collapsed_blank_lines,
+    percent,
+    sampling_text,
+)
 from labbench.present.entries import EntryData, render_command
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -75,7 +81,7 @@ def _prompt_row(row: dict) -> dict:
         "explanation": row["explanation"] or "",
         "tests_output": row["tests_output"],
         "error": row["error"],
-        "response": row["response"],
+        "response": None if row["response"] is None else collapsed_blank_lines(row["response"]),
         "tool_calls": None if calls is None or calls == [] else _pretty_json(calls),
         "finish_reason": row["finish_reason"] or DASH,
         "duration": _duration(row["duration_ms"]),
