@@ -7,6 +7,7 @@ rank crashes. Only rank 0 writes to the ledger.
 
 import json
 import os
+import re
 import sys
 import traceback
 from dataclasses import fields
@@ -15,7 +16,7 @@ from pathlib import Path
 from labbench.core import cli
 from labbench.core.errors import UserError
 from labbench.machine.blas import reexec_with_openblas
-from labbench.train.distributed import STATUS_MARKER
+from labbench.train.distributed import STATUS_MARKER, TRACE_MARKER
 
 
 class _Silent:
@@ -96,32 +97,47 @@ def train_rank(spec: dict, rank: int, world_size: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     spec = json.loads((argv if argv is not None else sys.argv[1:])[0])
-    import mlx.core as mx
-
-    group = mx.distributed.init()
     # The launcher's rank names the status; a rank started without it is named by its pid.
     name = os.environ.get("MLX_RANK", f"pid{os.getpid()}")
-    status: dict = {"rank": name, "pid": os.getpid(), "world_size": group.size(), "ok": False}
+    status: dict = {"rank": name, "pid": os.getpid(), "ok": False}
     if spec.get("pid_dir"):  # local ranks: the parent notices one that dies without a status
         (Path(spec["pid_dir"]) / f"rank-{name}.pid").write_text(str(os.getpid()))
     try:
-        status |= train_rank(spec, group.rank(), group.size())
-        status["ok"] = True
-    except BaseException as error:
-        message = str(error).splitlines()[0] if str(error) else ""
-        if isinstance(error, KeyboardInterrupt):
-            status["stopped"] = True
-            message = "stopped"
-        elif not isinstance(error, UserError):
-            message = f"{type(error).__name__}: {message}".rstrip(": ")
-        status["error"] = message
-        if not isinstance(error, KeyboardInterrupt):
-            traceback.print_exc()
-        raise
+        try:
+            import mlx.core as mx
+
+            group = mx.distributed.init()  # binds the ring's port: fails here when it is taken
+            status["world_size"] = group.size()
+            status |= train_rank(spec, group.rank(), group.size())
+            status["ok"] = True
+        except Exception as error:
+            status["error"] = error_line(error)
+            if not isinstance(error, UserError):
+                # In the launch log, marked: the parent shows the error line, not this.
+                for line in traceback.format_exc().splitlines():
+                    print(f"{TRACE_MARKER}{line}", flush=True)
+    except KeyboardInterrupt:
+        # Ctrl-C, or SIGTERM from the launcher or from us after another rank failed; also
+        # when it arrives while an error it caused (a wait the signal cut short) is reported.
+        status |= {"stopped": True, "error": "stopped"}
     finally:
         # Its own line, whatever another rank's output left unfinished.
         print(f"\n{STATUS_MARKER}{json.dumps(status)}", flush=True)
-    return 0
+    return 0 if status["ok"] else 130 if status.get("stopped") else 1
+
+
+def error_line(error: Exception) -> str:
+    """A failed rank's error in one line, with what an OS error number means (mlx's ring says
+    "Couldn't bind socket (error: 98)")."""
+    lines = str(error).strip().splitlines()
+    message = re.sub(
+        r"\(error: (\d+)\)",
+        lambda m: f"(error {m[1]}: {os.strerror(int(m[1]))})",
+        lines[0] if lines else "",
+    )
+    if isinstance(error, UserError):
+        return message
+    return f"{type(error).__name__}: {message}".rstrip(": ")
 
 
 if __name__ == "__main__":

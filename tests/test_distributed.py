@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_main
 
 from labbench.core.errors import UserError
 from labbench.core.settings import LoraSettings
@@ -22,6 +24,7 @@ from labbench.train.distributed import (
     STATUS_MARKER,
     Launch,
     check_batch,
+    check_ring_ports,
     plan_launch,
     rank_failures,
     read_statuses,
@@ -75,6 +78,32 @@ def test_bad_launches_are_refused(tmp_path):
     with pytest.raises(UserError, match="does not divide by the 2 ranks"):
         check_batch(3, Launch(2))
     check_batch(4, Launch(2))
+
+
+def test_a_taken_ring_port_is_refused_before_the_launch(tmp_path, isolated_ledger):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        first = taken.getsockname()[1] - 1  # rank 1's port: rank 0 listens on the one before
+        launch = plan_launch(2, None, None, first)
+        assert launch is not None
+        with pytest.raises(UserError) as raised:
+            check_ring_ports(launch)
+        assert str(raised.value) == (
+            f"port {first + 1} on 127.0.0.1 is already in use: the ring backend's ranks listen"
+            f" on ports {first}-{first + 1} (pass port=N for others)"
+        )
+        # `just train np=2`: one line, before the ledger is opened
+        result = run_main("train", "np=2", f"port={first}", f"data={tmp_path}")
+    assert result.returncode == 1
+    assert result.stderr == f"error: {raised.value}\n"
+    assert not isolated_ledger.exists()
+    # Hosts other than 127.0.0.1 run elsewhere: their ports are not ours to check.
+    hostfile = tmp_path / "hosts.json"
+    hostfile.write_text(json.dumps({"hosts": [{"ssh": "mac1", "ips": ["127.0.0.1"]}] * 2}))
+    remote = plan_launch(None, hostfile, None, first)
+    assert remote is not None
+    check_ring_ports(remote)
 
 
 def test_rank_failures_names_failed_and_silent_ranks():
@@ -199,6 +228,35 @@ def test_a_rank_that_comes_up_alone_fails_the_run(tmp_path, tiny_model, dataset)
     message = str(raised.value)
     assert "rank 0: left no status" in message
     assert "came up at world size 1, not 2: it would have trained alone" in message
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_rank_that_cannot_bind_its_port_fails_the_run_in_one_line(
+    tmp_path, tiny_model, dataset, capfd
+):
+    """The port taken after the check (another job got there first): the rank's own error, in
+    one line, and no traceback or launcher warning on the terminal (both stay in the log)."""
+    db, plan = train(tmp_path, tiny_model, dataset, None, "bind")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        plan = replace(plan, launch=Launch(2, port=port))
+        with pytest.raises(UserError) as raised:
+            record_training(db, plan)
+    log = plan.adapters_root / "1" / "launch" / "launch.log"
+    message = str(raised.value)
+    assert message.startswith(
+        "rank 0: RuntimeError: [ring] Couldn't bind socket (error 98: Address already in use);"
+        " rank 1: "
+    ), message
+    assert message.endswith(f" (launch log: {log})") and "\n" not in message
+    [run] = list(db["runs"].rows)
+    assert run["status"] == "failed" and run["error"] == message
+    shown = capfd.readouterr().err
+    assert "Traceback" not in shown and "[WARN]" not in shown, shown
+    assert "Traceback (most recent call last)" in log.read_text()
 
 
 @pytest.mark.slow

@@ -11,23 +11,30 @@ them and saves adapters on rank 0. What it leaves to us (measured, see the READM
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from labbench import PROJECT_ROOT
 from labbench.core import cli
 from labbench.core.errors import UserError, describe_exit
+from labbench.core.formatting import without_escapes
 
 BACKENDS = ("ring", "mpi")
 RANK_SCRIPT = PROJECT_ROOT / "scripts" / "train_rank.py"
 STOP_GRACE_S = 5.0  # after a rank failed or Ctrl-C: SIGTERM to every rank, SIGKILL after this
 STATUS_MARKER = "labbench-rank-status: "
+TRACE_MARKER = "labbench-rank-trace: "  # a rank's traceback: kept in the launch log, not shown
+RING_PORT = 32323  # mlx.launch's first ring port when -p is not given
+LOCAL_HOST = "127.0.0.1"  # the only host name mlx.launch runs on this machine (no ssh)
+# The launcher's own line for each rank that ended badly; our error line says it better.
+_LAUNCHER_NODE_WARNING = re.compile(r"^\[WARN\] Node with rank \d+ (exited with code|was killed)")
 
 
 @dataclass(frozen=True)
@@ -37,8 +44,9 @@ class Launch:
     world_size: int
     backend: str = "ring"
     hostfile: Path | None = None
-    hosts: tuple[str, ...] = ("127.0.0.1",)
+    hosts: tuple[str, ...] = (LOCAL_HOST,)
     port: int | None = None  # the ring's first port (mlx.launch -p)
+    ips: tuple[tuple[str, ...], ...] = field(default=(), compare=False)  # each host's, in order
 
     def config(self) -> dict:
         """What the run records about the launch."""
@@ -67,6 +75,7 @@ def launch_of(args: argparse.Namespace, batch_size: int) -> Launch | None:
     launch = plan_launch(args.np, hostfile, args.backend, args.port)
     if launch:
         check_batch(batch_size, launch)
+        check_ring_ports(launch)
     return launch
 
 
@@ -79,18 +88,21 @@ def plan_launch(
     if backend is not None and backend not in BACKENDS:
         raise UserError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
     if hostfile is not None:
-        hosts, file_backend = read_hostfile(hostfile)
-        return Launch(len(hosts), backend or file_backend or "ring", hostfile, hosts, port)
+        hosts, ips, file_backend = read_hostfile(hostfile)
+        chosen = backend or file_backend or "ring"
+        return Launch(len(hosts), chosen, hostfile, hosts, port, ips)
     if np is None or np == 1:
         return None
     if np < 1:
         raise UserError(f"--np {np}: give at least 1 rank")
-    return Launch(np, backend or "ring", None, ("127.0.0.1",) * np, port)
+    return Launch(np, backend or "ring", None, (LOCAL_HOST,) * np, port, ((LOCAL_HOST,),) * np)
 
 
-def read_hostfile(path: Path) -> tuple[tuple[str, ...], str | None]:
-    """The ssh names and backend of mlx's JSON hostfile ({"backend": ..., "hosts": [{"ssh": ...,
-    "ips": [...]}, ...]}, as `mlx.distributed_config` writes). Raises UserError."""
+def read_hostfile(
+    path: Path,
+) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...], str | None]:
+    """The ssh names, IPs and backend of mlx's JSON hostfile ({"backend": ..., "hosts":
+    [{"ssh": ..., "ips": [...]}, ...]}, as `mlx.distributed_config` writes). Raises UserError."""
     try:
         content = json.loads(path.read_text())
     except OSError as error:
@@ -102,15 +114,16 @@ def read_hostfile(path: Path) -> tuple[tuple[str, ...], str | None]:
         raise UserError(f'--hosts {path}: no "hosts" list (see the README for the format)')
     if not hosts:
         raise UserError(f'--hosts {path}: the "hosts" list is empty: name one host per rank')
-    names = []
+    names, ips = [], []
     for index, host in enumerate(hosts):
         if not isinstance(host, dict) or not isinstance(host.get("ssh"), str):
             raise UserError(f'--hosts {path}: host {index} has no "ssh" name')
         names.append(host["ssh"])
+        ips.append(tuple(ip for ip in host.get("ips") or () if isinstance(ip, str)))
     backend = content.get("backend") if isinstance(content, dict) else None
     if backend is not None and backend not in BACKENDS:
         raise UserError(f"--hosts {path}: backend {backend!r} is not one of {', '.join(BACKENDS)}")
-    return tuple(names), backend
+    return tuple(names), tuple(ips), backend
 
 
 def check_batch(batch_size: int, launch: Launch) -> None:
@@ -120,6 +133,24 @@ def check_batch(batch_size: int, launch: Launch) -> None:
             f"--batch-size {batch_size} does not divide by the {launch.world_size} ranks: "
             f"it is the global batch, split between them"
         )
+
+
+def check_ring_ports(launch: Launch) -> None:
+    """The ring's ports that ranks on this machine will listen on must be free, or the rank
+    fails to bind after the run started. mlx.launch numbers them from the first port, one per
+    IP of each host in order; remote hosts' ports cannot be checked from here."""
+    from labbench.serving.server import port_is_free  # requests: not for --help
+
+    if launch.backend != "ring":
+        return
+    ring = [(host, ip) for host, ips in zip(launch.hosts, launch.ips, strict=False) for ip in ips]
+    first = launch.port or RING_PORT
+    for port, (host, ip) in enumerate(ring, start=first):
+        if host == LOCAL_HOST and not port_is_free(ip, port):
+            raise UserError(
+                f"port {port} on {ip} is already in use: the ring backend's ranks listen on "
+                f"ports {first}-{first + len(ring) - 1} (pass port=N for others)"
+            )
 
 
 def launcher() -> str:
@@ -204,9 +235,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _stop(process: subprocess.Popen, grace: float = STOP_GRACE_S) -> None:
-    """SIGTERM to the launcher's process group (every local rank), SIGKILL after `grace`;
-    remote ranks die with their `ssh -tt` session."""
+def _stop(process: subprocess.Popen, launch_dir: Path, grace: float = STOP_GRACE_S) -> None:
+    """SIGTERM to each local rank first, so that it can say it was stopped (its status goes
+    out through the launcher); then to the launcher's process group, remote ranks dying with
+    their `ssh -tt` session; SIGKILL after `grace` each time."""
+    for path in launch_dir.glob("rank-*.pid"):
+        pid = int(path.read_text())
+        try:
+            if os.getpgid(pid) == process.pid:  # still one of this launch's ranks
+                os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+    try:
+        process.wait(grace)  # the launcher ends once its ranks have
+        return
+    except subprocess.TimeoutExpired:
+        pass
     for signum in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(process.pid, signum)
@@ -243,18 +287,22 @@ def run_ranks(launch: Launch, spec: dict, launch_dir: Path, command: list[str] |
             while process.poll() is None:
                 relayed = _relay(log_path, relayed)
                 if _any_rank_failed(launch_dir, log_path):
-                    _stop(process)
+                    _stop(process, launch_dir)
                     break
                 time.sleep(0.2)
         except BaseException:
-            _stop(process)
+            _stop(process, launch_dir)
             raise
         finally:
             _relay(log_path, relayed)
     statuses = read_statuses(log_path.read_text(errors="replace"))
     failures = rank_failures(statuses, launch.world_size)
     if failures:
-        raise UserError("; ".join(failures) + _log_tail(log_path))
+        # A rank that said what went wrong is its own clue; for one that said nothing (killed,
+        # crashed in C) the log's last line is the best there is.
+        silent = any(str(rank) not in statuses for rank in range(launch.world_size))
+        where = _log_tail(log_path) if silent else f" (launch log: {log_path})"
+        raise UserError("; ".join(failures) + where)
     if process.returncode:
         raise UserError(f"mlx.launch {describe_exit(process.returncode)}{_log_tail(log_path)}")
     return statuses
@@ -268,9 +316,22 @@ def _relay(log_path: Path, start: int) -> int:
         text = log.read()
     done = text.rfind(b"\n") + 1
     for line in text[:done].decode(errors="replace").splitlines():
-        if line.strip() and STATUS_MARKER not in line:
+        if _shown(line):
             print(line, file=sys.stderr, flush=True)
     return start + done
+
+
+def _shown(line: str) -> bool:
+    """A line of the ranks' output worth showing: not a status or a traceback (both stay in
+    the launch log; the error line says what failed) nor the launcher's own note of a rank
+    that ended badly."""
+    plain = without_escapes(line).strip()
+    return (
+        bool(plain)
+        and STATUS_MARKER not in line
+        and TRACE_MARKER not in line
+        and not _LAUNCHER_NODE_WARNING.match(plain)
+    )
 
 
 def _local(launch: Launch) -> bool:
@@ -302,11 +363,7 @@ def train_on_ranks(
 
 
 def _log_tail(log_path: Path) -> str:
-    lines = [
-        line
-        for line in log_path.read_text(errors="replace").splitlines()
-        if line.strip() and STATUS_MARKER not in line
-    ]
+    lines = [line for line in log_path.read_text(errors="replace").splitlines() if _shown(line)]
     if not lines:
-        return ""
-    return f" (launch log {log_path}: {lines[-1].strip()[:300]})"
+        return f" (launch log: {log_path})"
+    return f" (launch log {log_path}: {without_escapes(lines[-1]).strip()[:300]})"
