@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeats measure variance only with --temperature above 0",
             file=sys.stderr,
         )
-    from labbench.core.formatting import scores_table
+    from labbench.core.formatting import eval_settings_text, scores_table
     from labbench.eval.evaluation import EvalPlan, record_eval
     from labbench.eval.suite import load_suite
     from labbench.serving.chatclient import normalize_url
@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(urls)) < len(urls):
         twice = next(url for url in urls if urls.count(url) > 1)
         raise UserError(f"--url lists {twice} twice: each server once, please")
+    suite_prompts = len(suite.prompts)
     suite = replace(
         suite,
         prompts=suite.prompts[: args.limit],
@@ -153,16 +154,32 @@ def main(argv: list[str] | None = None) -> int:
         goal=args.goal,
         note=args.note,
         limit=args.limit,
+        suite_prompts=suite_prompts,
     )
+    planned = len(suite.prompts) * args.epochs
+    started: list[int] = []
     with recording.recording_ledger(args.ledger) as ledger:
-        outcome = record_eval(ledger.db, plan)
+        try:
+            outcome = record_eval(ledger.db, plan, on_start=started.append)
+        except KeyboardInterrupt:
+            if started:
+                kept = ledger.db.table("eval_results").count_where("run_id = ?", started)
+                print(stopped_line(started[0], "interrupted", kept, planned), file=sys.stderr)
+            raise
     if outcome.scores and not outcome.error:
+        print(f"{suite.name}: {eval_settings_text(plan.config())}")
         print(scores_table(outcome.scores))
     print(f"recorded as run {outcome.run_id} in {ledger.path}", file=sys.stderr)
     if outcome.error:
-        kept = f"kept {outcome.kept} of {len(suite.prompts) * args.epochs} results"
-        raise UserError(f"run {outcome.run_id} failed: {outcome.error}; {kept}")
+        what = f"failed: {outcome.error}"
+        raise UserError(stopped_line(outcome.run_id, what, outcome.kept, planned))
     return 0
+
+
+def stopped_line(run_id: int, what: str, kept: int, planned: int) -> str:
+    """What a run that did not finish left (failed or interrupted): one line, the last but
+    the ledger's."""
+    return f"run {run_id} {what}; kept {kept} of {planned} results"
 
 
 if __name__ == "__main__":

@@ -139,3 +139,23 @@ def sampling_text(sampling: dict) -> str:
         f"seed {'none' if seed is None else seed}, "
         f"max_tokens {'from the suite' if max_tokens is None else max_tokens}"
     )
+
+
+def eval_settings_text(config: dict) -> str:
+    """The settings that change what an eval's numbers mean (its runs.config), all of them:
+    `first 5 of 31 prompts, 3 epochs, temperature 0.8, seed 1, max_tokens 128, 2 servers,
+    tests run`. The journal shows the same settings when they are not the defaults."""
+    planned = config.get("prompts_planned")
+    if config.get("limit") is not None:
+        prompts = f"first {config['limit']} of {config.get('suite_prompts') or '?'} prompts"
+    else:
+        prompts = f"{planned} prompts" if planned is not None else "all prompts"
+    epochs = config.get("epochs") or 1
+    parts = [prompts, f"{epochs} epoch{'s' if epochs != 1 else ''}"]
+    parts.append(sampling_text(config.get("sampling") or {}))
+    servers = config.get("replicas") or len((config.get("url") or "").split(",")) or 1
+    parts.append(f"{servers} server{'s' if servers != 1 else ''}")
+    execution = config.get("execution")
+    if execution is not None:
+        parts.append("tests run" if execution.get("enabled") else "tests not run (exec=false)")
+    return ", ".join(parts)

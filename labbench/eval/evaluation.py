@@ -11,14 +11,17 @@ import json
 import queue
 import sys
 import threading
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 
 from sqlite_utils import Database
 
 from labbench.core.errors import UserError, describe_exit
+from labbench.core.formatting import eval_settings_text
 from labbench.core.settings import EvalSettings, SamplingSettings
 from labbench.core.stats import run_summary
+from labbench.eval.progress import eval_progress
 from labbench.eval.prompting import ask, finish_row, needs_tests, tests_workers
 from labbench.eval.suitetypes import Prompt, Suite
 from labbench.record.fingerprint import eval_fingerprint
@@ -105,30 +108,25 @@ def run_suite(
             threading.Thread(target=tester, daemon=True).start()
 
     rows: list[dict] = []
-    progress = _progress(total)
+    progress = eval_progress(total)
     try:
         while len(rows) < total:
             try:
                 row, error = done.get(timeout=0.2)
             except queue.Empty:
+                progress.tick()
                 continue
             if error is not None:
                 raise error
             assert row is not None
             run.add_eval_result(row)
             rows.append(row)
-            progress.update(1)
+            progress.update(failed=row.get("error") is not None)
     finally:
         stop.set()
         pool.closed.set()
         progress.close()
     return rows
-
-
-def _progress(total: int):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="prompts", file=sys.stderr, disable=not sys.stderr.isatty())
 
 
 @dataclass(frozen=True)
@@ -149,6 +147,7 @@ class EvalPlan:
     note: str | None = None
     parent_run_id: int | None = None
     limit: int | None = None  # the suite was cut to its first `limit` prompts
+    suite_prompts: int | None = None  # the prompts it had before the cut
     replicas: int = 1  # servers we start for the model, sharing the prompts
 
     def config(self) -> dict:
@@ -156,6 +155,7 @@ class EvalPlan:
             "suite_path": str(self.suite.path),
             "prompts_planned": len(self.suite.prompts),
             "limit": self.limit,
+            **({"suite_prompts": self.suite_prompts} if self.limit is not None else {}),
             "url": self.url,
             **({"replicas": self.replicas} if self.replicas > 1 else {}),
             "concurrency": self.concurrency,
@@ -200,11 +200,14 @@ class EvalOutcome:
     kept: int  # results recorded
 
 
-def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
+def record_eval(
+    db: Database, plan: EvalPlan, on_start: Callable[[int], None] | None = None
+) -> EvalOutcome:
     """Run one eval as a ledger run: `running` first, a row per prompt, then ok or failed.
 
     A failure (the server would not start or died) is returned in the outcome, with the run
-    marked `failed`. Ctrl-C / SIGTERM mark it `interrupted` and propagate.
+    marked `failed`. Ctrl-C / SIGTERM mark it `interrupted` and propagate. `on_start` gets
+    the run's id as soon as it is recorded.
     """
     error = None
     finished = False
@@ -223,9 +226,12 @@ def record_eval(db: Database, plan: EvalPlan) -> EvalOutcome:
             **({"hardware": None} if plan.url else {}),  # a server we did not start: unknown
         ) as run:
             run_id = run.id
+            if on_start:
+                on_start(run.id)
             what = plan.model or plan.url
             adapter = f" with {plan.adapter}" if plan.adapter else ""
             print(f"run {run.id}: evaluating {what}{adapter} on {plan.suite.name}", file=sys.stderr)
+            print(f"settings: {eval_settings_text(plan.config())}", file=sys.stderr)
             parts = eval_fingerprint(
                 plan.model or plan.url,
                 plan.adapter,

@@ -363,6 +363,7 @@ def evaluate(
     loaded = load_suite(str(suite))
     limit = settings.get("limit")
     execution = settings.get("execution") or {}
+    suite_prompts = len(loaded.prompts)
     loaded = replace(
         loaded,
         prompts=loaded.prompts[:limit],
@@ -380,6 +381,7 @@ def evaluate(
         ),
         epochs=settings.get("epochs", 1),
         limit=limit,
+        suite_prompts=suite_prompts,
         note=f"verify fuse run {run_id}",
         parent_run_id=run_id,
     )
