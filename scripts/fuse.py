@@ -21,6 +21,7 @@ from pathlib import Path
 from labbench.core import cli
 from labbench.core.errors import UserError
 from labbench.present import recording
+from labbench.train.fusemodel import BITS_CHOICES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--checkpoint", type=int, help="fuse this saved checkpoint (training iteration)"
     )
-    parser.add_argument("--bits", type=int, help="quantize the fused model: 2, 3, 4, 5, 6 or 8")
+    parser.add_argument(
+        "--bits",
+        type=int,
+        help=f"quantize the fused model: {', '.join(map(str, BITS_CHOICES))}",
+    )
     parser.add_argument("--group-size", type=int, help="quantization group size (mlx-lm: 64)")
     parser.add_argument(
         "--dequantize",

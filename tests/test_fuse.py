@@ -154,6 +154,7 @@ def test_fuse_without_quantization_scores_as_the_adapter(qlora):
     result = fuse(qlora)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "verdict: fused matches adapter"
+    assert (result.stdout + result.stderr).count("verdict:") == 1  # said once
     out = Path(output_of(result))
     assert out.name == f"fused-{fuse_row(qlora, str(out))['fuse_run_id']}"
     assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".")]  # no leftovers

@@ -29,6 +29,8 @@ from labbench.core.formatting import without_escapes
 BACKENDS = ("ring", "mpi")
 RANK_SCRIPT = PROJECT_ROOT / "scripts" / "train_rank.py"
 STOP_GRACE_S = 5.0  # after a rank failed or Ctrl-C: SIGTERM to every rank, SIGKILL after this
+LAUNCH_LOG = "launch.log"  # in adapters/<run>/launch/: every rank's output, statuses included
+SPEC_FILE = "spec.json"  # beside it: what the ranks were asked to do
 STATUS_MARKER = "labbench-rank-status: "
 TRACE_MARKER = "labbench-rank-trace: "  # a rank's traceback: kept in the launch log, not shown
 RING_PORT = 32323  # mlx.launch's first ring port when -p is not given
@@ -271,8 +273,8 @@ def run_ranks(launch: Launch, spec: dict, launch_dir: Path, command: list[str] |
     the launcher's (tests start a rank without it)."""
     launch_dir.mkdir(parents=True, exist_ok=True)
     spec = {**spec, "pid_dir": str(launch_dir) if _local(launch) else None}
-    (launch_dir / "spec.json").write_text(json.dumps(spec, indent=2))  # for people, afterwards
-    log_path = launch_dir / "launch.log"
+    (launch_dir / SPEC_FILE).write_text(json.dumps(spec, indent=2))  # for people, afterwards
+    log_path = launch_dir / LAUNCH_LOG
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             (command or launch_command(launch, spec)) + ([json.dumps(spec)] if command else []),

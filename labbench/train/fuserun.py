@@ -329,10 +329,6 @@ def verify(
     fused_id = evaluate(db, run_id, str(out), None, None, like=reference_id)
     adapter_scores, fused_scores = paired_scores(db, reference_id, fused_id)
     verdict, p_value = verdict_text(adapter_scores, fused_scores)
-    print(
-        f"verdict: {verdict} (eval #{fused_id} against the adapter's #{reference_id})",
-        file=sys.stderr,
-    )
     suite_name = db.table("runs").get(reference_id)["suite"]
     return {
         "verify_suite": suite_name,
