@@ -235,11 +235,12 @@ def test_canned_queries(ledger):
         (3, 1),
     ]
     assert canned(ledger, "training_curves", run="2") == [
-        {"iteration": 10, "train_loss": 2.0, "val_loss": 2.5, "learning_rate": 1e-5}
+        {"iteration": 10, "train_loss": 2.0, "val_loss": 2.5, "learning_rate": "1e-05"}
         | {"tokens_per_second": None, "peak_memory_gb": None},
-        {"iteration": 20, "train_loss": 1.5, "val_loss": None, "learning_rate": 1e-5}
+        {"iteration": 20, "train_loss": 1.5, "val_loss": None, "learning_rate": "1e-05"}
         | {"tokens_per_second": None, "peak_memory_gb": None},
     ]
+    assert canned(ledger, "training_curves", run="8")[0]["learning_rate"] is None
     assert [r["run_id"] for r in canned(ledger, "history_of_prompt", prompt_id="tool-b")] == [
         1,
         5,
@@ -264,6 +265,28 @@ def test_compare_runs_flips_by_the_same_rule_as_compare(tmp_path):
     for i, (a, b) in enumerate(pairs):
         assert by_prompt[f"p-{i:02d}"]["flip"] == flip(a, b), (a, b)
     assert {flip(a, b) for a, b in pairs} == {"", "pass -> fail", "fail -> pass"}
+
+
+def test_training_curves_show_numbers_as_the_journal_does(ledger):
+    ledger.table("train_reports").insert(
+        {"run_id": 2, "iteration": 30, "split": "train", "loss": 1.23456789}
+        | {"learning_rate": 2.9999999999999997e-05, "tokens_per_second": 123.456}
+        | {"peak_memory_gb": 0.123456}
+    )
+    [row] = [r for r in canned(ledger, "training_curves", run="2") if r["iteration"] == 30]
+    assert row == {"iteration": 30, "train_loss": 1.235, "val_loss": None} | {
+        "learning_rate": "3e-05",
+        "tokens_per_second": 123.5,
+        "peak_memory_gb": 0.123,
+    }
+
+
+def test_the_loss_charts_tick_whole_iterations():
+    charts = DASHBOARDS["labbench"]["charts"]
+    for name in ("loss", "bench_loss"):
+        x = charts[name]["display"]["encoding"]["x"]
+        assert x["field"] == "iteration"
+        assert x["axis"] == {"tickMinStep": 1, "format": "d"}, name
 
 
 def test_the_loss_charts_keep_bench_runs_apart_from_training(ledger):

@@ -123,8 +123,18 @@ def loss_curves(path: Path, run_id: int, train: list[tuple], val: list[tuple]) -
     same, digest = _unchanged(path, [run_id, train, val])
     if same:
         return path
+    figure = loss_figure(run_id, train, val)
+    _save(figure, path, digest)
+    _pyplot().close(figure)
+    return path
+
+
+def loss_figure(run_id: int, train: list[tuple], val: list[tuple]):
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(8, 4))
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # iterations: no 1.5
     train = [(i, _or_nan(v)) for i, v in train]
     val = [(i, _or_nan(v)) for i, v in val]
     if train:
@@ -136,9 +146,7 @@ def loss_curves(path: Path, run_id: int, train: list[tuple], val: list[tuple]) -
     axes.set_title(f"Training loss: run {run_id}")
     axes.legend()
     figure.tight_layout()
-    _save(figure, path, digest)
-    plt.close(figure)
-    return path
+    return figure
 
 
 def scores_by_configuration(
@@ -151,6 +159,13 @@ def scores_by_configuration(
     same, digest = _unchanged(path, [title, configurations, base])
     if same:
         return path
+    figure = configurations_figure(title, configurations, base)
+    _save(figure, path, digest)
+    _pyplot().close(figure)
+    return path
+
+
+def configurations_figure(title: str, configurations: list[dict], base: float | None):
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(8, 4))
     for x, conf in enumerate(configurations):
@@ -182,10 +197,10 @@ def scores_by_configuration(
     axes.set_xticks(
         range(len(configurations)), [c["label"] for c in configurations], rotation=20, ha="right"
     )
+    # Each configuration in a slot of its own, so that with one the mean is not at the edge.
+    axes.set_xlim(-0.5, len(configurations) - 0.5)
     axes.set_ylim(0, 1)
     axes.set_ylabel("overall score")
     axes.set_title(title)
     figure.tight_layout()
-    _save(figure, path, digest)
-    plt.close(figure)
-    return path
+    return figure
