@@ -87,6 +87,28 @@ def test_fusing_a_running_training_is_refused_unless_a_checkpoint_is_named(
     assert db.table("runs").count_where("kind = 'fuse'") == 0
 
 
+def test_an_interrupted_trainings_adapter_is_the_checkpoint_it_holds(isolated_ledger):
+    """Ctrl-C after iteration 20 of 30: adapters.safetensors is checkpoint 20's bytes, and
+    the fuse records that iteration rather than none."""
+    from labbench.record.ledger import finish_run
+    from labbench.train.fuserun import choose_adapter
+
+    db = open_ledger(isolated_ledger)
+    adapter = isolated_ledger.parent / "adapters" / "1"
+    for iteration, weights in ((10, b"ten"), (20, b"twenty")):
+        (adapter / "checkpoints" / f"{iteration:07d}").mkdir(parents=True)
+        (adapter / "checkpoints" / f"{iteration:07d}" / "adapters.safetensors").write_bytes(weights)
+    (adapter / "adapter_config.json").write_text(json.dumps({"model": "m"}))
+    (adapter / "adapters.safetensors").write_bytes(b"twenty")
+    run = start_run(db, "train", {"iters": 30}, model="m", adapter=str(adapter))
+    finish_run(run, "interrupted", "interrupted by the user (Ctrl-C or SIGTERM)")
+    source = choose_adapter(db, adapter, None)
+    assert (source.iteration, source.is_final) == (20, True)
+    assert source.paths == [str(adapter), str(adapter / "checkpoints" / "0000020")]
+    (adapter / "adapters.safetensors").write_bytes(b"other")  # matches no checkpoint
+    assert choose_adapter(db, adapter, None).iteration is None
+
+
 def test_verifying_a_checkpoint_that_cannot_be_evaluated_yet_is_refused_before_fusing(
     isolated_ledger, tiny_model
 ):

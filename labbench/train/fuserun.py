@@ -114,12 +114,24 @@ def choose_adapter(db: Database, adapter_dir: Path, checkpoint: int | None) -> A
         if not weights.is_file():
             raise UserError(f"--adapter {adapter_dir}: no {ADAPTER_WEIGHTS} in it")
         iteration = final_iteration(train)
+        if iteration is None:  # an interrupted training: its file is a saved checkpoint's
+            iteration = identical_checkpoint(adapter_dir, weights)
         is_final = True
     config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())
     base = train["model"] if train is not None else config.get("model")
     if not base:
         raise UserError(f"--adapter {adapter_dir}: its {ADAPTER_CONFIG} names no base model")
     return AdapterSource(adapter_dir, weights, train, iteration, base, is_final)
+
+
+def identical_checkpoint(adapter_dir: Path, weights: Path) -> int | None:
+    """The latest saved checkpoint with the same bytes as `weights` (training has stopped)."""
+    sha = file_sha256(weights)
+    for iteration in reversed(saved_checkpoints(adapter_dir)):
+        found = checkpoint_weights(adapter_dir, iteration)
+        if found is not None and file_sha256(found) == sha:
+            return iteration
+    return None
 
 
 def final_iteration(train: dict | None) -> int | None:
