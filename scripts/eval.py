@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     plan = EvalPlan(
         suite=suite,
-        model=args.served_model if args.url is not None else resolve_model(args.model),
+        model=served_name(args.served_model) if args.url is not None else resolve_model(args.model),
         adapter=check_adapter(args.adapter),
         url=",".join(urls) or None,
         replicas=args.replicas,
@@ -174,6 +174,14 @@ def main(argv: list[str] | None = None) -> int:
         what = f"failed: {outcome.error}"
         raise UserError(stopped_line(outcome.run_id, what, outcome.kept, planned))
     return 0
+
+
+def served_name(served_model: str | None) -> str | None:
+    """The model to ask a url= server for; mlx_lm.server's name for the model it serves is the
+    same as naming none, so both runs are filed under the server's URL, as one base model."""
+    from labbench.serving.server import SERVED_MODEL
+
+    return None if served_model == SERVED_MODEL else served_model
 
 
 def stopped_line(run_id: int, what: str, kept: int, planned: int) -> str:

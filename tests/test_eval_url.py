@@ -11,7 +11,7 @@ from sqlite_utils import Database
 from labbench.core.errors import UserError
 from labbench.eval.suite import load_suite
 from labbench.serving.chatclient import normalize_url
-from labbench.serving.replay import serving
+from labbench.serving.replay import replay_server, serving
 from labbench.serving.server import start_server
 
 
@@ -180,3 +180,20 @@ def test_a_url_of_no_known_form_fails_before_any_run(isolated_ledger):
     )
     assert time.monotonic() - started < 10
     assert not isolated_ledger.exists()
+
+
+@pytest.mark.timeout(60)
+def test_one_url_server_is_one_base_model_whether_or_not_default_model_is_named(
+    isolated_ledger,
+):
+    with replay_server(lambda variant, question: "42") as url:
+        for served in ([], ["served_model=default_model"]):
+            result = run_just("eval", f"url={url}", "limit=2", *served, timeout=60)
+            assert result.returncode == 0, result.stderr
+    rows = Database(isolated_ledger).query(
+        "SELECT run_id, model, base_model, baseline_run_id FROM cumulative_results ORDER BY 1"
+    )
+    assert list(rows) == [
+        {"run_id": 1, "model": url, "base_model": url, "baseline_run_id": None},
+        {"run_id": 2, "model": url, "base_model": url, "baseline_run_id": 1},
+    ]
