@@ -9,6 +9,7 @@ server's throughput is shared), counting a token as 4 characters of the answer.
 """
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -80,7 +81,7 @@ def replay_server(answer: Answer, tokens_per_s: float | None = None) -> Generato
 def serving(handler: type[BaseHTTPRequestHandler]) -> Generator[str, None, None]:
     """An HTTP server with this handler on a free loopback port, in a thread, until the block
     ends; yields its base URL, http://127.0.0.1:PORT."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _QuietServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -90,3 +91,10 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Generator[str, None, None]
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client that went away mid-answer (a stopped eval) is no error of the server's."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
