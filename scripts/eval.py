@@ -25,8 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a model on a suite and record the run in the ledger.",
         epilog="Make-style key=value words work too: model=PATH suite=NAME.",
     )
-    parser.add_argument("--model", help="model directory or Hugging Face id (default: tiny)")
-    parser.add_argument("--adapter", help="LoRA adapter directory, e.g. adapters/7")
+    parser.add_argument(
+        "--model",
+        help="model directory or Hugging Face id (default: the adapter's base model, else tiny)",
+    )
+    parser.add_argument(
+        "--adapter", help="LoRA adapter directory, e.g. adapters/7 (runs on its base model)"
+    )
+    cli.add_allow_other_base(parser)
     parser.add_argument(
         "--suite", default=DEFAULTS.suite, help="suite name, TOML path, or humaneval (built in)"
     )
@@ -86,8 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    if args.url is not None and (args.model or args.adapter or args.port):
-        raise UserError("--url evaluates a running server: --model, --adapter, --port don't apply")
+    if args.url is not None and (args.model or args.adapter or args.port or args.allow_other_base):
+        raise UserError(
+            "--url evaluates a running server: --model, --adapter, --port,"
+            " --allow-other-base don't apply"
+        )
     if args.replicas < 1:
         raise UserError("--replicas must be at least 1")
     if args.url is not None and args.replicas > 1:
@@ -120,10 +129,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     from labbench.core.formatting import eval_settings_text, scores_table
+    from labbench.eval.adapterbase import model_for_adapter
     from labbench.eval.evaluation import EvalPlan, record_eval
     from labbench.eval.suite import load_suite
     from labbench.serving.chatclient import normalize_url
-    from labbench.serving.server import check_adapter, resolve_model
+    from labbench.serving.server import DEFAULT_HOST, port_is_free
 
     suite = load_suite(args.suite)  # bad suites fail here, before any server starts
     if args.limit is not None and args.limit >= len(suite.prompts):
@@ -133,6 +143,14 @@ def main(argv: list[str] | None = None) -> int:
         twice = next(url for url in urls if urls.count(url) > 1)
         raise UserError(f"--url lists {twice} twice: each server once, please")
     suite_prompts = len(suite.prompts)
+    if args.port is not None and not port_is_free(DEFAULT_HOST, args.port):
+        # Refused before the ledger is opened: nothing ran, so nothing is recorded.
+        raise UserError(f"--port {args.port} on {DEFAULT_HOST} is already in use")
+    model, base = served_name(args.served_model), None
+    if args.url is None:  # an adapter runs on its base model: refused now, if not
+        model, base = model_for_adapter(
+            args.model, args.adapter, args.allow_other_base, args.ledger
+        )
     suite = replace(
         suite,
         prompts=suite.prompts[: args.limit],
@@ -140,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     plan = EvalPlan(
         suite=suite,
-        model=served_name(args.served_model) if args.url is not None else resolve_model(args.model),
-        adapter=check_adapter(args.adapter),
+        model=model,
+        adapter=base.adapter if base else None,
         url=",".join(urls) or None,
         replicas=args.replicas,
         port=args.port,
@@ -155,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         note=args.note,
         limit=args.limit,
         suite_prompts=suite_prompts,
+        allow_other_base=args.allow_other_base,
+        base_check=base,
     )
     planned = len(suite.prompts) * args.epochs
     started: list[int] = []

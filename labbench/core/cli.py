@@ -128,6 +128,20 @@ def port_number(word: str) -> int:
     return port
 
 
+def add_allow_other_base(parser: argparse.ArgumentParser) -> None:
+    """The override of "an adapter runs on its base model" (labbench.eval.adapterbase)."""
+    parser.add_argument(
+        "--allow-other-base",
+        type=boolean,
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="true|false",
+        help="run the adapter on --model although it was trained on another model (e.g. a"
+        " 4-bit adapter on the 8-bit model of the same weights); the run records both",
+    )
+
+
 def add_ledger_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ledger",

@@ -21,6 +21,7 @@ from labbench.core.errors import UserError, describe_exit
 from labbench.core.formatting import eval_settings_text
 from labbench.core.settings import EvalSettings, SamplingSettings
 from labbench.core.stats import run_summary
+from labbench.eval.adapterbase import BaseCheck, base_of_adapter, check_base
 from labbench.eval.progress import eval_progress
 from labbench.eval.prompting import ask, finish_row, needs_tests, tests_workers
 from labbench.eval.suitetypes import Prompt, Suite
@@ -149,6 +150,10 @@ class EvalPlan:
     limit: int | None = None  # the suite was cut to its first `limit` prompts
     suite_prompts: int | None = None  # the prompts it had before the cut
     replicas: int = 1  # servers we start for the model, sharing the prompts
+    # An adapter runs on its base model only (adapterbase): unless allowed, another model is
+    # refused. `base_check` is the check a script already made; else it is made here.
+    allow_other_base: bool = False
+    base_check: BaseCheck | None = None
 
     def config(self) -> dict:
         return {
@@ -212,11 +217,14 @@ def record_eval(
     error = None
     finished = False
     run_id = None
+    base = adapter_base_check(db, plan)
+    if base is not None and (warning := base.warning(str(plan.adapter))):
+        print(warning, file=sys.stderr)
     try:
         with recording_run(
             db,
             "eval",
-            plan.config(),
+            plan.config() | (base.config() if base else {}),
             model=plan.model or plan.url,
             adapter=plan.adapter,
             suite=plan.suite.name,
@@ -278,6 +286,17 @@ def record_eval(
     return EvalOutcome(run_id, run_scores(db, run_id) if finished else None, error, kept)
 
 
+def adapter_base_check(db: Database, plan: EvalPlan) -> BaseCheck | None:
+    """The adapter's base against the model (None without an adapter, or for a url= server);
+    raises UserError, before any run is recorded, when the model is another one."""
+    if plan.adapter is None or plan.url is not None:
+        return None
+    if plan.base_check is not None:
+        return plan.base_check
+    base = base_of_adapter(plan.adapter, db.conn)
+    return check_base(plan.model, plan.adapter, base, plan.allow_other_base)
+
+
 def _endpoints(plan: EvalPlan, run: Run, servers: ExitStack) -> list[Endpoint]:
     """The endpoints of plan.url (comma-separated), or of plan.replicas servers we start
     (stopped with `servers`, whatever happens)."""
@@ -301,7 +320,7 @@ def _endpoints(plan: EvalPlan, run: Run, servers: ExitStack) -> list[Endpoint]:
         )
     urls = [server.base_url for server in started]
     pids = [server.pid for server in started]
-    config = {**plan.config(), "url": ",".join(urls), "server_pid": pids[0]}
+    config = {**_config(run), "url": ",".join(urls), "server_pid": pids[0]}
     run.update(config=config | ({"server_pids": pids} if len(pids) > 1 else {}))
     endpoints = []
     for server in started:

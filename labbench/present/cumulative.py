@@ -39,7 +39,26 @@ DELTA_HELP = (
 def cumulative_rows(db: Database, run_ids: list[int]) -> list[dict]:
     """The cumulative_results rows of these runs (those that are finished evals)."""
     sql = f"SELECT * FROM cumulative_results WHERE run_id IN {id_list(run_ids)} {CUMULATIVE_ORDER}"
-    return list(db.query(sql, run_ids))
+    rows = list(db.query(sql, run_ids))
+    other_base = mismatched_bases(db, [row["run_id"] for row in rows])
+    return [row | {"trained_on": other_base.get(row["run_id"])} for row in rows]
+
+
+def mismatched_bases(db: Database, run_ids: list[int]) -> dict[int, str]:
+    """Run id -> the model its adapter was trained on, for the evals that ran an adapter on
+    another model (allow_other_base=true)."""
+    return {
+        row["id"]: row["base"]
+        for row in db.query(
+            "SELECT id, json_extract(config, '$.adapter_base') AS base FROM runs"
+            f" WHERE id IN {id_list(run_ids)} AND json_extract(config, '$.base_mismatch')",
+            run_ids,
+        )
+    }
+
+
+def base_mismatch_text(trained_on: str | None) -> str:
+    return f"⚠ trained on {model_name(trained_on)}" if trained_on else ""
 
 
 def model_name(model: str | None) -> str:
@@ -66,7 +85,10 @@ def adapter_label(row: dict, journal_dir: Path) -> str:
             origin.append(f"iteration {row['fused_checkpoint']}")
         where = f" ({', '.join(origin)})" if origin else ""
         return f"fused from {short_path(row['fused_adapter'], journal_dir)}{where}"
-    return short_path(row["adapter"], journal_dir) if row["adapter"] else DASH
+    if not row["adapter"]:
+        return DASH
+    mismatch = base_mismatch_text(row.get("trained_on"))
+    return short_path(row["adapter"], journal_dir) + (f" ({mismatch})" if mismatch else "")
 
 
 def sampling_label(row: dict) -> str:

@@ -154,7 +154,14 @@ def eval_results(view: EntryData, run: dict) -> list[str]:
         for c, s in view.categories.get(run["id"], {}).items()
     ]
     lines += [markdown_table(rows, ["Category", "Score", "Prompts", "Failed"]), ""]
-    sampling = json.loads(run["config"] or "{}").get("sampling")
+    if config.get("base_mismatch"):
+        lines += [
+            f"**⚠ Base model mismatch:** the adapter was trained on"
+            f" {model_name(config.get('adapter_base'))}, and evaluated on"
+            f" {model_name(run['model'])} as asked (allow_other_base=true).",
+            "",
+        ]
+    sampling = config.get("sampling")
     if sampling:
         lines += [f"**Sampling:** {sampling_text(sampling)}", ""]
     if run["fingerprint"]:

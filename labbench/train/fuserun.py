@@ -18,6 +18,7 @@ from sqlite_utils import Database
 from labbench.core.errors import UserError
 from labbench.core.settings import SamplingSettings
 from labbench.core.stats import compare_scores, p_value_text
+from labbench.eval.adapterbase import base_of_adapter
 from labbench.record.fingerprint import MODEL_FILE_SUFFIXES, directory_sha256, file_sha256
 from labbench.record.ledger import paired_scores, recording_run
 from labbench.train.fusemodel import (
@@ -117,8 +118,9 @@ def choose_adapter(db: Database, adapter_dir: Path, checkpoint: int | None) -> A
         if iteration is None:  # an interrupted training: its file is a saved checkpoint's
             iteration = identical_checkpoint(adapter_dir, weights)
         is_final = True
-    config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())
-    base = train["model"] if train is not None else config.get("model")
+    # The rule an eval and `serve` follow (adapterbase): its training run's model, else the
+    # model its adapter_config.json names.
+    base = base_of_adapter(str(adapter_dir), db.conn).model
     if not base:
         raise UserError(f"--adapter {adapter_dir}: its {ADAPTER_CONFIG} names no base model")
     return AdapterSource(adapter_dir, weights, train, iteration, base, is_final)
