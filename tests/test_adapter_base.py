@@ -7,6 +7,7 @@ tiny-chat and evaluates it through real servers.
 
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ def adapter_of(tmp_path: Path, model: str | None, name: str = "adapter") -> Path
     if model is not None:
         config["model"] = model
     (adapter / "adapter_config.json").write_text(json.dumps(config))
+    (adapter / "adapters.safetensors").write_bytes(b"")
     return adapter
 
 
@@ -140,3 +142,26 @@ def test_an_adapter_of_tiny_chat_runs_on_tiny_chat_unless_told_otherwise(
     journal = (isolated_ledger.parent / "journal" / "JOURNAL.md").read_text()
     assert "adapters/1 (⚠ trained on tiny-chat)" in journal
     assert "**⚠ Base model mismatch:** the adapter was trained on tiny-chat" in journal
+
+
+def test_refused_at_the_door_a_taken_port_and_an_adapter_without_weights(tmp_path, isolated_ledger):
+    """Issue 19.3: what can be checked before a run starts is refused before the ledger is
+    opened, so no failed run, journal entry or report is left behind."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        result = run_main("eval", f"port={port}", f"model={TINY_CHAT}")
+    assert (result.returncode, result.stderr) == (
+        1,
+        f"error: --port {port} on 127.0.0.1 is already in use\n",
+    )
+    adapter = adapter_of(tmp_path, str(TINY_CHAT))
+    (adapter / "adapters.safetensors").unlink()
+    result = run_main("eval", f"adapter={adapter}")
+    assert (result.returncode, result.stderr) == (
+        1,
+        f"error: --adapter {adapter}: no adapters.safetensors in {adapter}"
+        " (a training that has not saved one yet?)\n",
+    )
+    assert not isolated_ledger.exists()

@@ -23,6 +23,7 @@ from labbench.record.fingerprint import MODEL_FILE_SUFFIXES, directory_sha256, h
 
 ALLOW_FLAG = "allow_other_base=true"  # how the override is spelled in messages
 ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapters.safetensors"  # the only file name mlx-lm loads an adapter from
 
 # The training run that wrote an adapter directory, or the checkpoint directory inside it.
 _TRAINING_OF = (
@@ -184,6 +185,12 @@ def model_for_adapter(
     from labbench.serving.server import check_adapter, resolve_model
 
     adapter = check_adapter(adapter_arg)
+    if adapter is not None and not (Path(adapter) / ADAPTER_WEIGHTS).is_file():
+        # Else the server would fail to load it once a run was recorded.
+        raise UserError(
+            f"--adapter {adapter_arg}: no {ADAPTER_WEIGHTS} in {adapter}"
+            " (a training that has not saved one yet?)"
+        )
     if adapter is None:
         if allow_other_base:
             raise UserError("--allow-other-base goes with --adapter")
