@@ -28,7 +28,7 @@ eval *args:
 serve *args:
     @exec "{{python}}" scripts/serve.py "$@"
 
-# Benchmark LoRA training speed, with a verdict: just bench model=... iters=... batch=... [np=2]
+# Benchmark LoRA training speed, with a verdict: just bench model=... iters=... batch_size=... [np=2]
 [no-exit-message]
 bench *args:
     @exec "{{python}}" scripts/bench.py "$@"

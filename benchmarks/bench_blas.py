@@ -1,14 +1,15 @@
 """LoRA training speed with OpenBLAS preloaded against mlx-cpu's own reference BLAS (Linux).
 
     just bench-blas                              # the built-in tiny model, 8 iterations each
-    just bench-blas iters=12 warmup=3
-    just bench-blas model=models/tiny-chat batch=2
+    just bench-blas iters=12 untimed_iters=3
+    just bench-blas model=models/tiny-chat batch_size=2
 
 Two `just bench` processes, one after the other, on the same model, the same generated data and
 the same iterations: one as labbench runs by default (OpenBLAS when it passed its self-test) and
-one with LABBENCH_OPENBLAS=0. Each excludes its own warm-up iterations. Both write to a throwaway
-ledger in a temporary directory, never the user's. The BLAS each run used is read back from its
-ledger row. The last line is the speed-up: reference s/iter divided by OpenBLAS s/iter.
+one with LABBENCH_OPENBLAS=0. Each leaves its own first untimed_iters iterations out of the
+timing. Both write to a throwaway ledger in a temporary directory, never the user's. The BLAS
+each run used is read back from its ledger row. The last line is the speed-up: reference s/iter
+divided by OpenBLAS s/iter.
 """
 
 import argparse
@@ -23,8 +24,8 @@ from labbench import PROJECT_ROOT
 from labbench.core import cli
 from labbench.machine.blas import OPENBLAS_ENV, REFERENCE_BLAS, resolve_blas
 
-DEFAULT_ITERS = 8  # iterations per process, warm-up included (reference BLAS: ~5 s each)
-DEFAULT_WARMUP = 2  # excluded iterations: JIT compilation and allocator warm-up
+DEFAULT_ITERS = 8  # iterations per process, untimed ones included (reference BLAS: ~5 s each)
+DEFAULT_UNTIMED = 2  # left out of the timing: JIT compilation and allocator warm-up
 DEFAULT_BATCH = 4
 RUN_TIMEOUT_S = 600  # one process; the reference run of the tiny model takes ~1 minute
 
@@ -32,20 +33,29 @@ RUN_TIMEOUT_S = 600  # one process; the reference run of the tiny model takes ~1
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="LoRA s/iter with and without the OpenBLAS preload, in one run.",
-        epilog="Make-style key=value words work too: iters=12 warmup=3 model=PATH.",
+        epilog="Make-style key=value words work too: iters=12 untimed_iters=3 model=PATH.",
     )
     parser.add_argument("--model", help="model directory or Hugging Face id (default: tiny)")
-    parser.add_argument("--iters", type=int, default=DEFAULT_ITERS, help="iterations, warm-up too")
-    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="excluded iterations")
-    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="batch size")
+    parser.add_argument(
+        "--iters", type=int, default=DEFAULT_ITERS, help="iterations, the untimed ones too"
+    )
+    parser.add_argument(
+        "--untimed-iters",
+        type=int,
+        default=DEFAULT_UNTIMED,
+        help="first iterations left out of the timing",
+    )
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="batch size")
+    cli.add_old_spelling(parser, "--warmup", "--untimed-iters")
+    cli.add_old_spelling(parser, "--batch", "--batch-size")
     return parser
 
 
 def bench_once(args: argparse.Namespace, env: dict[str, str], ledger: Path) -> dict:
     """One `scripts/bench.py` process; its ledger row (summary and hardware, decoded)."""
     command = [sys.executable, str(PROJECT_ROOT / "scripts" / "bench.py")]
-    command += ["--iters", str(args.iters), "--warmup", str(args.warmup)]
-    command += ["--batch", str(args.batch), "--ledger", str(ledger)]
+    command += ["--iters", str(args.iters), "--untimed-iters", str(args.untimed_iters)]
+    command += ["--batch-size", str(args.batch_size), "--ledger", str(ledger)]
     if args.model:
         command += ["--model", args.model]
     done = subprocess.run(
@@ -63,8 +73,8 @@ def bench_once(args: argparse.Namespace, env: dict[str, str], ledger: Path) -> d
 
 def main() -> int:
     args = cli.parse_args(build_parser())
-    if args.warmup < 0 or args.iters <= args.warmup:
-        cli.fail("--iters must be larger than --warmup")
+    if args.untimed_iters < 0 or args.iters <= args.untimed_iters:
+        cli.fail("--iters must be larger than --untimed-iters")
     if not sys.platform.startswith("linux"):
         cli.fail("bench-blas compares BLAS libraries on Linux; macOS uses Metal")
     if os.environ.get(OPENBLAS_ENV, "").strip() == "0":
@@ -80,7 +90,7 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory(prefix="labbench-bench-blas-") as scratch:
         for label, env in (("OpenBLAS", with_preload), ("reference", reference)):
-            print(f"measuring {label}: {args.iters} iterations ({args.warmup} warm-up)...")
+            print(f"measuring {label}: {args.iters} iterations ({args.untimed_iters} untimed)...")
             results[label] = bench_once(args, env, Path(scratch) / "ledger.db")
     print()
     print(f"{'':10} {'BLAS':28} {'s/iter':>8} {'tokens/s':>9}")

@@ -1,12 +1,13 @@
 """Benchmark LoRA training speed through mlx-lm's Python API: is this model trainable here?
 
     just bench                                   # the built-in tiny model on dummy data
-    just bench model=mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit iters=10 batch=1
-    just bench data=data/mine warmup=3 --goal "can the M1 train the 7B?"
+    just bench model=mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit iters=10 batch_size=1
+    just bench data=data/mine untimed_iters=3 --goal "can the M1 train the 7B?"
     just bench np=2                              # and 2 ranks on the same global batch
 
-Model loading is timed on its own; warm-up iterations (compilation, caches) are excluded; then
-sec/iter, tokens/s and peak memory (mlx's own, not the process RSS) over the measured
+Model loading is timed on its own; the first untimed_iters iterations (compilation, caches:
+the benchmark's warm-up, not the learning-rate warm-up that `train` calls warmup) are left out;
+then sec/iter, tokens/s and peak memory (mlx's own, not the process RSS) over the measured
 iterations, checked against mlx-lm's own timing, and a verdict in the user's terms.
 """
 
@@ -14,7 +15,7 @@ import argparse
 
 from labbench.core import cli
 from labbench.core.errors import UserError
-from labbench.core.settings import BenchSettings
+from labbench.core.settings import BenchSettings, LoraSettings
 from labbench.machine.blas import reexec_with_openblas
 from labbench.present import recording
 from labbench.train.distributed import add_launch_args, launch_of
@@ -25,17 +26,20 @@ DEFAULTS = BenchSettings()
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Benchmark LoRA training speed and record it.",
-        epilog="Make-style key=value words work too: model=PATH iters=10 batch=1.",
+        epilog="Make-style key=value words work too: model=PATH iters=10 batch_size=1.",
     )
     parser.add_argument("--model", help="model directory or Hugging Face id (default: tiny)")
     parser.add_argument("--data", help="dataset directory (default: generated dummy data)")
     parser.add_argument("--iters", type=int, default=DEFAULTS.iters, help="total iterations")
-    parser.add_argument("--warmup", type=int, default=DEFAULTS.warmup, help="excluded iterations")
     parser.add_argument(
-        "--batch", "--batch-size", type=int, default=DEFAULTS.batch_size, dest="batch"
+        "--untimed-iters",
+        type=int,
+        default=DEFAULTS.untimed_iters,
+        help="first iterations left out of the timing (compilation, caches)",
     )
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
     parser.add_argument("--rank", type=int, default=DEFAULTS.rank, help="LoRA rank")
-    parser.add_argument("--layers", type=int, help="blocks to adapt (default: all)")
+    parser.add_argument("--num-layers", type=int, help="blocks to adapt (default: all)")
     parser.add_argument("--max-seq-length", type=int, default=DEFAULTS.max_seq_length)
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
     add_launch_args(
@@ -44,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         hosts_help="also time one rank per host of mlx's JSON hostfile",
     )
     cli.add_run_args(parser)
+    cli.add_old_spelling(parser, "--warmup", "--untimed-iters")
+    cli.add_old_spelling(parser, "--batch", "--batch-size")
+    cli.add_old_spelling(parser, "--layers", "--num-layers")
     return parser
 
 
@@ -54,27 +61,30 @@ def main(argv: list[str] | None = None) -> int:
     from labbench.present.benchrows import result_rows
     from labbench.serving.server import resolve_model
     from labbench.train.benchmark import BenchPlan, record_bench
+    from labbench.train.trainercheck import check_layers
 
-    if args.warmup < 0 or args.iters <= args.warmup:
-        raise UserError("--iters must be larger than --warmup")
-    if args.batch < 1:
-        raise UserError("--batch must be at least 1")
-    launch = launch_of(args, args.batch)
+    if args.untimed_iters < 0 or args.iters <= args.untimed_iters:
+        raise UserError("--iters must be larger than --untimed-iters")
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    launch = launch_of(args, args.batch_size)
     data = cli.user_path(args.data) if args.data else None
     if data:
         require_trainable(data, need_valid=False)  # bench trains without validating
+    model = resolve_model(args.model)
+    check_layers(LoraSettings(num_layers=args.num_layers), model)  # before a run is recorded
     plan = BenchPlan(
-        model=resolve_model(args.model),
+        model=model,
         data=data,
         settings=BenchSettings(
             iters=args.iters,
-            warmup=args.warmup,
-            batch_size=args.batch,
+            untimed_iters=args.untimed_iters,
+            batch_size=args.batch_size,
             rank=args.rank,
             max_seq_length=args.max_seq_length,
             seed=args.seed,
         ),
-        num_layers=args.layers,
+        num_layers=args.num_layers,
         goal=args.goal,
         note=args.note,
         launch=launch,

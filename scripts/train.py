@@ -2,7 +2,7 @@
 
     just train data=data/dummy iters=200
     just train model=models/tiny-chat data=data/dummy rank=16 learning_rate=3e-4 eval_suite=baseline
-    just train model=mlx-community/Qwen2.5-Coder-1.5B-Instruct-4bit data=data/mine layers=8
+    just train model=mlx-community/Qwen2.5-Coder-1.5B-Instruct-4bit data=data/mine num_layers=8
     just train seeds=0,1,2 learning_rate=3e-4 eval_suite=baseline   # a one-configuration sweep
     just train np=2 batch_size=4                # 2 data-parallel ranks on this machine
     just train hosts=hosts.json batch_size=8    # one rank per host of mlx's JSON hostfile
@@ -44,11 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
     parser.add_argument("--learning-rate", type=float, default=DEFAULTS.learning_rate)
     parser.add_argument(
-        "--warmup", type=int, default=DEFAULTS.warmup, help="warm-up iterations, then cosine"
+        "--warmup",
+        type=int,
+        default=DEFAULTS.warmup,
+        help="learning-rate warm-up iterations, then cosine decay",
     )
     parser.add_argument("--rank", type=int, default=DEFAULTS.rank, help="LoRA rank")
     parser.add_argument("--scale", type=float, default=DEFAULTS.scale, help="LoRA scale")
-    parser.add_argument("--layers", type=int, help="blocks to adapt, from the last (all)")
+    parser.add_argument(
+        "--num-layers", type=int, help="blocks to adapt, from the last (default: all)"
+    )
+    parser.add_argument("--dropout", type=float, default=DEFAULTS.dropout, help="LoRA dropout")
     parser.add_argument(
         "--keys", help="comma-separated module names to adapt, e.g. self_attn.q_proj,mlp.up_proj"
     )
@@ -62,7 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-batches", type=int, default=DEFAULTS.val_batches)
     parser.add_argument("--max-seq-length", type=int, default=DEFAULTS.max_seq_length)
     parser.add_argument(
-        "--no-mask-prompt", action="store_true", help="train on the prompt tokens too"
+        "--mask-prompt",
+        type=cli.boolean,
+        nargs="?",
+        const=True,
+        default=DEFAULTS.mask_prompt,
+        metavar="true|false",
+        help="loss on the answers only; false: on the prompt tokens too",
     )
     parser.add_argument("--eval-suite", help="evaluate every checkpoint on this suite")
     parser.add_argument("--eval-max-tokens", type=int, help="max_tokens for checkpoint evals")
@@ -72,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         hosts_help="mlx's JSON hostfile: one rank per host (see README)",
     )
     cli.add_run_args(parser)
+    cli.add_old_spelling(parser, "--layers", "--num-layers")
+    cli.add_old_spelling(parser, "--no-mask-prompt", "--mask-prompt", value=False)
     return parser
 
 
@@ -83,10 +97,11 @@ def settings_from(args: argparse.Namespace) -> LoraSettings:
         warmup=args.warmup,
         rank=args.rank,
         scale=args.scale,
-        num_layers=args.layers,
+        dropout=args.dropout,
+        num_layers=args.num_layers,
         keys=tuple(args.keys.split(",")) if args.keys else None,
         seed=DEFAULTS.seed if args.seed is None else args.seed,
-        mask_prompt=not args.no_mask_prompt,
+        mask_prompt=args.mask_prompt,
         max_seq_length=args.max_seq_length,
         steps_per_report=min(args.steps_per_report, args.iters),
         steps_per_eval=args.steps_per_eval,
@@ -98,6 +113,10 @@ def settings_from(args: argparse.Namespace) -> LoraSettings:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if settings.learning_rate <= 0:
         raise UserError("--learning-rate must be positive")
+    if settings.num_layers is not None and settings.num_layers < 1:
+        raise UserError("--num-layers must be at least 1")
+    if not 0 <= settings.dropout < 1:
+        raise UserError(f"--dropout must be from 0 up to 1, got {settings.dropout:g}")
     return settings
 
 

@@ -225,7 +225,7 @@ def test_train_refuses_seed_with_seeds(tmp_path, isolated_ledger):
 @pytest.mark.parametrize("seeds", [[], ["seeds=0,1"]])
 def test_train_refuses_too_many_layers_before_the_run_starts(tmp_path, isolated_ledger, seeds):
     data = dataset(tmp_path, "good")
-    result = run_main("train", f"model={TINY_CHAT}", f"data={data}", "layers=100", *seeds)
+    result = run_main("train", f"model={TINY_CHAT}", f"data={data}", "num_layers=100", *seeds)
     assert result.returncode == 1
-    assert result.stderr == "error: --layers 100: the model has only 4 layers\n"
+    assert result.stderr == "error: --num-layers 100: the model has only 4 layers\n"
     assert not isolated_ledger.exists()

@@ -29,7 +29,7 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def test_bench_records_every_report_and_a_verdict(tiny_model, dataset, isolated_ledger):
-    result = run_script("bench", f"data={dataset}", "iters=8", "warmup=3", "batch=2")
+    result = run_script("bench", f"data={dataset}", "iters=8", "untimed_iters=3", "batch_size=2")
     assert result.returncode == 0, result.stderr
     db = Database(isolated_ledger)
     [run] = list(db["runs"].rows)
@@ -39,7 +39,7 @@ def test_bench_records_every_report_and_a_verdict(tiny_model, dataset, isolated_
     )
     assert [r["iteration"] for r in reports] == list(range(1, 9))
     summary = json.loads(run["summary"])
-    assert summary["measured_iterations"] == 5 and summary["warmup_iterations"] == 3
+    assert summary["measured_iterations"] == 5 and summary["untimed_iterations"] == 3
     assert summary["load_seconds"] > 0 and summary["peak_memory_gb"] > 0
     assert summary["verdict"].startswith("proceed")  # the tiny model is far below 5 s/iter
     # The estimate in the user's terms; mlx-lm's own timing explained, not a bare ratio.
@@ -53,9 +53,9 @@ def test_bench_records_every_report_and_a_verdict(tiny_model, dataset, isolated_
 
 
 def test_bench_refuses_bad_flags():
-    result = run_script("bench", "iters=2", "warmup=2")
+    result = run_script("bench", "iters=2", "untimed_iters=2")
     assert result.returncode != 0
-    assert result.stderr.strip() == "error: --iters must be larger than --warmup"
+    assert result.stderr.strip() == "error: --iters must be larger than --untimed-iters"
 
 
 def test_interrupted_training_leaves_a_usable_checkpoint(tiny_model, dataset, isolated_ledger):

@@ -128,6 +128,36 @@ def port_number(word: str) -> int:
     return port
 
 
+def add_old_spelling(
+    parser: argparse.ArgumentParser, old: str, new: str, value: object = None
+) -> None:
+    """Accept `old`, the flag renamed `new`, for one more release with a one-line note; --help
+    shows only `new`. `value`: what a bare old switch (e.g. --no-mask-prompt) sets."""
+    target = parser._option_string_actions[new]
+    old_word, new_word = old.removeprefix("--").replace("-", "_"), new.removeprefix("--")
+    new_word = new_word.replace("-", "_")
+
+    class OldSpelling(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            shown = f"{old_word}=" if value is None else old
+            said = f"{new_word}=" if value is None else f"{new_word}={str(value).lower()}"
+            print(
+                f"note: {shown} is now {said} (the old name is accepted until the next release)",
+                file=sys.stderr,
+            )
+            setattr(namespace, target.dest, values if value is None else value)
+
+    parser.add_argument(
+        old,
+        dest=target.dest,
+        action=OldSpelling,
+        type=None if value is not None else target.type,
+        nargs=0 if value is not None else None,
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
+    )
+
+
 def add_allow_other_base(parser: argparse.ArgumentParser) -> None:
     """The override of "an adapter runs on its base model" (labbench.eval.adapterbase)."""
     parser.add_argument(

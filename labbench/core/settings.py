@@ -64,8 +64,10 @@ class LoraSettings:
 
 @dataclass(frozen=True)
 class BenchSettings:
-    iters: int = 12  # measured iterations + warm-up
-    warmup: int = 2  # first iterations excluded: JIT compilation and allocator warm-up
+    iters: int = 12  # measured iterations + untimed ones
+    # First iterations left out of the timing: JIT compilation and allocator warm-up (not
+    # LoraSettings.warmup, the learning rate's).
+    untimed_iters: int = 2
     batch_size: int = 4
     rank: int = 8
     max_seq_length: int = 2048

@@ -7,7 +7,8 @@ def result_rows(result: dict) -> list[list]:
     timing_gap = (result["agreement"] - 1) * 100
     return [
         ["model load", f"{result['load_seconds']:.2f} s"],
-        ["warm-up iterations (excluded)", result["warmup_iterations"]],
+        # Runs recorded before the option was renamed (from `warmup`) say warmup_iterations.
+        ["untimed iterations", result.get("untimed_iterations", result.get("warmup_iterations"))],
         ["measured iterations", result["measured_iterations"]],
         ["sec/iter", f"{result['sec_per_iter']:.3f}"],
         [

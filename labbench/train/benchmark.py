@@ -1,6 +1,7 @@
-"""How fast LoRA training runs here, recorded like any run: load time apart, warm-up
-iterations excluded, then sec/iter, tokens/s and peak memory (mlx's own figure, not the
-process RSS) over the measured iterations, checked against mlx-lm's own timing, and a verdict.
+"""How fast LoRA training runs here, recorded like any run: load time apart, the untimed first
+iterations (compilation, caches) left out, then sec/iter, tokens/s and peak memory (mlx's own
+figure, not the process RSS) over the measured iterations, checked against mlx-lm's own timing,
+and a verdict.
 """
 
 import os
@@ -55,11 +56,11 @@ def verdict(sec_per_iter: float) -> str:
     return f"{label} (100 iterations ≈ {duration(100 * sec_per_iter)})"
 
 
-def measure(reports: list[dict], warmup: int) -> dict:
-    """Speed over the iterations after warm-up (one report per iteration)."""
-    measured = [r for r in reports if r["split"] == "train" and r["iteration"] > warmup]
+def measure(reports: list[dict], untimed: int) -> dict:
+    """Speed over the iterations after the untimed ones (one report per iteration)."""
+    measured = [r for r in reports if r["split"] == "train" and r["iteration"] > untimed]
     if not measured:
-        raise UserError("no iterations left to measure: raise --iters above --warmup")
+        raise UserError("no iterations left to measure: raise --iters above --untimed-iters")
     ours = statistics.mean(r["window_seconds"] for r in measured)
     mlx = statistics.mean(1 / r["iterations_per_second"] for r in measured)
     return {
@@ -77,7 +78,7 @@ def bench_ranks(plan: "BenchPlan", lora: LoraSettings, data: Path, scratch: Path
     from labbench.train.distributed import train_on_ranks
 
     status = train_on_ranks(plan.launch, plan.model, data, lora, scratch / "ranks")
-    return measure(status["reports"], plan.settings.warmup)
+    return measure(status["reports"], plan.settings.untimed_iters)
 
 
 def scaling(single: dict, ranks: dict, launch: Any) -> dict:
@@ -113,10 +114,14 @@ def record_bench(db: Database, plan: BenchPlan) -> dict:
         num_layers=plan.num_layers,
         seed=bench.seed,
         max_seq_length=bench.max_seq_length,
-        steps_per_report=1,  # one report per iteration, so warm-up can be cut exactly
+        steps_per_report=1,  # one report per iteration, so the untimed ones are cut exactly
         save_every=bench.iters + 1,
     )
-    config = {**asdict(lora), "warmup": bench.warmup, "data": plan.data and str(plan.data)}
+    config = {
+        **asdict(lora),
+        "untimed_iters": bench.untimed_iters,
+        "data": plan.data and str(plan.data),
+    }
     with (
         tempfile.TemporaryDirectory(prefix="labbench-bench-") as scratch,
         recording_run(
@@ -137,10 +142,10 @@ def record_bench(db: Database, plan: BenchPlan) -> dict:
         writer = ReportWriter(db, run.id, steps_per_report=1)
         weights = Path(scratch) / "adapters.safetensors"
         train_lora(prepared.loaded, prepared.train_set, None, lora, weights, writer)
-        measured = measure(writer.reports, bench.warmup)
+        measured = measure(writer.reports, bench.untimed_iters)
         result = {
             "load_seconds": prepared.loaded.load_seconds,
-            "warmup_iterations": bench.warmup,
+            "untimed_iterations": bench.untimed_iters,
             **measured,
             "verdict": verdict(measured["sec_per_iter"]),
         }

@@ -120,8 +120,8 @@ def too_many_layers(num_layers: int | None, available: int | None) -> str | None
 
 
 def check_layers(settings: LoraSettings, model: str) -> None:
-    """Refuse --layers beyond the model's blocks before anything runs, when config.json
+    """Refuse --num-layers beyond the model's blocks before anything runs, when config.json
     tells (apply_lora checks again on the loaded model)."""
     problem = too_many_layers(settings.num_layers, config_layers(model))
     if problem:
-        raise UserError(f"--layers {problem}")
+        raise UserError(f"--num-layers {problem}")

@@ -73,7 +73,7 @@ def apply_lora(model: Any, settings: LoraSettings) -> dict:
     num_layers = settings.num_layers or len(model.layers)
     problem = too_many_layers(num_layers, len(model.layers))
     if problem:
-        raise UserError(f"--layers {problem}")
+        raise UserError(f"--num-layers {problem}")
     lora_parameters: dict[str, Any] = {
         "rank": settings.rank,
         "scale": settings.scale,
