@@ -116,6 +116,12 @@ def test_small_sweep_end_to_end_and_a_rerun_trains_nothing(dataset, tmp_path, is
         by_label.setdefault(trial["label"], []).append(overall[trial["eval_run_id"]])
     [base_run] = [r["id"] for r in db["runs"].rows_where("kind = 'eval' AND adapter IS NULL")]
     base = overall[base_run]
+    # The base model is evaluated first, so each trial's row in the journal has its Δ against
+    # it, as the sweep section does (issue 19.7).
+    found = db.execute("SELECT run_id, baseline_run_id FROM cumulative_results").fetchall()
+    baselines = dict(found)
+    assert base_run < min(t["eval_run_id"] for t in trials)
+    assert {baselines[t["eval_run_id"]] for t in trials} == {base_run}
     best = max(by_label, key=lambda label: statistics.mean(by_label[label]))
     journal = (isolated_ledger.parent / "journal" / "JOURNAL.md").read_text()
     assert "## Sweeps" in journal and "### Sweep run 1: lr on sweepcheck" in journal
@@ -238,22 +244,28 @@ def test_ctrl_c_leaves_a_sweep_the_next_run_resumes(
 ):
     import labbench.sweep.sweep
 
-    def ctrl_c(*args, **kwargs):
+    real_record_eval = labbench.sweep.sweep.record_eval
+
+    def ctrl_c_at_a_trials_eval(db, plan):
+        if plan.adapter is None:  # the base model's eval, which runs first
+            return real_record_eval(db, plan)
         raise KeyboardInterrupt
 
     path = sweep_file(tmp_path, dataset, "rank = [4]", seeds="0")
     with monkeypatch.context() as patch:
-        patch.setattr(labbench.sweep.sweep, "record_eval", ctrl_c)  # Ctrl-C once training is done
+        # Ctrl-C once the trial's training is done
+        patch.setattr(labbench.sweep.sweep, "record_eval", ctrl_c_at_a_trials_eval)
         result = run_main("sweep", str(path))
     assert result.returncode == 130
     assert "interrupted; what was done so far is recorded in" in result.stderr
     db = Database(isolated_ledger)
-    assert {r["kind"]: r["status"] for r in db["runs"].rows} == {
-        "sweep": "interrupted",
-        "train": "ok",
-    }
+    assert [(r["kind"], r["status"]) for r in db["runs"].rows] == [
+        ("sweep", "interrupted"),
+        ("eval", "ok"),
+        ("train", "ok"),
+    ]
     [trial] = list(db["sweep_trials"].rows)
-    assert trial["status"] == "interrupted" and trial["train_run_id"] == 2
+    assert trial["status"] == "interrupted" and trial["train_run_id"] == 3
     pending = run_main("sweep", str(path), "--pending")
     assert pending.returncode == 0, pending.stderr
     assert pending.stdout.splitlines()[0] == "1 of 1 trials left to train"

@@ -1,5 +1,5 @@
-"""Run a sweep: every configuration of the grid trained once per seed, each adapter evaluated,
-and the base model evaluated once, all as ordinary runs linked to one `sweep` run.
+"""Run a sweep: the base model evaluated once, first, then every configuration of the grid trained
+once per seed and each adapter evaluated, all as ordinary runs linked to one `sweep` run.
 
 Trials are identified by a fingerprint of what decides their result (the base model's eval
 fingerprint: model weights, chat template, suite file and eval settings; the dataset's
@@ -284,8 +284,8 @@ def run_sweep(
     goal: str | None = None,
     note: str | None = None,
 ) -> int:
-    """Record one `sweep` run: link finished trials, train the rest, evaluate the base model
-    (or reuse its identical eval). Returns the sweep's run id."""
+    """Record one `sweep` run: evaluate the base model (or reuse its identical eval), link
+    finished trials, train the rest. Returns the sweep's run id."""
     plan = base_eval_plan(sweep, suite, model)
     base = base_fingerprint(plan, db)
     trials = plan_trials(sweep, base)
@@ -297,9 +297,14 @@ def run_sweep(
     with recording_run(
         db, "sweep", config, model=model, suite=suite.name, dataset=dataset, goal=goal, note=note
     ) as run:
-        earlier_base = identical_base_eval(db, base)
-        if earlier_base is not None:  # so that a sweep stopped midway is judged against it too
-            run.update(summary={"base_eval_run": earlier_base})
+        # The base model first: every trial's eval then has it as its baseline (Δ in the
+        # journal), and a sweep stopped midway is judged against it too.
+        say(f"sweep {run.id}: the base model's eval first")
+        base_plan = replace(plan, note=f"sweep {run.id}: base model", parent_run_id=run.id)
+        base_run, reused_base = base_eval(db, base_plan, base)
+        if reused_base:
+            say(f"reusing the identical finished base model eval, run {base_run}")
+        run.update(summary={"base_eval_run": base_run})
         done = finished_trials(db, trials)
         earlier = sorted({row["reused_from"] or row["sweep_run_id"] for row in done.values()})
         configurations = len(sweep.configurations())
@@ -324,11 +329,7 @@ def run_sweep(
             )
             run_trial(db, run.id, trial, sweep, suite, model, adapters_root)
             finished, trained = finished + 1, trained + 1
-        say(f"sweep {run.id}: {len(trials)}/{len(trials)} trials done; base model eval")
-        plan = replace(plan, note=f"sweep {run.id}: base model", parent_run_id=run.id)
-        base_run, reused_base = base_eval(db, plan, base)
-        if reused_base:
-            say(f"reusing the identical finished base model eval, run {base_run}")
+        say(f"sweep {run.id}: {len(trials)}/{len(trials)} trials done")
         run.update(
             summary={
                 "base_eval_run": base_run,
