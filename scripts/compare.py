@@ -21,19 +21,19 @@ import sys
 
 from labbench.core import cli
 from labbench.core.errors import UserError
-from labbench.core.formatting import percent, signed_points, terminal_table
+from labbench.core.formatting import DASH, percent, signed_points, terminal_table, with_ci
 from labbench.core.stats import (
     PASS_THRESHOLD,
     Comparison,
-    bootstrap_mean_interval,
     compare_scores,
     flip,
-    is_binary,
+    interval_summary,
     p_value_text,
-    wilson_interval,
 )
 from labbench.machine.hardware import hardware_line
 from labbench.present import recording
+from labbench.present.cumulative import overall_header
+from labbench.record.ledger import run_scores
 
 DEFAULT_ALPHA = 0.05  # significance level of the paired test, between 0 and 1
 WHY_WIDTH = 60  # characters of B's explanation shown per changed prompt
@@ -191,42 +191,50 @@ def _why(row: dict) -> str:
     return line if len(line) <= WHY_WIDTH else line[: WHY_WIDTH - 3] + "..."
 
 
-def interval(scores: list[float]) -> tuple[float, float]:
-    """95% interval of a run's mean score: Wilson for pass/fail scores, else a bootstrap."""
-    if is_binary(scores):
-        return wilson_interval(sum(scores), len(scores))
-    return bootstrap_mean_interval(scores)
-
-
-def format_header(
-    db, run_a: dict, run_b: dict, scores_a: list[float], scores_b: list[float]
-) -> str:
-    """Each run's overall as the journal shows it (mean of category means, whole run), and the
-    plain mean over the shared prompts that the paired test compares, with its 95 % CI."""
-    rows = []
-    for label, run, scores in (("A", run_a, scores_a), ("B", run_b, scores_b)):
-        low, high = interval(scores)
-        mean = sum(scores) / len(scores)
-        overall = next(
-            db.query("SELECT overall FROM eval_summaries WHERE run_id = ?", [run["id"]]),
-            {"overall": None},
-        )["overall"]
-        rows.append(
-            [
-                label,
-                run["id"],
-                run["model"],
-                run["adapter"] or "-",
-                run["suite"],
-                run["status"],
-                "-" if overall is None else percent(overall),
-                percent(mean),
-                f"{percent(low)} - {percent(high)}",
-            ]
+def headline(db, run: dict) -> str:
+    """A run's one score, as `just eval` and the journal show it: overall (the mean of its
+    category means) with its 95% CI; the CI is computed the same way for a run that stored none
+    (one that did not finish)."""
+    scores = run_scores(db, run["id"])
+    if scores is None or scores["overall"] is None:
+        return DASH
+    low, high, method = scores["ci_low"], scores["ci_high"], scores["ci_method"]
+    if method is None:
+        rows = db.query(
+            "SELECT prompt_id, category, score FROM prompt_scores"
+            " WHERE run_id = ? AND score IS NOT NULL",
+            [run["id"]],
         )
-    headers = ["", "run", "model", "adapter", "suite", "status", "overall", "prompt mean"]
-    headers.append("95% CI (prompt mean)")
-    return terminal_table(rows, headers)
+        found = interval_summary(list(rows))
+        low, high = found["overall_ci_low"], found["overall_ci_high"]
+        method = found["overall_ci_method"]
+    return with_ci(scores["overall"], low, high, method)
+
+
+def overall_of(db, run_id: int) -> float | None:
+    found = run_scores(db, run_id)
+    return found["overall"] if found else None
+
+
+def format_header(db, run_a: dict, run_b: dict) -> str:
+    """Each run with its one headline score (overall, 95% CI), and the change in it."""
+    rows = [
+        [
+            label,
+            run["id"],
+            run["model"],
+            run["adapter"] or "-",
+            run["suite"],
+            run["status"],
+            headline(db, run),
+        ]
+        for label, run in (("A", run_a), ("B", run_b))
+    ]
+    name = overall_header(run_a["suite"]).removesuffix(" (95% CI)").replace("Overall", "overall")
+    headers = ["", "run", "model", "adapter", "suite", "status", f"{name} (95% CI)"]
+    a, b = overall_of(db, run_a["id"]), overall_of(db, run_b["id"])
+    change = signed_points(None if a is None or b is None else b - a)
+    return terminal_table(rows, headers) + f"\nΔ {name} (B - A): {change}"
 
 
 def format_changes(rows: list[list], unchanged: int) -> str:
@@ -239,6 +247,8 @@ def format_changes(rows: list[list], unchanged: int) -> str:
 
 
 def format_test(comparison: Comparison) -> str:
+    """The paired test, saying plainly what it compares: the shared prompts' scores, each
+    prompt once, which is not the headline (overall weighs each category equally)."""
     c = comparison
     if c.test == "mcnemar":
         test = (
@@ -252,7 +262,10 @@ def format_test(comparison: Comparison) -> str:
         )
     return "\n".join(
         [
+            f"paired test: the {c.n} prompts both runs scored, each counted once"
+            " (overall weighs categories equally, so its Δ can differ)",
             f"test: {test}",
+            f"mean change per prompt (B - A): {signed_points(c.mean_diff)}",
             f"p-value: {_p_value(c)}",
             f"verdict: {c.verdict} (B relative to A, alpha = {c.alpha:g}, {c.n} prompts)",
         ]
@@ -276,7 +289,7 @@ def gate_message(comparison: Comparison, run_a: dict, run_b: dict) -> str:
     if c.verdict == "worse":
         return (
             f"GATE FAILED: run {run_b['id']} is significantly worse than run {run_a['id']}"
-            f" ({signed_points(c.mean_diff)}, p = {_p_value(c)})"
+            f" ({signed_points(c.mean_diff)} per prompt, p = {_p_value(c)})"
         )
     return "gate passed"
 
@@ -366,8 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         scores_b = [results_b[p]["score"] for p in common]
         comparison = compare_scores(scores_a, scores_b, alpha=args.alpha)
 
-        print(format_header(db, run_a, run_b, scores_a, scores_b))
-        print(f"Δ prompt mean (B - A): {signed_points(comparison.mean_diff)}")
+        print(format_header(db, run_a, run_b))
         for line in (note, hardware_note(run_a, run_b)):
             if line:
                 print(line)

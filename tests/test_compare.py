@@ -1,5 +1,7 @@
 """`just compare A B` on recorded eval runs in a temporary ledger, run as a user would."""
 
+import json
+
 import pytest
 from helpers import run_main
 
@@ -75,7 +77,8 @@ def test_clearly_worse_fails_the_gate(isolated_ledger):
     assert result.returncode == 0, result.stderr
     assert verdict(result.stdout) == "worse"
     assert "exact McNemar" in result.stdout and "15 pass -> fail, 0 fail -> pass" in result.stdout
-    assert "Δ prompt mean (B - A): -50.0 pts" in result.stdout
+    assert "Δ overall (B - A): -50.0 pts" in result.stdout
+    assert "mean change per prompt (B - A): -50.0 pts" in result.stdout
     assert "adapters/7" in result.stdout and "90.0%" in result.stdout
 
     gated = compare(str(a), str(b), "--gate")
@@ -248,3 +251,35 @@ def test_groups_that_cannot_be_compared_are_named(isolated_ledger):
     }
     for words, expected in cases.items():
         assert one_line_error(compare(*words)) == expected
+
+
+def test_one_headline_per_run_and_the_test_says_what_it_compares(isolated_ledger):
+    """Issue 19.9: each run shows its overall with its own CI, as `just eval` and the journal
+    do, and the paired test says it is about the prompts, each counted once, which is not the
+    headline when categories differ in size."""
+    from labbench.core.formatting import with_ci
+    from labbench.core.stats import interval_summary
+
+    python = {f"python-{i:02d}": 1.0 for i in range(20)}
+    a = record_eval(isolated_ledger, python | {f"sql-{i:02d}": 0.0 for i in range(5)})
+    b = record_eval(isolated_ledger, python | {f"sql-{i:02d}": 1.0 for i in range(5)})
+    db = open_ledger(isolated_ledger)
+    for run_id in (a, b):  # what a finished eval stores: its CI
+        sql = "SELECT prompt_id, category, score FROM eval_results WHERE run_id = ?"
+        rows = db.query(sql, [run_id])
+        db.table("runs").update(run_id, {"summary": json.dumps(interval_summary(list(rows)))})
+    shown = {
+        row["run_id"]: with_ci(row["overall"], row["ci_low"], row["ci_high"], row["ci_method"])
+        for row in db.query("SELECT * FROM cumulative_results")
+    }
+    result = compare(str(a), str(b))
+    assert result.returncode == 0, result.stderr
+    header = result.stdout.split("Δ overall")[0]
+    assert "overall (95% CI)" in header and "prompt mean" not in result.stdout
+    for run_id, label in ((a, "A"), (b, "B")):
+        [line] = [line for line in header.splitlines() if line.startswith(f"{label} ")]
+        assert line.rstrip().endswith(shown[run_id])  # the journal's number, with its CI
+    assert shown[a].startswith("50.0% (") and shown[b].startswith("100.0% (")
+    assert "Δ overall (B - A): +50.0 pts" in result.stdout  # the journal's Δ
+    assert "paired test: the 25 prompts both runs scored, each counted once" in result.stdout
+    assert "mean change per prompt (B - A): +20.0 pts" in result.stdout  # 5 of 25 prompts
