@@ -12,7 +12,7 @@ import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from labbench import PROJECT_ROOT
 from labbench.core.errors import UserError
@@ -147,14 +147,14 @@ def add_old_spelling(
             )
             setattr(namespace, target.dest, values if value is None else value)
 
+    takes: dict[str, Any] = {"nargs": 0} if value is not None else {"type": target.type}
     parser.add_argument(
         old,
         dest=target.dest,
         action=OldSpelling,
-        type=None if value is not None else target.type,
-        nargs=0 if value is not None else None,
         default=argparse.SUPPRESS,
         help=argparse.SUPPRESS,
+        **takes,
     )
 
 
