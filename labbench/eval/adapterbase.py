@@ -162,8 +162,12 @@ def check_base(
                 f"--adapter {named}: its base model is unknown (no training run in the ledger,"
                 f' no "model" in {ADAPTER_CONFIG}): pass model=...'
             )
+        from labbench.tiny.tinymodel import TINY_MODEL_DIR
+
         origin = f"--adapter {named}: its base model (from {base.source})"
-        resolved = resolve_model(base.model, named=origin)
+        # The built-in tiny model is built on first use, as it is without an adapter.
+        default = base.model == str(TINY_MODEL_DIR)
+        resolved = resolve_model(None if default else base.model, named=origin)
         return BaseCheck(resolved, adapter, base, mismatch=False)
     if base.model is None or same_model(model, base.model):
         return BaseCheck(model, adapter, base, mismatch=False)
