@@ -7,10 +7,11 @@ import os
 import time
 
 from labbench.core.settings import EvalSettings, SamplingSettings
+from labbench.eval import bfclcheck
 from labbench.eval.codetests import run_answer_tests
 from labbench.eval.scoring import failed_score, score_response
 from labbench.eval.suitetypes import Prompt, Suite
-from labbench.eval.toolcalls import ToolCall, extract_tool_calls
+from labbench.eval.toolcalls import ToolCall, decode_tool_calls
 from labbench.serving.chatclient import Endpoint, ServerGone, post_chat, short_error
 
 DEFAULTS = EvalSettings()
@@ -19,12 +20,8 @@ DEFAULTS = EvalSettings()
 def build_request(
     suite: Suite, prompt: Prompt, endpoint: Endpoint, sampling: SamplingSettings, epoch: int = 1
 ):
-    messages = []
-    if prompt.system:
-        messages.append({"role": "system", "content": prompt.system})
-    messages.append({"role": "user", "content": prompt.prompt})
     payload: dict = {
-        "messages": messages,
+        "messages": suite.request_messages(prompt),
         "max_tokens": sampling.max_tokens or prompt.max_tokens,
         "temperature": sampling.temperature,
         "stop": list(sampling.stop),
@@ -52,15 +49,21 @@ def ask(
         choice = answer["choices"][0]
         message = choice.get("message") or {}
         content = message.get("content")
-        calls = extract_tool_calls(content, message.get("tool_calls"))
         usage = answer.get("usage") or {}
         row |= {
             "response": content,
-            "tool_calls": [{"name": c.name, "arguments": c.arguments} for c in calls],
             "finish_reason": choice.get("finish_reason"),
             "prompt_tokens": usage.get("prompt_tokens"),
             "completion_tokens": usage.get("completion_tokens"),
         }
+        if prompt.bfcl is not None:  # decoded and checked BFCL's way, here: no tests to run
+            decoded = bfclcheck.decode_answer(content, message.get("tool_calls"))
+            row |= {"decoded_as": decoded.how, "tool_calls": bfclcheck.as_rows(decoded)}
+            row |= bfclcheck.scored_row(prompt.bfcl, decoded, row["finish_reason"])
+        else:
+            calls, how = decode_tool_calls(content, message.get("tool_calls"))
+            row["tool_calls"] = [{"name": c.name, "arguments": c.arguments} for c in calls]
+            row["decoded_as"] = how
     except ServerGone:
         raise
     except (RuntimeError, KeyError, IndexError, TypeError, AttributeError) as error:
@@ -86,6 +89,8 @@ def finish_row(suite: Suite, prompt: Prompt, row: dict) -> dict:
     if needs_tests(suite, prompt, row):
         tests = run_answer_tests(prompt, row["response"], DEFAULTS.tests_timeout_s)
         row |= {"tests_verdict": tests.verdict, "tests_output": tests.output}
+    if prompt.bfcl is not None:
+        return row  # scored as it was decoded (ask)
     calls = [ToolCall(call["name"], call["arguments"]) for call in row["tool_calls"]]
     score = score_response(prompt, row["response"], calls, row["finish_reason"], tests)
     return row | {"score": score.score, "explanation": score.explanation}

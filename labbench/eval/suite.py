@@ -6,8 +6,9 @@ must expect something (expect_tools, expect_keywords, expect_answer, answer_rege
 expect_tests), so a prompt can never score by default. `expect_tests` is Python test code run
 against the code in the answer (labbench/sandbox/execution.py); `exec = false` at the top turns
 running it off. Every problem is a SuiteError whose message is one line: "FILE: PROMPT_ID: FIELD:
-problem". `suite=humaneval` is built in (labbench/eval/humaneval.py); no suite file may take its
-name, since the journal files runs by suite name and reports that one as pass@1.
+problem". `suite=humaneval` is built in (labbench/eval/humaneval.py), and so are the BFCL suites
+`bfcl`, `bfcl-live` and `bfcl:CATEGORY,...` (labbench/eval/bfcl.py); no suite file may take
+their names, since the journal files runs by suite name and reports those their own way.
 """
 
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from labbench import PROJECT_ROOT
 from labbench.core.paths import invocation_dir, user_path
+from labbench.eval.bfcl import bfcl_suite, is_bfcl_name
 from labbench.eval.humaneval import HUMANEVAL, humaneval_suite
 from labbench.eval.suitetypes import ExpectedCall, Prompt, Suite, SuiteError
 
@@ -70,6 +72,8 @@ def resolve_suite_path(name_or_path: str) -> Path:
 def load_suite(name_or_path: str) -> Suite:
     if name_or_path == HUMANEVAL:
         return humaneval_suite()
+    if is_bfcl_name(name_or_path):
+        return bfcl_suite(name_or_path)
     path = resolve_suite_path(name_or_path)
     where = _display(path)
     try:
@@ -84,6 +88,8 @@ def load_suite(name_or_path: str) -> Suite:
     name = _string(data.get("name", path.stem), (where,), "name")
     if name == HUMANEVAL:
         raise _error(where, "name", f"{HUMANEVAL} is the built-in HumanEval suite's; name yours")
+    if is_bfcl_name(name):
+        raise _error(where, "name", f"{name} is reserved for the built-in BFCL suites; name yours")
     description = _string(data.get("description", ""), (where,), "description", allow_empty=True)
     exec_tests = data.get("exec", True)
     if not isinstance(exec_tests, bool):

@@ -15,6 +15,17 @@ class ExpectedCall:
 
 
 @dataclass(frozen=True)
+class BfclEntry:
+    """A BFCL question as BFCL's runner asks and checks it (labbench/eval/bfcl.py)."""
+
+    category: str  # BFCL's category, e.g. simple_python, live_irrelevance
+    messages: list[dict]  # the question's first turn, sent as it is
+    functions: list[dict]  # the Gorilla function docs, as the checker reads them
+    tools: list[dict]  # the same with BFCL's language hints, converted by BFCL's converter
+    ground_truth: list[dict]  # [{name: {param: [acceptable values]}}]; [] for (ir)relevance
+
+
+@dataclass(frozen=True)
 class Prompt:
     id: str
     category: str
@@ -31,6 +42,7 @@ class Prompt:
     # The code the answer completes (HumanEval's signature and docstring): an answer without
     # the entry point is a body appended to it; one with it runs after it (its imports, helpers).
     code_prompt: str | None = None
+    bfcl: BfclEntry | None = None  # a BFCL question: asked and checked BFCL's way
 
 
 @dataclass(frozen=True)
@@ -41,14 +53,24 @@ class Suite:
     prompts: tuple[Prompt, ...]
     tool_schemas: dict[str, dict]  # tool name -> {"description": ..., "parameters": {...}}
     exec_tests: bool = True  # False: expect_tests are not run and leave their prompts unscored
+    # What else decides the prompts, fingerprinted with the suite file (BFCL's categories).
+    selection: tuple[str, ...] | None = None
 
     @property
     def categories(self) -> list[str]:
         """Categories in order of first appearance."""
         return list(dict.fromkeys(prompt.category for prompt in self.prompts))
 
+    def request_messages(self, prompt: Prompt) -> list[dict]:
+        if prompt.bfcl is not None:
+            return copy.deepcopy(prompt.bfcl.messages)
+        system = [{"role": "system", "content": prompt.system}] if prompt.system else []
+        return [*system, {"role": "user", "content": prompt.prompt}]
+
     def request_tools(self, prompt: Prompt) -> list[dict]:
         """The request's `tools` for this prompt, in OpenAI format and in prompt.tools order."""
+        if prompt.bfcl is not None:
+            return copy.deepcopy(prompt.bfcl.tools)
         return [
             {
                 "type": "function",

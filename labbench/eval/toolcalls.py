@@ -5,13 +5,18 @@ Text formats, tried in this order (a region claimed by one is not read again by 
   too), or Qwen3's `<tool_call><function=NAME><parameter=K>V</parameter></function></tool_call>`;
 - Qwen3's `<function=NAME>...</function>` with the opening `<tool_call>` missing;
 - Mistral's `[TOOL_CALLS] [{...}, ...]` and `[TOOL_CALLS]NAME[ARGS]{...}`;
+- Llama's `<|python_tag|>{"name": ..., "parameters": {...}}` (several joined by ";");
 - a ``` fence holding a call object or a list of them;
+- pythonic calls, a Python list of calls with literal keyword arguments: `[f(a=1), g(b="x")]`
+  (Llama 3.2, BFCL's prompting format); read with `ast`, never run;
 - a bare call object in the text.
-Inside tool-call markup any object with a name is a call. Outside it (fences, bare JSON) the
+`decode_tool_calls` also says which of these ways the calls came
+(DECODED_* and the format names). Inside tool-call markup any object with a name is a call. Outside it (fences, bare JSON) the
 object must also have "arguments" or "parameters", so `{"name": "Alice", "age": 3}` in an answer
 is not taken for a call. Nothing here raises: garbage gives no calls.
 """
 
+import ast
 import json
 import re
 from collections.abc import Sequence
@@ -23,11 +28,17 @@ _FUNCTION_BLOCK = re.compile(
 )
 _PARAMETER = re.compile(r"<parameter=([^>\n]*)>(.*?)(?:</parameter>|(?=<parameter=)|\Z)", re.DOTALL)
 _MISTRAL_MARKER = "[TOOL_CALLS]"
+_PYTHON_TAG = "<|python_tag|>"
+_PYTHONIC_START = re.compile(r"\[\s*[A-Za-z_][\w.]*\s*\(")
+_PYTHONIC_TRIES = 64  # closing brackets tried per candidate: garbage stays linear
 _MISTRAL_NAMED_CALL = re.compile(r"\s*([A-Za-z_][\w.-]*)(?:\[CALL_ID\][^\[]*)?\[ARGS\]\s*")
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
 _JSON_START = re.compile(r"[\[{]")
 _STRAY_TAG = re.compile(r"</?tool_call>")
 _DECODER = json.JSONDecoder()
+
+DECODED_API = "tool_calls"  # the answer's `tool_calls` list
+DECODED_NONE = "none"  # no call anywhere
 
 
 @dataclass(frozen=True)
@@ -44,18 +55,29 @@ class _Span:
     end: int
     calls: list[ToolCall] = field(default_factory=list)
     unclosed: bool = False  # markup that runs to the end of the text without its closing tag
+    format: str = ""  # which text format: hermes, qwen3-xml, mistral, llama, json, pythonic
 
 
 def extract_tool_calls(content: str | None, api_tool_calls: list | None = None) -> list[ToolCall]:
     """Calls from the API list, then from the text in text order, without exact duplicates."""
-    calls: list[ToolCall] = []
-    found = _api_calls(api_tool_calls) + [
-        call for span in _scan(_as_text(content)) for call in span.calls
-    ]
-    for call in found:
-        if call not in calls:
+    return decode_tool_calls(content, api_tool_calls)[0]
+
+
+def decode_tool_calls(
+    content: str | None, api_tool_calls: list | None = None, keep_repeats: bool = False
+) -> tuple[list[ToolCall], str]:
+    """extract_tool_calls, and how they were decoded: DECODED_API, "text:FORMAT" (formats in
+    text order, joined by "+"), both joined by "+", or DECODED_NONE. `keep_repeats` keeps a
+    call made twice in the text (BFCL's parallel questions may want the same call twice)."""
+    api = _api_calls(api_tool_calls)
+    spans = [span for span in _scan(_as_text(content)) if span.calls]
+    calls: list[ToolCall] = list(api)
+    for call in [call for span in spans for call in span.calls]:
+        if call not in (api if keep_repeats else calls):
             calls.append(call)
-    return calls
+    ways = [DECODED_API] if api else []
+    ways += ["text:" + f for f in dict.fromkeys(span.format for span in spans)]
+    return calls, "+".join(ways) or DECODED_NONE
 
 
 def visible_text(content: str | None) -> str:
@@ -90,7 +112,9 @@ def _scan(text: str) -> list[_Span]:
     claim(_tool_call_blocks(text))
     claim(_function_blocks(text))
     claim(_mistral_calls(text))
+    claim(_python_tag_calls(text))
     claim(_fenced_calls(text))
+    claim(_pythonic_calls(text))
     claim(_bare_calls(text, list(spans)))
     return sorted(spans, key=lambda span: span.start)
 
@@ -102,13 +126,16 @@ def _tool_call_blocks(text: str):
             calls = [call for _, call in _xml_calls(body) if call]
         else:
             calls = [call for _, _, value in _json_values(body) for call in _calls_in(value, False)]
-        yield _Span(match.start(), match.end(), calls, _runs_off(match, text, "</tool_call>"))
+        unclosed = _runs_off(match, text, "</tool_call>")
+        form = "qwen3-xml" if "<function=" in body else "hermes"
+        yield _Span(match.start(), match.end(), calls, unclosed, form)
 
 
 def _function_blocks(text: str):
     for match, call in _xml_calls(text):
         calls = [call] if call else []
-        yield _Span(match.start(), match.end(), calls, _runs_off(match, text, "</function>"))
+        unclosed = _runs_off(match, text, "</function>")
+        yield _Span(match.start(), match.end(), calls, unclosed, "qwen3-xml")
 
 
 def _xml_calls(text: str):
@@ -140,15 +167,33 @@ def _mistral_calls(text: str):
         named = _MISTRAL_NAMED_CALL.match(text, position)
         decoded = _decode_at(text, named.end() if named else _skip_space(text, position))
         if decoded is None:  # cut off, or garbled: the rest of the text is markup
-            yield _Span(start, len(text), unclosed=True)
+            yield _Span(start, len(text), unclosed=True, format="mistral")
             return
         value, position = decoded
         if named:
             calls = [ToolCall(named.group(1), _arguments(value))]
         else:
             calls = _calls_in(value, False)
-        yield _Span(start, position, calls)
+        yield _Span(start, position, calls, format="mistral")
         start = text.find(_MISTRAL_MARKER, position)
+
+
+def _python_tag_calls(text: str):
+    start = text.find(_PYTHON_TAG)
+    while start != -1:
+        position, calls = start + len(_PYTHON_TAG), []
+        while (decoded := _decode_at(text, _skip_space(text, position))) is not None:
+            value, position = decoded
+            calls += _calls_in(value, False)
+            after = _skip_space(text, position)
+            if not text.startswith(";", after):
+                break
+            position = after + 1
+        if not calls:  # cut off or garbled: the rest of the text is markup
+            yield _Span(start, len(text), unclosed=True, format="llama")
+            return
+        yield _Span(start, position, calls, format="llama")
+        start = text.find(_PYTHON_TAG, position)
 
 
 def _fenced_calls(text: str):
@@ -157,14 +202,60 @@ def _fenced_calls(text: str):
             call for _, _, value in _json_values(match.group(1)) for call in _calls_in(value, True)
         ]
         if calls:
-            yield _Span(match.start(), match.end(), calls)
+            yield _Span(match.start(), match.end(), calls, format="json")
+
+
+def _pythonic_calls(text: str):
+    """`[f(a=1), g(b="x")]`: the shortest bracketed text from each candidate "[" that parses
+    as a list of calls with literal keyword arguments."""
+    position = 0
+    while match := _PYTHONIC_START.search(text, position):
+        start, end = match.start(), text.find("]", match.end())
+        calls, tries = None, 0
+        while end != -1 and calls is None and tries < _PYTHONIC_TRIES:
+            calls, tries = _pythonic_list(text[start : end + 1]), tries + 1
+            end = text.find("]", end + 1) if calls is None else end
+        if calls is None:
+            position = match.end()
+            continue
+        yield _Span(start, end + 1, calls, format="pythonic")
+        position = end + 1
+
+
+def _pythonic_list(source: str) -> list[ToolCall] | None:
+    try:
+        tree = ast.parse(source, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    if not isinstance(tree, ast.List) or not tree.elts:
+        return None
+    calls = []
+    for node in tree.elts:
+        name = _dotted_name(node.func) if isinstance(node, ast.Call) else None
+        if name is None or node.args or any(k.arg is None for k in node.keywords):
+            return None
+        try:
+            arguments = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}
+        except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+            return None
+        calls.append(ToolCall(name, arguments))
+    return calls
+
+
+def _dotted_name(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        owner = _dotted_name(node.value)
+        return None if owner is None else f"{owner}.{node.attr}"
+    return None
 
 
 def _bare_calls(text: str, claimed: list[_Span]):
     for start, end, value in _json_values(text, claimed):
         calls = _calls_in(value, True)
         if calls:
-            yield _Span(start, end, calls)
+            yield _Span(start, end, calls, format="json")
 
 
 def _json_values(text: str, claimed: Sequence[_Span] = ()):

@@ -374,3 +374,16 @@ def m012_scale_out(db: Database) -> None:
     # (None for results recorded before). A distributed training's world size, hosts and
     # backend go in its runs.config under "distributed".
     db.table("eval_results").add_column("endpoint", str)
+
+
+@migrations()
+def m013_tool_call_verdicts(db: Database) -> None:
+    # How each answer's tool calls were decoded: "tool_calls" (the API's list), "text:FORMAT"
+    # (hermes, qwen3-xml, mistral, llama, json, pythonic; several joined by "+") or "none".
+    # A BFCL question's verdict is BFCL's own: error_type is the checker's
+    # (simple_function_checker:missing_required, ...), error_text its error list as JSON, and
+    # error_kind our name for it (wrong function, missing required, ..., cut off at
+    # max_tokens). error_kind is also "too long for the model's context" for a prompt of any
+    # suite that was not sent because it could not fit.
+    for column in ("decoded_as", "error_type", "error_kind", "error_text"):
+        db.table("eval_results").add_column(column, str)

@@ -6,6 +6,9 @@ The first path segment before /v1 is handed to `answer` as the variant, so one s
 different answers to `url=http://127.0.0.1:PORT/VARIANT/v1`. With `tokens_per_s` it emulates a
 server that generates that many tokens per second in all (requests share it, as a batching
 server's throughput is shared), counting a token as 4 characters of the answer.
+With `by_request`, `answer` is given the whole request instead of its last user message (BFCL
+asks one question with different tools), and may return the message itself, a dict with
+`content` and/or `tool_calls` (and `finish_reason`), instead of its content.
 """
 
 import json
@@ -17,13 +20,16 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 Answer = Callable[[str, str], str]  # (variant, last user message) -> the answer's content
+RequestAnswer = Callable[[str, dict], "str | dict"]  # (variant, request) -> content or message
 
 
 CHARS_PER_TOKEN = 4
 
 
 @contextmanager
-def replay_server(answer: Answer, tokens_per_s: float | None = None) -> Generator[str, None, None]:
+def replay_server(
+    answer: Answer | RequestAnswer, tokens_per_s: float | None = None, by_request: bool = False
+) -> Generator[str, None, None]:
     """Serve until the block ends; yields the base URL, http://127.0.0.1:PORT."""
     busy_until = [time.monotonic()]
     lock = threading.Lock()
@@ -48,19 +54,22 @@ def replay_server(answer: Answer, tokens_per_s: float | None = None) -> Generato
                 return
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             question = [m for m in request["messages"] if m["role"] == "user"][-1]["content"]
-            content = answer(variant, question)
-            generate(content)
+            given = answer(variant, request if by_request else question)  # ty: ignore[invalid-argument-type]
+            message = dict(given) if isinstance(given, dict) else {"content": given}
+            finish_reason = message.pop("finish_reason", "stop")
+            answered = given if isinstance(given, str) else json.dumps(message)
+            generate(answered)
             body = json.dumps(
                 {
                     "choices": [
                         {
-                            "message": {"role": "assistant", "content": content},
-                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": None, **message},
+                            "finish_reason": finish_reason,
                         }
                     ],
                     "usage": {
                         "prompt_tokens": len(question) // CHARS_PER_TOKEN,
-                        "completion_tokens": len(content) // CHARS_PER_TOKEN,
+                        "completion_tokens": len(answered) // CHARS_PER_TOKEN,
                     },
                 }
             ).encode()
