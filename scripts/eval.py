@@ -119,6 +119,16 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError("--limit must be at least 1")
 
 
+def bfcl_tables(db, run_id: int, summaries: dict) -> str:
+    from labbench.core.formatting import terminal_table
+    from labbench.present.bfcltables import error_kinds, summary_rows
+
+    rows = summary_rows(summaries) or [["(none: the run lacks a category of each)", "", ""]]
+    text = "\n" + terminal_table(rows, ["BFCL summary", "score (95% CI)", "prompts"])
+    headers, kinds = error_kinds(db, run_id)
+    return text + ("\n\n" + terminal_table(kinds, headers) if kinds else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
     check_args(args)
@@ -189,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     if outcome.scores and not outcome.error:
         print(f"{suite.name}: {eval_settings_text(plan.config())}")
         print(scores_table(outcome.scores))
+        if outcome.scores.get("bfcl") is not None:
+            print(bfcl_tables(ledger.db, outcome.run_id, outcome.scores["bfcl"]))
     print(f"recorded as run {outcome.run_id} in {ledger.path}", file=sys.stderr)
     if outcome.error:
         what = f"failed: {outcome.error}"

@@ -319,18 +319,26 @@ def run_summary(rows: list[dict], epochs: int) -> dict:
     """What a finished eval stores in runs.summary: what SQL cannot compute, the 95% CI of
     overall (over the prompts' mean scores) and, with repeats, pass@k (a sample passes at
     PASS_THRESHOLD). The scores themselves are never stored: they come from the views."""
+    summary = interval_summary(prompt_means(rows))
+    if epochs > 1:
+        summary["pass_at_k"] = pass_at_k_summary(list(_by_prompt(rows).values()), epochs)
+    return summary
+
+
+def prompt_means(rows: list[dict]) -> list[dict]:
+    """One row per scored prompt (prompt_id, category, score): the mean of its samples."""
+    return [
+        {"prompt_id": prompt_id, "category": samples[0]["category"], "score": mean}
+        for prompt_id, samples in _by_prompt(rows).items()
+        if (mean := _mean_score(samples)) is not None
+    ]
+
+
+def _by_prompt(rows: list[dict]) -> dict[str, list[dict]]:
     by_prompt: dict[str, list[dict]] = {}
     for row in rows:
         by_prompt.setdefault(row["prompt_id"], []).append(row)
-    prompt_means = [
-        {"prompt_id": prompt_id, "category": samples[0]["category"], "score": mean}
-        for prompt_id, samples in by_prompt.items()
-        if (mean := _mean_score(samples)) is not None
-    ]
-    summary = interval_summary(prompt_means)
-    if epochs > 1:
-        summary["pass_at_k"] = pass_at_k_summary(list(by_prompt.values()), epochs)
-    return summary
+    return by_prompt
 
 
 def _mean_score(samples: list[dict]) -> float | None:
@@ -367,3 +375,27 @@ def interval_summary(rows: list[dict]) -> dict:
         "overall_ci_high": interval.high,
         "overall_ci_method": interval.method,
     }
+
+
+def weighted_proportions_interval(
+    groups: Mapping[str, tuple[float, int]], weights: Mapping[str, float], confidence: float = 0.95
+) -> tuple[float, float]:
+    """The 95 % interval of sum(weight * proportion) over independent groups, each given as
+    (successes, n): Wilson's for one group; for several, the stratified Agresti-Coull interval
+    (each group's proportion shrunk by z^2/2 successes in z^2 tries for its variance, so a
+    group at 0 % or 100 % still adds width), clipped to [0, 1]."""
+    z = _z(confidence)
+    used = {name: groups[name] for name in weights if groups[name][1] > 0}
+    if not used:
+        return (0.0, 1.0)
+    if len(used) == 1:
+        [(successes, n)] = used.values()
+        return wilson_interval(successes, n, confidence)
+    estimate = math.fsum(weights[name] * s / n for name, (s, n) in used.items())
+    variance = 0.0
+    for name, (successes, n) in used.items():
+        shrunk_n = n + z * z
+        shrunk = (successes + z * z / 2) / shrunk_n
+        variance += weights[name] ** 2 * shrunk * (1 - shrunk) / shrunk_n
+    half = z * math.sqrt(variance)
+    return (max(0.0, estimate - half), min(1.0, estimate + half))

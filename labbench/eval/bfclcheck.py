@@ -164,8 +164,8 @@ def decode_answer(content: str | None, tool_calls: list | None) -> Decoded:
 
 def as_rows(decoded: Decoded) -> list[dict]:
     """The decoded calls as the ledger stores calls: [{"name", "arguments"}]."""
-    calls = decoded.calls or []
-    return [{"name": name, "arguments": arguments} for call in calls for name, arguments in call.items()]
+    pairs = [pair for call in decoded.calls or [] for pair in call.items()]
+    return [{"name": name, "arguments": arguments} for name, arguments in pairs]
 
 
 def from_rows(rows: list[dict], how: str | None) -> Decoded:

@@ -20,8 +20,9 @@ from sqlite_utils import Database
 from labbench.core.errors import UserError, describe_exit
 from labbench.core.formatting import eval_settings_text
 from labbench.core.settings import EvalSettings, SamplingSettings
-from labbench.core.stats import run_summary
+from labbench.core.stats import prompt_means, run_summary
 from labbench.eval.adapterbase import BaseCheck, base_of_adapter, check_base
+from labbench.eval.bfclsummary import leaderboard
 from labbench.eval.progress import eval_progress
 from labbench.eval.prompting import ask, finish_row, needs_tests, tests_workers
 from labbench.eval.suitetypes import Prompt, Suite
@@ -273,7 +274,7 @@ def record_eval(
                     if excerpts:
                         run.update(output_excerpt="\n".join(excerpts))
                     raise
-                run.update(summary=run_summary(rows, plan.epochs))
+                run.update(summary=run_summary(rows, plan.epochs) | bfcl_summary(plan.suite, rows))
                 finished = True
                 if rows and all("error" in row for row in rows):
                     # Scores of 0 from requests that never got an answer measure nothing.
@@ -295,6 +296,13 @@ def adapter_base_check(db: Database, plan: EvalPlan) -> BaseCheck | None:
         return plan.base_check
     base = base_of_adapter(plan.adapter, db.conn)
     return check_base(plan.model, plan.adapter, base, plan.allow_other_base)
+
+
+def bfcl_summary(suite: Suite, rows: list[dict]) -> dict:
+    """{"bfcl": the leaderboard's summaries} for a BFCL suite's run, else {}."""
+    if not any(prompt.bfcl for prompt in suite.prompts):
+        return {}
+    return {"bfcl": leaderboard(prompt_means(rows))}
 
 
 def _endpoints(plan: EvalPlan, run: Run, servers: ExitStack) -> list[Endpoint]:

@@ -10,10 +10,10 @@ Text formats, tried in this order (a region claimed by one is not read again by 
 - pythonic calls, a Python list of calls with literal keyword arguments: `[f(a=1), g(b="x")]`
   (Llama 3.2, BFCL's prompting format); read with `ast`, never run;
 - a bare call object in the text.
-`decode_tool_calls` also says which of these ways the calls came
-(DECODED_* and the format names). Inside tool-call markup any object with a name is a call. Outside it (fences, bare JSON) the
-object must also have "arguments" or "parameters", so `{"name": "Alice", "age": 3}` in an answer
-is not taken for a call. Nothing here raises: garbage gives no calls.
+`decode_tool_calls` also says which of these ways the calls came (DECODED_* and the format
+names). Inside tool-call markup any object with a name is a call. Outside it (fences, bare JSON)
+the object must also have "arguments" or "parameters", so `{"name": "Alice", "age": 3}` in an
+answer is not taken for a call. Nothing here raises: garbage gives no calls.
 """
 
 import ast

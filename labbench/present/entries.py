@@ -27,7 +27,7 @@ from labbench.core.formatting import (
     with_ci,
 )
 from labbench.machine.hardware import hardware_line
-from labbench.present import plots
+from labbench.present import bfcltables, plots
 from labbench.present.benchrows import result_rows
 from labbench.present.cumulative import flag_text, model_name
 from labbench.record.ledger import id_list, scores_of_runs
@@ -54,6 +54,7 @@ class EntryData:
         flags: dict[int, list[int]],
         late_notes: bool = True,
     ):
+        self.db = db
         self.runs = runs
         self.nondeterministic = flags
         ids = [r["id"] for r in runs]
@@ -161,6 +162,7 @@ def eval_results(view: EntryData, run: dict) -> list[str]:
             f" {model_name(run['model'])} as asked (allow_other_base=true).",
             "",
         ]
+    lines += bfcltables.entry_lines(view.db, run)
     sampling = config.get("sampling")
     if sampling:
         lines += [f"**Sampling:** {sampling_text(sampling)}", ""]

@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from labbench.core.atomicfile import write_text_atomically
+from labbench.present.bfcltables import journal_table
 from labbench.present.cumulative import (
     cumulative_rows,
     cumulative_tables,
@@ -161,6 +162,7 @@ def render_journal(db: Database, journal_dir: Path, rebuild: bool = False) -> st
         ]
     parts += [
         *cumulative_tables(rows, flags, live_notes(db, rows, live), journal_dir),
+        *journal_table(db, live),
         *sweep_sections(db, journal_dir),
         "## Experiments",
         "",

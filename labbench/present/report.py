@@ -21,6 +21,8 @@ from labbench.core.formatting import (
     percent,
     sampling_text,
 )
+from labbench.eval.bfcl import is_bfcl_name
+from labbench.present import bfcltables
 from labbench.present.entries import EntryData, render_command
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -102,8 +104,8 @@ def prompt_texts(run: dict, parts: dict | None) -> dict[str, str] | None:
     from labbench.record.fingerprint import file_sha256
 
     suite_path = (_json_value(run["config"], {}) or {}).get("suite_path")
-    if run["suite"] == HUMANEVAL:  # built in: its prompts come with the code, not from a file
-        suite_path = HUMANEVAL
+    if run["suite"] == HUMANEVAL or is_bfcl_name(run["suite"] or ""):
+        suite_path = run["suite"]  # built in: its prompts come with the code, not from a file
     elif not suite_path or not isinstance(parts, dict) or not Path(suite_path).is_file():
         return None
     elif file_sha256(Path(suite_path)) != parts.get("suite"):
@@ -139,6 +141,8 @@ def report_context(db: Database, run_id: int) -> dict:
     sampling = (_json_value(run["config"], {}) or {}).get("sampling")
     texts = prompt_texts(run, parts) if run["kind"] == "eval" else None
     rows = [_prompt_row(row) for row in results]
+    summaries = bfcltables.stored_summaries(run)
+    kinds = bfcltables.error_kinds(db, run_id)
     for row in rows:
         row["text"] = None if texts is None else texts.get(row["prompt_id"])
     return {
@@ -159,6 +163,8 @@ def report_context(db: Database, run_id: int) -> dict:
         "results": rows,
         "sampling": sampling_text(sampling) if isinstance(sampling, dict) else None,
         "prompt_texts_known": texts is not None,
+        "bfcl_summaries": None if summaries is None else bfcltables.summary_rows(summaries),
+        "error_kinds": kinds if kinds[1] else None,
     }
 
 

@@ -290,6 +290,7 @@ def run_scores(db: Database, run_id: int) -> dict | None:
         "ci_high": stored.get("overall_ci_high"),
         "ci_method": stored.get("overall_ci_method"),
         "pass_at_k": stored.get("pass_at_k") or {},
+        "bfcl": stored.get("bfcl"),  # the leaderboard's summaries of a BFCL run
     }
 
 
