@@ -13,10 +13,10 @@ not the leaderboard's number. Intervals: labbench.core.stats.weighted_proportion
 
 from labbench.core.stats import weighted_proportions_interval
 from labbench.eval import bfclcheck
+from labbench.eval.prompting import TOO_LONG
 
 SIMPLE = ("simple_python", "simple_java", "simple_javascript")
 LIVE_AST = ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple")
-TOO_LONG = "too long for the model's context"
 
 
 def summary_weights(counts: dict[str, int]) -> dict[str, dict[str, float]]:

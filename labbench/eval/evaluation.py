@@ -24,7 +24,14 @@ from labbench.core.stats import prompt_means, run_summary
 from labbench.eval.adapterbase import BaseCheck, base_of_adapter, check_base
 from labbench.eval.bfclsummary import leaderboard
 from labbench.eval.progress import eval_progress
-from labbench.eval.prompting import ask, finish_row, needs_tests, tests_workers
+from labbench.eval.prompting import (
+    TOO_LONG,
+    ask,
+    finish_row,
+    needs_tests,
+    tests_workers,
+    too_long_row,
+)
 from labbench.eval.suitetypes import Prompt, Suite
 from labbench.record.fingerprint import eval_fingerprint
 from labbench.record.ledger import (
@@ -40,6 +47,7 @@ from labbench.serving.chatclient import (
     Endpoint,
     ServerGone,
 )
+from labbench.serving.contextfit import context_length, model_dir, prompt_lengths
 from labbench.serving.endpoints import EndpointPool, check_same_model
 
 DEFAULTS = EvalSettings()
@@ -52,6 +60,7 @@ def run_suite(
     sampling: SamplingSettings,
     concurrency: int = DEFAULTS.concurrency,
     epochs: int = DEFAULTS.epochs,
+    too_long: dict[str, tuple[int, int, int]] | None = None,
 ) -> list[dict]:
     """Evaluate every prompt `epochs` times, writing each row to the ledger as it completes;
     returns the rows. Epoch 1 of every prompt is asked first, so a run that stops early has
@@ -61,16 +70,21 @@ def run_suite(
     threads send the next prompt at once: the tests run while generation goes on.
     Several endpoints (an EndpointPool) share the prompts, least busy first, and each row
     records the endpoint that answered it. Raises ServerGone when the server dies (the last
-    of them); the rows already written stay in the ledger.
+    of them); the rows already written stay in the ledger. Prompts in `too_long` (id ->
+    tokens, max_tokens, context) are not sent: each gets its too-long row.
     """
     pool = endpoint if isinstance(endpoint, EndpointPool) else EndpointPool([endpoint])
     todo: queue.Queue[tuple[Prompt, int]] = queue.Queue()
+    done: queue.Queue[tuple[dict | None, BaseException | None]] = queue.Queue()
+    too_long = too_long or {}
     for epoch in range(1, epochs + 1):
         for prompt in suite.prompts:
-            todo.put((prompt, epoch))
-    total = todo.qsize()
+            if prompt.id in too_long:  # never sent: its row is ready
+                done.put((too_long_row(prompt, epoch, *too_long[prompt.id]), None))
+            else:
+                todo.put((prompt, epoch))
+    total = todo.qsize() + done.qsize()
     to_test: queue.Queue[tuple[Prompt, dict]] = queue.Queue()
-    done: queue.Queue[tuple[dict | None, BaseException | None]] = queue.Queue()
     stop = threading.Event()
 
     def worker() -> None:
@@ -103,7 +117,7 @@ def run_suite(
                 done.put((None, error))
 
     # Daemon threads: Ctrl-C must not wait for requests in flight or tests running.
-    for _ in range(max(1, min(concurrency, total))):
+    for _ in range(max(1, min(concurrency, todo.qsize()))):
         threading.Thread(target=worker, daemon=True).start()
     if suite.exec_tests and any(prompt.expect_tests for prompt in suite.prompts):
         for _ in range(tests_workers()):
@@ -255,8 +269,16 @@ def record_eval(
                 dataset=dataset_of_adapter(db, plan.adapter)
                 or dataset_of_fused_model(db, plan.model),
             )
+            too_long = prompts_too_long(plan)
+            if too_long:
+                print(
+                    f"{len(too_long)} of {len(plan.suite.prompts)} prompts are {TOO_LONG}:"
+                    " not sent, scored 0",
+                    file=sys.stderr,
+                )
             with ExitStack() as servers:
                 endpoints = _endpoints(plan, run, servers)
+                run.update(config={**_config(run), "too_long_prompts": len(too_long)})
                 if len(endpoints) > 1:
                     seen = check_same_model(endpoints)
                     run.update(config={**_config(run), "endpoints": seen})
@@ -268,6 +290,7 @@ def record_eval(
                         plan.sampling,
                         plan.concurrency,
                         plan.epochs,
+                        too_long,
                     )
                 except (ServerGone, KeyboardInterrupt):
                     excerpts = [server.log_excerpt() for server in servers_of(endpoints)]
@@ -296,6 +319,28 @@ def adapter_base_check(db: Database, plan: EvalPlan) -> BaseCheck | None:
         return plan.base_check
     base = base_of_adapter(plan.adapter, db.conn)
     return check_base(plan.model, plan.adapter, base, plan.allow_other_base)
+
+
+def prompts_too_long(plan: EvalPlan) -> dict[str, tuple[int, int, int]]:
+    """Prompt id -> (prompt tokens, max_tokens, context) for each prompt whose tokens (the
+    model's tokenizer and chat template, tools included) plus max_tokens exceed the model's
+    context. Only for a model we start and can see; {} for a --url server."""
+    directory = None if plan.url else model_dir(plan.model)
+    context = context_length(directory) if directory else None
+    if directory is None or context is None:
+        return {}
+    suite = plan.suite
+    budgets = [plan.sampling.max_tokens or prompt.max_tokens for prompt in suite.prompts]
+    requests = [
+        (suite.request_messages(prompt), suite.request_tools(prompt), budget)
+        for prompt, budget in zip(suite.prompts, budgets, strict=True)
+    ]
+    lengths = prompt_lengths(directory, requests, context)
+    return {
+        prompt.id: (tokens, budget, context)
+        for prompt, budget, tokens in zip(suite.prompts, budgets, lengths, strict=True)
+        if tokens is not None and tokens + budget > context
+    }
 
 
 def bfcl_summary(suite: Suite, rows: list[dict]) -> dict:

@@ -76,6 +76,24 @@ def ask(
     return row
 
 
+TOO_LONG = "too long for the model's context"
+
+
+def too_long_row(prompt: Prompt, epoch: int, tokens: int, max_tokens: int, context: int) -> dict:
+    """The row of a prompt that was not sent: it cannot fit the model's context."""
+    return {
+        "prompt_id": prompt.id,
+        "category": prompt.category,
+        "epoch": epoch,
+        "tool_calls": [],
+        "prompt_tokens": tokens,
+        "score": 0.0,
+        "explanation": f"{TOO_LONG}: {tokens} prompt tokens + {max_tokens} max_tokens"
+        f" > {context}; not sent",
+        "error_kind": TOO_LONG,
+    }
+
+
 def needs_tests(suite: Suite, prompt: Prompt, row: dict) -> bool:
     """Whether finishing this row runs code (answered, with tests, execution on)."""
     return prompt.expect_tests is not None and suite.exec_tests and "error" not in row
