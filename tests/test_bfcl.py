@@ -144,7 +144,9 @@ def test_stored_verdict_is_ast_checkers_on_the_same_calls():
         entry = prompt.bfcl
         if bfclcheck.is_relevance_category(prompt.category):
             continue
-        decoded = bfclcheck.decode_answer(None, bfcl.answer_in_form(bfcl.gold_calls(prompt), "tool_calls")["tool_calls"])  # fmt: skip
+        answer = bfcl.answer_in_form(bfcl.gold_calls(prompt), "tool_calls")
+        assert isinstance(answer, dict)
+        decoded = bfclcheck.decode_answer(None, answer["tool_calls"])
         row = bfclcheck.scored_row(entry, decoded, "stop")
         direct = code.ast_checker(
             entry.functions,
