@@ -3,9 +3,12 @@
     just bench-eval                              # the built-in tiny model, baseline suite
     just bench-eval repeats=5 prompts=384
     just bench-eval model=mlx-community/Qwen2.5-Coder-1.5B-Instruct-4bit suite=suites/mine.toml
+    just bench-eval suite=bfcl prompts=200       # a built-in suite: its first 200 questions
 
 One real server. The suite's prompts are cycled to `prompts` requests (192 by default) and
-written to a scratch suite; `just eval url=... suite=SCRATCH` runs as a user would type it, as
+written to a scratch suite (a built-in suite, humaneval or bfcl..., is not cycled: its first
+`prompts` questions, all by default, as `limit=`); `just eval url=... suite=SCRATCH` runs as a
+user would type it, as
 a subprocess with every default, and its wall clock counts everything: start-up, imports,
 suite load, fingerprint, the ledger, the report and the journal. The bare client sends the same
 payloads (`build_request` with the default sampling) from 16 threads, one Session each, and
@@ -25,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import requests
@@ -39,7 +42,7 @@ else:  # tomli is installed on 3.10 only: a type check in a 3.11 venv cannot fin
     import tomli as tomllib  # ty: ignore[import-not-found]
 
 DEFAULT_SUITE = "baseline"  # a name in suites/ or a path to a .toml file
-DEFAULT_PROMPTS = 192  # requests per measured run: the suite's prompts, cycled
+DEFAULT_PROMPTS = 192  # requests per measured run: a suite file's prompts, cycled
 DEFAULT_REPEATS = 3  # measured runs of each side; the ratio is the median
 BARE_THREADS = 16  # the bare client's threads: the reference the default eval is held to
 TARGET_RATIO = 1.0  # the default eval should match the bare client
@@ -58,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="model directory or Hugging Face id (default: tiny)")
     parser.add_argument("--suite", default=DEFAULT_SUITE, help="suite name or TOML path")
     parser.add_argument(
-        "--prompts", type=int, default=DEFAULT_PROMPTS, help="requests per run (suite cycled)"
+        "--prompts",
+        type=int,
+        help=f"requests per run (a suite file cycled; default {DEFAULT_PROMPTS}; a built-in"
+        " suite: its first N, default all)",
     )
     parser.add_argument(
         "--repeats", type=int, default=DEFAULT_REPEATS, help="measured runs per side (median)"
@@ -113,14 +119,14 @@ def write_cycled_suite(source: Path, count: int, target: Path) -> None:
     target.write_text("\n".join(lines) + "\n")
 
 
-def measure_eval(base_url: str, suite: Path, scratch: Path, n: int) -> Measurement:
+def measure_eval(base_url: str, suite_args: list[str], scratch: Path, n: int) -> Measurement:
     """`just eval url=... suite=...` as a user types it: every other setting its default."""
     from sqlite_utils import Database
 
     from labbench.train.benchmark import timed_eval
 
     ledger = scratch / f"eval-{n}" / "ledger.db"
-    seconds = timed_eval([f"url={base_url}", f"suite={suite}"], ledger, EVAL_TIMEOUT_S)
+    seconds = timed_eval([f"url={base_url}", *suite_args], ledger, EVAL_TIMEOUT_S)
     db = Database(ledger)
     [run] = list(db.query("SELECT id, duration_s FROM runs"))
     rows = list(db.query("SELECT completion_tokens FROM eval_results"))
@@ -200,17 +206,18 @@ def main() -> int:
     args = cli.parse_args(build_parser())
     cli.raise_keyboard_interrupt_on_sigterm()
     from labbench.eval.prompting import SamplingSettings, build_request
-    from labbench.eval.suite import load_suite, resolve_suite_path
+    from labbench.eval.suite import is_built_in, load_suite, resolve_suite_path
     from labbench.serving.chatclient import Endpoint
     from labbench.serving.server import resolve_model, start_server
 
     try:
         if args.repeats < 1:
             raise UserError("--repeats must be at least 1")
-        if args.prompts < 1:
+        if args.prompts is not None and args.prompts < 1:
             raise UserError("--prompts must be at least 1")
-        source = resolve_suite_path(args.suite)
-        load_suite(str(source))  # a bad suite fails here, before any server starts
+        built_in = is_built_in(args.suite)
+        source = None if built_in else resolve_suite_path(args.suite)
+        suite = load_suite(args.suite if built_in else str(source))  # fails before any server
         model = resolve_model(args.model)
         pairs: list[tuple[Measurement, Measurement]] = []
         with (
@@ -218,9 +225,15 @@ def main() -> int:
             start_server(model, port=args.port) as server,
         ):
             scratch = Path(scratch_dir)
-            suite_path = scratch / "suite.toml"
-            write_cycled_suite(source, args.prompts, suite_path)
-            suite = load_suite(str(suite_path))
+            if source is None:
+                limit = args.prompts or len(suite.prompts)
+                suite = replace(suite, prompts=suite.prompts[:limit])
+                suite_args = [f"suite={args.suite}", f"limit={limit}"]
+            else:
+                suite_path = scratch / "suite.toml"
+                write_cycled_suite(source, args.prompts or DEFAULT_PROMPTS, suite_path)
+                suite = load_suite(str(suite_path))
+                suite_args = [f"suite={suite_path}"]
             # What the eval sends by default: the suite's max_tokens, temperature 0, no model.
             endpoint = Endpoint(server.base_url, None)
             payloads = [
@@ -228,12 +241,12 @@ def main() -> int:
             ]
             url = server.base_url + "/v1/chat/completions"
             sides = {
-                "eval": lambda n: measure_eval(server.base_url, suite_path, scratch, n),
+                "eval": lambda n: measure_eval(server.base_url, suite_args, scratch, n),
                 "bare": lambda n: measure_bare(url, payloads, BARE_THREADS),
             }
             print(
-                f"{model} on {server.base_url}: {len(payloads)} prompts cycled from "
-                f"{source.name}, {args.repeats} repeats",
+                f"{model} on {server.base_url}: {len(payloads)} prompts of "
+                f"{source.name if source else args.suite}, {args.repeats} repeats",
                 file=sys.stderr,
             )
             for side, measure in sides.items():  # warm-up, not measured

@@ -12,10 +12,16 @@ from labbench.core.errors import UserError
 from labbench.eval import bfcl, bfclcheck
 from labbench.eval.bfclsummary import error_table, leaderboard
 from labbench.eval.suite import load_suite
-from labbench.eval.suitetypes import SuiteError
+from labbench.eval.suitetypes import BfclEntry, SuiteError
 
 SUITES = {name: load_suite(name) for name in ("bfcl", "bfcl-live")}
 PROMPTS = {p.id: p for suite in SUITES.values() for p in suite.prompts}
+
+
+def entry_of(prompt) -> BfclEntry:
+    assert prompt.bfcl is not None
+    return prompt.bfcl
+
 
 # Gold answers that no answer built from them can pass, and why. The same in every form...
 GOLD_QUIRKS = {
@@ -49,8 +55,7 @@ def as_message(answer: str | dict) -> dict:
 def verdict_of(prompt, answer: str | dict, finish_reason: str = "stop") -> bfclcheck.Verdict:
     message = as_message(answer)
     decoded = bfclcheck.decode_answer(message.get("content"), message.get("tool_calls"))
-    assert prompt.bfcl is not None
-    return bfclcheck.check(prompt.bfcl, decoded, finish_reason)
+    return bfclcheck.check(entry_of(prompt), decoded, finish_reason)
 
 
 def test_the_suites_are_bfcls_categories_read_from_the_pinned_package():
@@ -69,20 +74,22 @@ def test_the_suites_are_bfcls_categories_read_from_the_pinned_package():
 
 
 def test_tools_are_bfcls_conversion_with_dots_in_names_replaced():
-    dotted = next(p for p in SUITES["bfcl"].prompts if "." in p.bfcl.functions[0]["name"])
+    dotted = next(p for p in SUITES["bfcl"].prompts if "." in entry_of(p).functions[0]["name"])
     [tool] = SUITES["bfcl"].request_tools(dotted)
-    original = dotted.bfcl.functions[0]
+    original = entry_of(dotted).functions[0]
     assert tool["type"] == "function"
     assert tool["function"]["name"] == original["name"].replace(".", "_")
     assert tool["function"]["parameters"]["type"] == "object"  # Gorilla's "dict"
     assert tool["function"]["description"].endswith(
         "Note that the provided function is in Python 3 syntax."
     )
-    java = PROMPTS["simple_java_0"]
-    types = {p["type"] for p in java.bfcl.tools[0]["function"]["parameters"]["properties"].values()}
+    java = entry_of(PROMPTS["simple_java_0"])
+    types = {p["type"] for p in java.tools[0]["function"]["parameters"]["properties"].values()}
     assert types == {"string"}  # BFCL asks for Java values as source text
-    assert java.bfcl.functions[0]["parameters"]["properties"] != {}  # the checker's docs: typed
-    assert SUITES["bfcl"].request_messages(java) == java.bfcl.messages
+    assert {p["type"] for p in java.functions[0]["parameters"]["properties"].values()} != {
+        "string"
+    }  # the checker reads the typed docs
+    assert SUITES["bfcl"].request_messages(PROMPTS["simple_java_0"]) == java.messages
 
 
 @pytest.mark.parametrize(
@@ -141,7 +148,7 @@ def test_stored_verdict_is_ast_checkers_on_the_same_calls():
     """scored_row's verdict against ast_checker called directly, for every AST entry."""
     code = bfclcheck.bfcl_code()
     for prompt in PROMPTS.values():
-        entry = prompt.bfcl
+        entry = entry_of(prompt)
         if bfclcheck.is_relevance_category(prompt.category):
             continue
         answer = bfcl.answer_in_form(bfcl.gold_calls(prompt), "tool_calls")
@@ -225,7 +232,7 @@ def test_mutated_answers_fail_with_the_expected_error_type(prompt_id, change, er
     verdict = mutated(prompt_id, change)
     assert not verdict.valid
     assert (verdict.error_type, verdict.kind) == (error_type, kind)
-    assert json.loads(verdict.error_text)
+    assert json.loads(verdict.error_text or "")
 
 
 def test_an_answer_cut_off_at_max_tokens_is_named_so():
@@ -243,7 +250,7 @@ def test_irrelevance_passes_no_call_and_fails_any_call(category):
     prompts = [p for p in PROMPTS.values() if p.category == category]
     for prompt in prompts:
         assert verdict_of(prompt, bfcl.NO_CALL_ANSWER).valid
-        tools = prompt.bfcl.tools  # some live questions offer none: any call is still a call
+        tools = entry_of(prompt).tools  # some live questions offer none: any call is still a call
         function = tools[0]["function"]["name"] if tools else "search"
         for form in bfcl.ANSWER_FORMS:
             verdict = verdict_of(prompt, bfcl.answer_in_form([(function, {})], form))
@@ -253,7 +260,7 @@ def test_irrelevance_passes_no_call_and_fails_any_call(category):
 
 def test_relevance_passes_any_call_and_fails_none():
     for prompt in (p for p in PROMPTS.values() if p.category == "live_relevance"):
-        function = prompt.bfcl.tools[0]["function"]["name"]
+        function = entry_of(prompt).tools[0]["function"]["name"]
         assert verdict_of(prompt, bfcl.answer_in_form([(function, {"x": 1})], "hermes")).valid
         verdict = verdict_of(prompt, bfcl.NO_CALL_ANSWER)
         assert (verdict.valid, verdict.kind) == (False, "no call")
@@ -274,7 +281,8 @@ def test_each_answer_says_how_its_calls_were_decoded():
     assert bfclcheck.decode_answer("no idea", None).how == "none"
     bad = [{"function": {"name": "f", "arguments": "{not json"}}]
     decoded = bfclcheck.decode_answer(None, bad)
-    assert decoded.calls is None and decoded.how == "tool_calls" and "decode" in decoded.error
+    assert (decoded.calls, decoded.how) == (None, "tool_calls")
+    assert "decode" in (decoded.error or "")
 
 
 def row(category: str, score: float) -> dict:

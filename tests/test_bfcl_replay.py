@@ -69,6 +69,7 @@ def test_gold_answers_pass_through_the_whole_path(server, form, isolated_ledger)
     prompts = {p.id: p for p in suite.prompts}
     for row in rows:
         entry = prompts[row["prompt_id"]].bfcl
+        assert entry is not None
         decoded = bfclcheck.from_rows(json.loads(row["tool_calls"]), row["decoded_as"])
         if bfclcheck.is_relevance_category(entry.category):
             valid = decoded.calls is None or code.is_empty_output(decoded.calls)

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlite_utils import Database
 
@@ -33,7 +34,7 @@ from labbench.eval.prompting import (
     too_long_row,
 )
 from labbench.eval.suitetypes import Prompt, Suite
-from labbench.record.fingerprint import eval_fingerprint
+from labbench.record.fingerprint import eval_fingerprint, hub_snapshot
 from labbench.record.ledger import (
     Run,
     dataset_of_adapter,
@@ -47,7 +48,7 @@ from labbench.serving.chatclient import (
     Endpoint,
     ServerGone,
 )
-from labbench.serving.contextfit import context_length, model_dir, prompt_lengths
+from labbench.serving.contextfit import context_length, prompt_lengths
 from labbench.serving.endpoints import EndpointPool, check_same_model
 
 DEFAULTS = EvalSettings()
@@ -325,7 +326,9 @@ def prompts_too_long(plan: EvalPlan) -> dict[str, tuple[int, int, int]]:
     """Prompt id -> (prompt tokens, max_tokens, context) for each prompt whose tokens (the
     model's tokenizer and chat template, tools included) plus max_tokens exceed the model's
     context. Only for a model we start and can see; {} for a --url server."""
-    directory = None if plan.url else model_dir(plan.model)
+    directory = None
+    if plan.model and not plan.url:
+        directory = Path(plan.model) if Path(plan.model).is_dir() else hub_snapshot(plan.model)
     context = context_length(directory) if directory else None
     if directory is None or context is None:
         return {}

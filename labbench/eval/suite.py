@@ -69,6 +69,11 @@ def resolve_suite_path(name_or_path: str) -> Path:
     )
 
 
+def is_built_in(name: str) -> bool:
+    """HumanEval or a BFCL suite: built from a package's data, not a suite file."""
+    return name == HUMANEVAL or is_bfcl_name(name)
+
+
 def load_suite(name_or_path: str) -> Suite:
     if name_or_path == HUMANEVAL:
         return humaneval_suite()

@@ -231,7 +231,9 @@ def _pythonic_list(source: str) -> list[ToolCall] | None:
         return None
     calls = []
     for node in tree.elts:
-        name = _dotted_name(node.func) if isinstance(node, ast.Call) else None
+        if not isinstance(node, ast.Call):
+            return None
+        name = _dotted_name(node.func)
         if name is None or node.args or any(k.arg is None for k in node.keywords):
             return None
         try:

@@ -10,16 +10,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from labbench.record.fingerprint import hub_snapshot
-
 # config.json keys that hold the context length, the usual first (text_config: multimodal).
 CONTEXT_KEYS = ("max_position_embeddings", "max_sequence_length", "seq_length", "n_positions")
-
-
-def model_dir(model: str | None) -> Path | None:
-    if not model:
-        return None
-    return Path(model) if Path(model).is_dir() else hub_snapshot(model)
 
 
 def context_length(directory: Path) -> int | None:

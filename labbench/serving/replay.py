@@ -54,7 +54,7 @@ def replay_server(
                 return
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             question = [m for m in request["messages"] if m["role"] == "user"][-1]["content"]
-            given = answer(variant, request if by_request else question)  # ty: ignore[invalid-argument-type]
+            given = answer(variant, request if by_request else question)
             message = dict(given) if isinstance(given, dict) else {"content": given}
             finish_reason = message.pop("finish_reason", "stop")
             answered = given if isinstance(given, str) else json.dumps(message)
