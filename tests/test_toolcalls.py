@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from labbench.eval.toolcalls import (
     ToolCall,
+    decode_tool_calls,
     extract_tool_calls,
     has_unclosed_tool_call,
     visible_text,
@@ -295,3 +296,74 @@ def test_any_encoded_call_round_trips(name, arguments, as_string):
         assert [call.name for call in calls] == [name.strip()]
         # NaN is not equal to itself, so compare the JSON spelling.
         assert json.dumps(calls[0].arguments) == json.dumps(arguments)
+
+
+@pytest.mark.parametrize(
+    ("content", "calls", "how"),
+    [
+        ('[read_file(path="src/app.py")]', [READ_APP], "text:pythonic"),
+        (
+            "Sure:\n[read_file(path='src/app.py'), run_command(command='pytest')]",
+            [READ_APP, RUN_PYTEST],
+            "text:pythonic",
+        ),
+        (
+            "```python\n[math.factorial(n=5)]\n```",
+            [ToolCall("math.factorial", {"n": 5})],
+            "text:pythonic",
+        ),
+        (
+            '[f(values=[1, [2]], options={"a": True})]',
+            [ToolCall("f", {"values": [1, [2]], "options": {"a": True}})],
+            "text:pythonic",
+        ),
+        (
+            '<|python_tag|>{"name": "read_file", "parameters": {"path": "src/app.py"}}',
+            [READ_APP],
+            "text:llama",
+        ),
+        (
+            '<|python_tag|>{"name": "read_file", "parameters": {"path": "src/app.py"}}; '
+            '{"name": "run_command", "parameters": {"command": "pytest"}}',
+            [READ_APP, RUN_PYTEST],
+            "text:llama",
+        ),
+        (
+            '<tool_call>{"name": "read_file", "arguments": {"path": "src/app.py"}}</tool_call>',
+            [READ_APP],
+            "text:hermes",
+        ),
+        (
+            '[TOOL_CALLS] [{"name": "read_file", "arguments": {"path": "src/app.py"}}]',
+            [READ_APP],
+            "text:mistral",
+        ),
+        (QWEN3_READ_APP, [READ_APP], "text:qwen3-xml"),
+        ('{"name": "read_file", "arguments": {"path": "src/app.py"}}', [READ_APP], "text:json"),
+        ("No call here; a list [1, 2] and f(x) are not calls.", [], "none"),
+    ],
+)
+def test_each_text_format_is_decoded_and_named(content, calls, how):
+    assert decode_tool_calls(content) == (calls, how)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "[read_file(open('x'))]",  # a positional argument
+        "[read_file(path=open('x'))]",  # not a literal: never evaluated
+        "[read_file(**kwargs)]",
+        "[read_file(path='a'), 3]",
+        "[" * 500 + "f(a=1" + "]" * 500,  # garbage stays cheap
+    ],
+)
+def test_pythonic_text_that_is_not_literal_calls_gives_no_call(content):
+    assert decode_tool_calls(content) == ([], "none")
+
+
+def test_api_calls_and_text_calls_are_both_named_and_repeats_kept_when_asked():
+    api = [{"function": {"name": "read_file", "arguments": '{"path": "src/app.py"}'}}]
+    twice = '[run_command(command="pytest"), run_command(command="pytest")]'
+    assert decode_tool_calls(twice, api) == ([READ_APP, RUN_PYTEST], "tool_calls+text:pythonic")
+    kept = decode_tool_calls(twice, keep_repeats=True)
+    assert kept == ([RUN_PYTEST, RUN_PYTEST], "text:pythonic")
