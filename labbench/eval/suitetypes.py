@@ -44,6 +44,24 @@ class Prompt:
     code_prompt: str | None = None
     bfcl: BfclEntry | None = None  # a BFCL question: asked and checked BFCL's way
 
+    @classmethod
+    def built_in(cls, id: str, category: str, prompt: str, max_tokens: int, **checks) -> "Prompt":
+        """A built-in suite's prompt: no system prompt, no suite tools, no TOML expectations;
+        `checks` says how it is scored (expect_tests, bfcl, ...)."""
+        return cls(
+            id=id,
+            category=category,
+            prompt=prompt,
+            system=None,
+            max_tokens=max_tokens,
+            tools=(),
+            expect_tools=None,
+            expect_keywords=(),
+            expect_answer=None,
+            answer_regex=None,
+            **checks,
+        )
+
 
 @dataclass(frozen=True)
 class Suite:
