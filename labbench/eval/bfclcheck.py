@@ -237,10 +237,13 @@ def check(entry, decoded: Decoded, finish_reason: str | None) -> Verdict:
 
 
 def _failed(error_type: str, error: list, finish_reason: str | None, calls=None) -> Verdict:
+    """A failed verdict. Missing or too few calls in an answer cut off at max_tokens are
+    named for the cut: the calls may have been on their way."""
     text = json.dumps(error, default=repr, ensure_ascii=False)
-    if finish_reason == "length":
-        return Verdict(False, error_type, text, CUT_OFF)
-    return Verdict(False, error_type, text, error_kind(error_type, error, calls))
+    kind = error_kind(error_type, error, calls)
+    if finish_reason == "length" and kind in (NO_CALL, WRONG_COUNT):
+        kind = CUT_OFF
+    return Verdict(False, error_type, text, kind)
 
 
 def error_kind(error_type: str, error: list, calls: list | None = None) -> str:
