@@ -154,6 +154,7 @@ def test_stored_verdict_is_ast_checkers_on_the_same_calls():
         assert isinstance(answer, dict)
         decoded = bfclcheck.decode_answer(None, answer["tool_calls"])
         row = bfclcheck.scored_row(entry, decoded, "stop")
+        assert decoded.calls is not None  # the gold calls always decode
         direct = ast_checkers_verdict(entry, decoded.calls)
         assert (row["score"] == 1.0) == direct["valid"], prompt.id
         assert row["error_type"] == direct.get("error_type") if not direct["valid"] else True
