@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from labbench.core.errors import UserError
-from labbench.eval import bfcl, bfclcheck
-from labbench.eval.bfclsummary import error_table, leaderboard
+from labbench.eval.bfcl import check as bfclcheck
+from labbench.eval.bfcl import suite as bfcl
+from labbench.eval.bfcl.summary import error_table, leaderboard
 from labbench.eval.suite import load_suite
 from labbench.eval.suitetypes import BfclEntry, SuiteError
 

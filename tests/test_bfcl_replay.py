@@ -14,7 +14,8 @@ from helpers import run_main
 from sqlite_utils import Database
 from test_bfcl import EXPECTED_MISSES, ast_checkers_verdict
 
-from labbench.eval import bfcl, bfclcheck
+from labbench.eval.bfcl import check as bfclcheck
+from labbench.eval.bfcl import suite as bfcl
 from labbench.eval.suite import load_suite
 from labbench.serving.replay import replay_server
 

@@ -28,7 +28,7 @@ def flip(score_a: float, score_b: float) -> str:
 _ZERO = 1e-12  # a mean difference this close to 0 is 0 (float noise from summing differences)
 
 
-def _z(confidence: float) -> float:
+def z_value(confidence: float) -> float:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
     return NormalDist().inv_cdf(1 - (1 - confidence) / 2)
@@ -41,7 +41,7 @@ def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> tuple
     an empty category without special-casing it. Raises ValueError when n < 0 or `successes` is
     outside [0, n]. The bounds are exactly 0.0 for 0 successes and exactly 1.0 for n of n.
     """
-    z = _z(confidence)
+    z = z_value(confidence)
     if n < 0:
         raise ValueError(f"n must not be negative, got {n}")
     if not 0 <= successes <= n:
@@ -83,7 +83,7 @@ def bootstrap_mean_interval(
 ) -> tuple[float, float]:
     """Percentile-bootstrap interval for the mean of `values`; the same seed gives the same
     interval. Raises ValueError on no values."""
-    _z(confidence)  # validates
+    z_value(confidence)  # validates
     if not values:
         raise ValueError("bootstrap_mean_interval needs at least one value")
     means = _resampled_means(values, resamples, seed)
@@ -99,7 +99,7 @@ def mean_of_group_means_interval(
 ) -> tuple[float, float]:
     """Percentile-bootstrap interval for the mean of group means (an eval's overall score is
     the mean of its category means): prompts are resampled within their own category."""
-    _z(confidence)  # validates
+    z_value(confidence)  # validates
     groups = {name: values for name, values in groups.items() if values}
     if not groups:
         raise ValueError("mean_of_group_means_interval needs at least one value")
@@ -375,27 +375,3 @@ def interval_summary(rows: list[dict]) -> dict:
         "overall_ci_high": interval.high,
         "overall_ci_method": interval.method,
     }
-
-
-def weighted_proportions_interval(
-    groups: Mapping[str, tuple[float, int]], weights: Mapping[str, float], confidence: float = 0.95
-) -> tuple[float, float]:
-    """The 95 % interval of sum(weight * proportion) over independent groups, each given as
-    (successes, n): Wilson's for one group; for several, the stratified Agresti-Coull interval
-    (each group's proportion shrunk by z^2/2 successes in z^2 tries for its variance, so a
-    group at 0 % or 100 % still adds width), clipped to [0, 1]."""
-    z = _z(confidence)
-    used = {name: groups[name] for name in weights if groups[name][1] > 0}
-    if not used:
-        return (0.0, 1.0)
-    if len(used) == 1:
-        [(successes, n)] = used.values()
-        return wilson_interval(successes, n, confidence)
-    estimate = math.fsum(weights[name] * s / n for name, (s, n) in used.items())
-    variance = 0.0
-    for name, (successes, n) in used.items():
-        shrunk_n = n + z * z
-        shrunk = (successes + z * z / 2) / shrunk_n
-        variance += weights[name] ** 2 * shrunk * (1 - shrunk) / shrunk_n
-    half = z * math.sqrt(variance)
-    return (max(0.0, estimate - half), min(1.0, estimate + half))

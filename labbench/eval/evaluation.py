@@ -21,9 +21,9 @@ from sqlite_utils import Database
 from labbench.core.errors import UserError, describe_exit
 from labbench.core.formatting import eval_settings_text
 from labbench.core.settings import EvalSettings, SamplingSettings
-from labbench.core.stats import prompt_means, run_summary
+from labbench.core.stats import run_summary
 from labbench.eval.adapterbase import BaseCheck, base_of_adapter, check_base
-from labbench.eval.bfclsummary import leaderboard
+from labbench.eval.bfcl.summary import bfcl_summary
 from labbench.eval.progress import eval_progress
 from labbench.eval.prompting import (
     TOO_LONG,
@@ -344,13 +344,6 @@ def prompts_too_long(plan: EvalPlan) -> dict[str, tuple[int, int, int]]:
         for prompt, budget, tokens in zip(suite.prompts, budgets, lengths, strict=True)
         if tokens is not None and tokens + budget > context
     }
-
-
-def bfcl_summary(suite: Suite, rows: list[dict]) -> dict:
-    """{"bfcl": the leaderboard's summaries} for a BFCL suite's run, else {}."""
-    if not any(prompt.bfcl for prompt in suite.prompts):
-        return {}
-    return {"bfcl": leaderboard(prompt_means(rows))}
 
 
 def _endpoints(plan: EvalPlan, run: Run, servers: ExitStack) -> list[Endpoint]:

@@ -7,7 +7,7 @@ import os
 import time
 
 from labbench.core.settings import EvalSettings, SamplingSettings
-from labbench.eval import bfclcheck
+from labbench.eval.bfcl import check as bfclcheck
 from labbench.eval.codetests import run_answer_tests
 from labbench.eval.scoring import failed_score, score_response
 from labbench.eval.suitetypes import Prompt, Suite

@@ -7,7 +7,7 @@ expect_tests), so a prompt can never score by default. `expect_tests` is Python 
 against the code in the answer (labbench/sandbox/execution.py); `exec = false` at the top turns
 running it off. Every problem is a SuiteError whose message is one line: "FILE: PROMPT_ID: FIELD:
 problem". `suite=humaneval` is built in (labbench/eval/humaneval.py), and so are the BFCL suites
-`bfcl`, `bfcl-live` and `bfcl:CATEGORY,...` (labbench/eval/bfcl.py); no suite file may take
+`bfcl`, `bfcl-live` and `bfcl:CATEGORY,...` (labbench/eval/bfcl/suite.py); no suite file may take
 their names, since the journal files runs by suite name and reports those their own way.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from labbench import PROJECT_ROOT
 from labbench.core.paths import invocation_dir, user_path
-from labbench.eval.bfcl import bfcl_suite, is_bfcl_name
+from labbench.eval.bfcl.suite import bfcl_suite, is_bfcl_name
 from labbench.eval.humaneval import HUMANEVAL, humaneval_suite
 from labbench.eval.suitetypes import ExpectedCall, Prompt, Suite, SuiteError
 

@@ -16,7 +16,7 @@ class ExpectedCall:
 
 @dataclass(frozen=True)
 class BfclEntry:
-    """A BFCL question as BFCL's runner asks and checks it (labbench/eval/bfcl.py)."""
+    """A BFCL question as BFCL's runner asks and checks it (labbench/eval/bfcl/suite.py)."""
 
     category: str  # BFCL's category, e.g. simple_python, live_irrelevance
     messages: list[dict]  # the question's first turn, sent as it is

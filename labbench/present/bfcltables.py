@@ -8,8 +8,8 @@ import json
 from sqlite_utils import Database
 
 from labbench.core.formatting import DASH, markdown_table, percent, with_ci
-from labbench.eval.bfcl import LIVE, NON_LIVE, is_bfcl_name
-from labbench.eval.bfclsummary import error_table
+from labbench.eval.bfcl.suite import LIVE, NON_LIVE, is_bfcl_name
+from labbench.eval.bfcl.summary import error_table
 from labbench.record.ledger import id_list
 
 SUMMARY_ORDER = ("non-live", "simple", "live", "irrelevance", "relevance")
@@ -29,7 +29,7 @@ def stored_summaries(run: dict) -> dict | None:
 
 
 def error_kinds(db: Database, run_id: int) -> tuple[list[str], list[list]]:
-    """The error kinds per category of one run (labbench.eval.bfclsummary.error_table)."""
+    """The error kinds per category of one run (labbench.eval.bfcl.summary.error_table)."""
     rows = db.query(
         "SELECT category, error_kind FROM eval_results WHERE run_id = ? ORDER BY id", [run_id]
     )

@@ -21,7 +21,7 @@ from labbench.core.formatting import (
     percent,
     sampling_text,
 )
-from labbench.eval.bfcl import is_bfcl_name
+from labbench.eval.bfcl.suite import is_bfcl_name
 from labbench.present import bfcltables
 from labbench.present.entries import EntryData, render_command
 

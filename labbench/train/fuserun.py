@@ -61,11 +61,8 @@ class AdapterSource:
 
 
 def training_of(db: Database, adapter_dir: Path) -> dict | None:
-    rows = db.query(
-        "SELECT * FROM runs WHERE kind = 'train' AND adapter = ? ORDER BY id DESC LIMIT 1",
-        [str(adapter_dir)],
-    )
-    return next(iter(rows), None)
+    sql = "SELECT * FROM runs WHERE kind = 'train' AND adapter = ? ORDER BY id DESC LIMIT 1"
+    return next(iter(db.query(sql, [str(adapter_dir)])), None)
 
 
 def checkpoint_weights(adapter_dir: Path, iteration: int) -> Path | None:

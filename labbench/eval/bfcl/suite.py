@@ -1,5 +1,5 @@
 """The Berkeley Function Calling Leaderboard as built-in suites, read from the installed,
-pinned `bfcl-eval` (labbench/eval/bfclcheck.py), so nothing is downloaded at run time:
+pinned `bfcl-eval` (labbench/eval/bfcl/check.py), so nothing is downloaded at run time:
 
     suite=bfcl                  the non-live categories (1,390 questions)
     suite=bfcl-live             the live categories (2,251 questions)
@@ -15,7 +15,7 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
-from labbench.eval import bfclcheck
+from labbench.eval.bfcl import check as bfclcheck
 from labbench.eval.suitetypes import BfclEntry, Prompt, Suite, SuiteError
 
 BFCL = "bfcl"

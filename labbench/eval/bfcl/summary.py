@@ -8,12 +8,16 @@ kinds per category.
 - irrelevance: the unweighted mean of irrelevance and live_irrelevance (those run), apart;
 - relevance: live_relevance, apart.
 A summary is given only when the run has every category it is made of: one made of fewer is
-not the leaderboard's number. Intervals: labbench.core.stats.weighted_proportions_interval.
+not the leaderboard's number. Intervals: weighted_proportions_interval below.
 """
 
-from labbench.core.stats import weighted_proportions_interval
-from labbench.eval import bfclcheck
+import math
+from collections.abc import Mapping
+
+from labbench.core.stats import prompt_means, wilson_interval, z_value
+from labbench.eval.bfcl import check as bfclcheck
 from labbench.eval.prompting import TOO_LONG
+from labbench.eval.suitetypes import Suite
 
 SIMPLE = ("simple_python", "simple_java", "simple_javascript")
 LIVE_AST = ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple")
@@ -77,3 +81,34 @@ def error_table(rows: list[dict]) -> tuple[list[str], list[list]]:
         return ["Category"], []
     total = ["total", *(sum(per.get(k, 0) for per in counts.values()) for k in kinds)]
     return ["Category", *kinds], [*body, total]
+
+
+def bfcl_summary(suite: Suite, rows: list[dict]) -> dict:
+    """{"bfcl": the leaderboard's summaries} for a BFCL suite's run, else {}."""
+    if not any(prompt.bfcl for prompt in suite.prompts):
+        return {}
+    return {"bfcl": leaderboard(prompt_means(rows))}
+
+
+def weighted_proportions_interval(
+    groups: Mapping[str, tuple[float, int]], weights: Mapping[str, float], confidence: float = 0.95
+) -> tuple[float, float]:
+    """The 95 % interval of sum(weight * proportion) over independent groups, each given as
+    (successes, n): Wilson's for one group; for several, the stratified Agresti-Coull interval
+    (each group's proportion shrunk by z^2/2 successes in z^2 tries for its variance, so a
+    group at 0 % or 100 % still adds width), clipped to [0, 1]."""
+    z = z_value(confidence)
+    used = {name: groups[name] for name in weights if groups[name][1] > 0}
+    if not used:
+        return (0.0, 1.0)
+    if len(used) == 1:
+        [(successes, n)] = used.values()
+        return wilson_interval(successes, n, confidence)
+    estimate = math.fsum(weights[name] * s / n for name, (s, n) in used.items())
+    variance = 0.0
+    for name, (successes, n) in used.items():
+        shrunk_n = n + z * z
+        shrunk = (successes + z * z / 2) / shrunk_n
+        variance += weights[name] ** 2 * shrunk * (1 - shrunk) / shrunk_n
+    half = z * math.sqrt(variance)
+    return (max(0.0, estimate - half), min(1.0, estimate + half))
