@@ -58,9 +58,14 @@ SHAPE = ModelShape(
 )
 
 
-def plan_of(work: Workload, ceiling: float) -> MemoryPlan:
+def plan_of(work: Workload, ceiling: float, world_size: int = 1) -> MemoryPlan:
+    """A plan of `work` per process, for a batch_size of world_size x its rows."""
     memory = MachineMemory(int(ceiling / 0.9), "available RAM")
-    return MemoryPlan("m", SHAPE, work, predict(SHAPE, work), memory, ceiling)
+    settings = LoraSettings(batch_size=work.batch_size * world_size)
+    prediction = predict(SHAPE, work)
+    return MemoryPlan(
+        "m", SHAPE, work, prediction, memory, ceiling, world_size=world_size, settings=settings
+    )
 
 
 def test_sizes_and_ceilings_read_as_users_write_them():
@@ -100,6 +105,10 @@ def test_a_plan_that_does_not_fit_suggests_the_batch_or_length_that_would():
     fits_at_128 = predict(SHAPE, Workload(1, 128)).peak * 1.01
     assert plan_of(work, fits_at_128).suggestion() == "batch_size=1 max_seq_length=128 would fit"
     assert plan_of(work, predict(SHAPE, work).peak).fits
+    # np=2: each rank trains half the batch, so batch_size=6 (3 rows a rank) is what fits.
+    assert plan_of(work, fits_at_batch_3, world_size=2).suggestion() == "batch_size=6 would fit"
+    one_row_at_128 = plan_of(work, fits_at_128, world_size=2).suggestion()
+    assert one_row_at_128 == "batch_size=2 max_seq_length=128 would fit"
 
 
 def test_the_machine_memory_is_what_linux_has_available():

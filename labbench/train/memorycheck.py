@@ -125,6 +125,8 @@ class MemoryPlan:
     memory: MachineMemory | None
     ceiling: float | None  # bytes; None when the machine's memory is unknown
     processes: int = 1  # ranks sharing this machine
+    world_size: int = 1  # ranks the batch is split over (each takes batch_size / world_size)
+    rows_per_example: int = 1  # 2 for preference pairs
     config: dict = field(default_factory=dict, repr=False)  # config.json, for suggestions
     settings: LoraSettings = field(default_factory=LoraSettings, repr=False)
 
@@ -201,23 +203,30 @@ class MemoryPlan:
     def suggestion(self) -> str:
         """What would fit: a smaller batch, else batch 1 with a shorter max_seq_length, else
         gradient checkpointing, else fewer adapted layers (with batch 1)."""
-        work, one = self.work, replace(self.work, batch_size=1)
-        for batch in range(work.batch_size - 1, 0, -1):
-            if self._fits(self.shape, replace(work, batch_size=batch)):
+        work, one = self.work, replace(self.work, batch_size=self.rows(self.world_size))
+        for batch in range(self.settings.batch_size - 1, 0, -1):
+            if batch % self.world_size == 0 and self._fits(
+                self.shape, replace(work, batch_size=self.rows(batch))
+            ):
                 return f"batch_size={batch} would fit"
+        smallest = f"batch_size={self.world_size}"
         for length in shorter(work.length):
             if self._fits(self.shape, replace(one, length=length)):
-                return f"batch_size=1 max_seq_length={length} would fit"
+                return f"{smallest} max_seq_length={length} would fit"
         if not work.grad_checkpoint and self._fits(self.shape, replace(one, grad_checkpoint=True)):
-            return "batch_size=1 grad_checkpoint=true would fit"
+            return f"{smallest} grad_checkpoint=true would fit"
         layers = self.shape.adapted_blocks // 2
         while layers >= 1:
             shape = model_shape(self.config, self.settings.rank, layers, self.settings.keys)
             for length in [work.length, *shorter(work.length)]:
                 if self._fits(shape, replace(one, length=length)):
-                    return f"num_layers={layers} batch_size=1 max_seq_length={length} would fit"
+                    return f"num_layers={layers} {smallest} max_seq_length={length} would fit"
             layers //= 2
         return "nothing fits: even the weights alone need more (a smaller model, fewer bits)"
+
+    def rows(self, batch_size: int) -> int:
+        """The rows one process trains at a time for a batch_size."""
+        return max(1, batch_size // self.world_size) * self.rows_per_example
 
     def _fits(self, shape: ModelShape, work: Workload) -> bool:
         peak = predict(shape, work).peak * self.processes
@@ -225,9 +234,9 @@ class MemoryPlan:
 
 
 def shorter(length: int) -> list[int]:
-    """Sequence lengths to suggest below `length`: halving, down to 64 tokens."""
+    """Sequence lengths to suggest below `length`: halving, not below 64 tokens."""
     lengths = []
-    while length > 64:
+    while length >= 128:
         length //= 2
         lengths.append(length)
     return lengths
@@ -267,13 +276,22 @@ def plan_memory(
         length = padded_length(longest, settings.max_seq_length)
         source = f"the data's longest example ({longest} tokens)"
     world_size = launch.world_size if launch else 1
-    rows = max(1, settings.batch_size // world_size) * rows_per_example
     processes = local_ranks(launch)
+    rows = max(1, settings.batch_size // world_size) * rows_per_example
     work = Workload(rows, length, settings.grad_checkpoint, source)
     here = MachineMemory(int(memory), "unified memory (memory=)") if memory else machine_memory()
-    ceiling_bytes = resolve_ceiling(ceiling, here)
     return MemoryPlan(
-        model, shape, work, predict(shape, work), here, ceiling_bytes, processes, config, settings
+        model,
+        shape,
+        work,
+        predict(shape, work),
+        here,
+        resolve_ceiling(ceiling, here),
+        processes,
+        world_size,
+        rows_per_example,
+        config,
+        settings,
     )
 
 
