@@ -109,6 +109,11 @@ bench-journal *args:
 bench-blas *args:
     @exec "{{python}}" benchmarks/bench_blas.py "$@"
 
+# Benchmark: the memory plan's predicted peak against mlx's measured one, 8 tiny trainings, the largest error last
+[no-exit-message]
+bench-memory *args:
+    @exec "{{python}}" benchmarks/bench_memory.py "$@"
+
 # Lint, format check, type check and the import contracts (ruff, ty, lint-imports)
 [no-exit-message]
 lint:

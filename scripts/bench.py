@@ -4,14 +4,19 @@
     just bench model=mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit iters=10 batch_size=1
     just bench data=data/mine untimed_iters=3 --goal "can the M1 train the 7B?"
     just bench np=2                              # and 2 ranks on the same global batch
+    just bench model=DIR plan=only memory=32GB   # the memory plan alone: does it fit a 32 GB Mac?
 
 Model loading is timed on its own; the first untimed_iters iterations (compilation, caches:
 the benchmark's warm-up, not the learning-rate warm-up that `train` calls warmup) are left out;
 then sec/iter, tokens/s and peak memory (mlx's own, not the process RSS) over the measured
 iterations, checked against mlx-lm's own timing, and a verdict in the user's terms.
+Before anything is loaded, the memory plan predicts the peak from the model's config.json and
+refuses a run that would not fit (plan=force runs it anyway; plan=only prints the plan and stops).
 """
 
 import argparse
+import tempfile
+from pathlib import Path
 
 from labbench.core import cli
 from labbench.core.errors import UserError
@@ -19,6 +24,7 @@ from labbench.core.settings import BenchSettings, LoraSettings
 from labbench.machine.blas import reexec_with_openblas
 from labbench.present import recording
 from labbench.train.distributed import add_launch_args, launch_of
+from labbench.train.memorycheck import MemoryOptions, add_memory_args
 
 DEFAULTS = BenchSettings()
 
@@ -42,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-layers", type=int, help="blocks to adapt (default: all)")
     parser.add_argument("--max-seq-length", type=int, default=DEFAULTS.max_seq_length)
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    add_memory_args(parser, grad_checkpoint=True)
     add_launch_args(
         parser,
         np_help="also time N data-parallel ranks here (same global batch)",
@@ -52,6 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_old_spelling(parser, "--batch", "--batch-size")
     cli.add_old_spelling(parser, "--layers", "--num-layers")
     return parser
+
+
+def plan_bench_memory(model, data, settings: BenchSettings, layers, memory: MemoryOptions):
+    """The memory plan of the single-process training a bench times, on its data (the dummy
+    data it would generate when none is given), before anything is loaded."""
+    from labbench.data.dummydata import write_dummy_data
+    from labbench.train.benchmark import bench_lora
+    from labbench.train.memorycheck import check_training_memory
+
+    lora = bench_lora(settings, layers)
+    if data is not None:
+        return check_training_memory(model, lora, data, memory)
+    with tempfile.TemporaryDirectory(prefix="labbench-plan-") as scratch:
+        write_dummy_data(Path(scratch), settings.dummy_examples, settings.seed)
+        return check_training_memory(model, lora, Path(scratch), memory)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,21 +95,29 @@ def main(argv: list[str] | None = None) -> int:
         require_trainable(data, need_valid=False)  # bench trains without validating
     model = resolve_model(args.model)
     check_layers(LoraSettings(num_layers=args.num_layers), model)  # before a run is recorded
+    settings = BenchSettings(
+        iters=args.iters,
+        untimed_iters=args.untimed_iters,
+        batch_size=args.batch_size,
+        rank=args.rank,
+        max_seq_length=args.max_seq_length,
+        seed=args.seed,
+        grad_checkpoint=args.grad_checkpoint,
+    )
+    memory = MemoryOptions.from_args(args)
+    memory_plan = plan_bench_memory(model, data, settings, args.num_layers, memory)
+    if memory.plan == "only":
+        return 0
     plan = BenchPlan(
         model=model,
         data=data,
-        settings=BenchSettings(
-            iters=args.iters,
-            untimed_iters=args.untimed_iters,
-            batch_size=args.batch_size,
-            rank=args.rank,
-            max_seq_length=args.max_seq_length,
-            seed=args.seed,
-        ),
+        settings=settings,
         num_layers=args.num_layers,
         goal=args.goal,
         note=args.note,
         launch=launch,
+        memory_plan=memory_plan,
+        memory_ceiling=memory.watch_ceiling(),
     )
     with recording.recording_ledger(args.ledger) as ledger:
         result = record_bench(ledger.db, plan)

@@ -14,6 +14,7 @@ import argparse
 
 from labbench.core import cli
 from labbench.machine.blas import reexec_with_openblas
+from labbench.train.memorycheck import MemoryOptions, add_memory_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pending", action="store_true", help="list the trials left to train and stop"
     )
+    add_memory_args(parser)
     cli.add_run_args(parser)
     return parser
 
@@ -37,7 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     sweep = load_sweep(cli.user_path(args.file))
     suite, model = checked_inputs(sweep)  # before the ledger is opened or anything runs
     return sweep_command(
-        sweep, suite, model, args.ledger, args.goal, args.note, pending=args.pending
+        sweep,
+        suite,
+        model,
+        args.ledger,
+        args.goal,
+        args.note,
+        pending=args.pending,
+        memory_options=MemoryOptions.from_args(args),
     )
 
 

@@ -6,12 +6,18 @@
     just train seeds=0,1,2 learning_rate=3e-4 eval_suite=baseline   # a one-configuration sweep
     just train np=2 batch_size=4                # 2 data-parallel ranks on this machine
     just train hosts=hosts.json batch_size=8    # one rank per host of mlx's JSON hostfile
+    just train model=mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit plan=only   # will it fit?
 
 The adapter goes to adapters/<run-id>/ beside the ledger (adapter_config.json and
 adapters.safetensors), with a checkpoint every --save-every iterations under checkpoints/.
 With --eval-suite every checkpoint is evaluated through a real server and the best by eval
 score (not by validation loss) becomes the run's adapter. Ctrl-C leaves an `interrupted` run
 whose last checkpoint is usable.
+
+Before anything is loaded, the memory plan predicts the peak from the model's config.json and
+the data, and refuses a run that would not fit here (plan=force trains anyway, plan=only stops
+after the plan). While training, a watchdog stops the run above --memory-ceiling (a `failed`
+run whose last checkpoint is kept).
 
 With --seeds the same settings are trained once per seed as a one-configuration sweep (see
 `just sweep`): each final adapter is evaluated on --eval-suite (default: baseline), the base
@@ -28,6 +34,7 @@ from labbench.core.settings import LoraSettings
 from labbench.machine.blas import reexec_with_openblas
 from labbench.present import recording
 from labbench.train.distributed import add_launch_args, launch_of
+from labbench.train.memorycheck import MemoryOptions, add_memory_args
 
 DEFAULT_DATA = "data/dummy"  # chat-format JSONL directory (train/valid/test.jsonl)
 DEFAULTS = LoraSettings()
@@ -76,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="true|false",
         help="loss on the answers only; false: on the prompt tokens too",
     )
+    add_memory_args(parser, grad_checkpoint=True)
     parser.add_argument("--eval-suite", help="evaluate every checkpoint on this suite")
     parser.add_argument("--eval-max-tokens", type=int, help="max_tokens for checkpoint evals")
     add_launch_args(
@@ -107,6 +115,7 @@ def settings_from(args: argparse.Namespace) -> LoraSettings:
         steps_per_eval=args.steps_per_eval,
         val_batches=args.val_batches,
         save_every=args.save_every,
+        grad_checkpoint=args.grad_checkpoint,
     )
     for name in ("iters", "batch_size", "rank", "save_every", "steps_per_report"):
         if getattr(settings, name) < 1:
@@ -162,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
     from labbench.eval.suite import load_suite
     from labbench.serving.server import resolve_model
+    from labbench.train.memorycheck import check_training_memory
     from labbench.train.trainercheck import check_layers
     from labbench.train.training import ADAPTER_WEIGHTS, TrainPlan, record_training
 
@@ -180,13 +190,17 @@ def main(argv: list[str] | None = None) -> int:
     model = resolve_model(args.model)
     fingerprint = check_data(data)
     check_layers(settings, model)
+    memory = MemoryOptions.from_args(args)
     if sweep:
         from labbench.sweep.sweep import sweep_command
 
         suite = load_suite(sweep.suite)
-        return sweep_command(sweep, suite, model, args.ledger, args.goal, args.note, False)
+        return sweep_command(sweep, suite, model, args.ledger, args.goal, args.note, False, memory)
     if args.eval_suite:
         load_suite(args.eval_suite)  # a bad suite fails now, not after training
+    memory_plan = check_training_memory(model, settings, data, memory, launch=launch)
+    if memory.plan == "only":
+        return 0
     started: dict[str, Path] = {}
 
     def announce(run_id: int, adapter_dir: Path) -> None:
@@ -205,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
             goal=args.goal,
             note=args.note,
             launch=launch,
+            memory_plan=memory_plan,
+            memory_ceiling=memory.watch_ceiling(),
         )
         try:
             outcome = record_training(ledger.db, plan, on_start=announce)

@@ -60,6 +60,8 @@ class LoraSettings:
     steps_per_eval: int = 50  # validation every N iterations (and at 1 and the end)
     val_batches: int = 8  # batches per validation (-1: the whole split)
     save_every: int = 50  # checkpoint every N iterations
+    # Recompute each block's activations in the backward pass: less memory, ~30% slower.
+    grad_checkpoint: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,4 +74,5 @@ class BenchSettings:
     rank: int = 8
     max_seq_length: int = 2048
     seed: int = 0
+    grad_checkpoint: bool = False
     dummy_examples: int = 64  # dummy dataset size when no --data is given

@@ -287,3 +287,21 @@ def _as_arguments(arguments: object) -> dict:
     if isinstance(arguments, str):
         return json.loads(arguments)
     return dict(arguments) if isinstance(arguments, dict) else {}
+
+
+def write_sized_chats(out_dir: Path, words: Sequence[int], seed: int = 0) -> Path:
+    """A chat dataset whose answers have the given numbers of random words, one example each
+    in train.jsonl (valid.jsonl: the first two): data of known lengths, for measuring memory."""
+    rng = random.Random(seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split, lengths in (("train", words), ("valid", words[:2])):
+        lines = []
+        for count in lengths:
+            answer = " ".join(rng.choice(DUMMY_WORDS.stems) for _ in range(count))
+            messages = [
+                {"role": "user", "content": "Write some code."},
+                {"role": "assistant", "content": answer},
+            ]
+            lines.append(json.dumps({"messages": messages}) + "\n")
+        write_text_atomically(out_dir / f"{split}.jsonl", "".join(lines))
+    return out_dir

@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import sys
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -43,6 +44,35 @@ def memory_bytes() -> int | None:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+@dataclass(frozen=True)
+class MachineMemory:
+    bytes: int
+    kind: str  # "unified memory" (a Mac: CPU and GPU share it) or "available RAM" (Linux)
+
+
+def machine_memory() -> MachineMemory | None:
+    """The memory a training here can use: a Mac's unified memory (sysctl hw.memsize), Linux's
+    MemAvailable (what is free now without swapping); None when the system does not say."""
+    if sys.platform == "darwin":
+        try:
+            done = subprocess.run(
+                ["sysctl", "-n", "hw.memsize"], capture_output=True, text=True, timeout=5
+            )
+            return MachineMemory(int(done.stdout.strip()), "unified memory")
+        except (OSError, subprocess.SubprocessError, ValueError):
+            return None
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as meminfo:
+            for line in meminfo:
+                key, _, value = line.partition(":")
+                if key == "MemAvailable":
+                    return MachineMemory(int(value.split()[0]) * 1024, "available RAM")
+    except (OSError, ValueError, IndexError):
+        pass
+    total = memory_bytes()
+    return MachineMemory(total, "RAM") if total else None
 
 
 def os_name() -> str:

@@ -313,6 +313,21 @@ def raw_excerpt(view: EntryData, run: dict) -> list[str]:
     return [title, "```text", text.replace("```", "'''"), "```", ""]
 
 
+def memory_lines(run: dict) -> list[str]:
+    """A training's predicted peak memory beside mlx's measured one, when it has them."""
+    predicted, measured = run.get("predicted_peak_gb"), run.get("measured_peak_gb")
+    if predicted is None and measured is None:
+        return []
+    parts = []
+    if predicted is not None:
+        parts.append(f"predicted peak {predicted:.3f} GB")
+    if measured is not None:
+        parts.append(f"measured {measured:.3f} GB by mlx")
+    if predicted and measured is not None:
+        parts[-1] += f" ({measured / predicted - 1:+.0%} against the plan)"
+    return [f"**Memory:** {', '.join(parts)}", ""]
+
+
 def render_entry(view: EntryData, run: dict, journal_dir: Path) -> str:
     lines = [entry_title(run, journal_dir), ""]
     for goal in notes_text(view, run, "goal"):
@@ -322,6 +337,7 @@ def render_entry(view: EntryData, run: dict, journal_dir: Path) -> str:
     lines += ["**Command:**", "```bash", render_command(run), "```", ""]
     if run["hardware"]:
         lines += [f"**Hardware:** {hardware_line(json.loads(run['hardware']))}", ""]
+    lines += memory_lines(run)
     if run["kind"] == "eval":
         lines += eval_results(view, run)
     elif run["kind"] == "bench":

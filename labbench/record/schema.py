@@ -387,3 +387,27 @@ def m013_tool_call_verdicts(db: Database) -> None:
     # suite that was not sent because it could not fit.
     for column in ("decoded_as", "error_type", "error_kind", "error_text"):
         db.table("eval_results").add_column(column, str)
+
+
+@migrations()
+def m014_memory_plan(db: Database) -> None:
+    # A training's (train, bench) peak memory as the plan predicted it before anything was
+    # loaded, and as mlx measured it (the largest mx.get_peak_memory() of its reports), in GB
+    # of 1e9 bytes. memory_predictions puts them side by side: how good the plan is, run by run.
+    db.table("runs").add_column("predicted_peak_gb", float)
+    db.table("runs").add_column("measured_peak_gb", float)
+    db.create_view(
+        "memory_predictions",
+        """
+        SELECT id AS run_id, kind, status, model, started_at,
+               json_extract(config, '$.batch_size') AS batch_size,
+               json_extract(config, '$.max_seq_length') AS max_seq_length,
+               json_extract(config, '$.rank') AS rank,
+               json_extract(config, '$.num_layers') AS num_layers,
+               json_extract(config, '$.grad_checkpoint') AS grad_checkpoint,
+               json_extract(config, '$.memory_plan.length') AS planned_length,
+               predicted_peak_gb, measured_peak_gb,
+               measured_peak_gb / predicted_peak_gb AS measured_over_predicted
+        FROM runs WHERE predicted_peak_gb IS NOT NULL
+        """,
+    )

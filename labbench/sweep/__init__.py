@@ -1,2 +1,3 @@
-"""Sweeps: the sweep file and its validation, and the loop of trials over a grid and seeds.
+"""Sweeps: the sweep file and its validation, the loop of trials over a grid and seeds, and each
+configuration's memory plan (sweepmemory).
 May import: every other area."""

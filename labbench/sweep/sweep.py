@@ -26,6 +26,8 @@ from labbench.eval.suitetypes import Suite
 from labbench.record.fingerprint import dataset_fingerprint, eval_fingerprint
 from labbench.record.ledger import recording_run, run_hardware
 from labbench.sweep.sweepfile import Sweep
+from labbench.sweep.sweepmemory import SweepMemory, plan_sweep_memory
+from labbench.train.memorycheck import MemoryOptions
 from labbench.train.training import TrainPlan, record_training
 
 NO_GRID = "fixed settings"  # the label of the one configuration of a sweep without a grid
@@ -101,11 +103,10 @@ def plan_trials(sweep: Sweep, base_fingerprint: str) -> list[Trial]:
         expect["data"] = fingerprints[data]
         for seed in sweep.seeds:
             settings = lora_settings(sweep, configuration, seed)
-            identity = {
-                "base": base_fingerprint,
-                "data": fingerprints[data],
-                "settings": asdict(settings),
-            }
+            # grad_checkpoint (added later) changes memory, not results: trials recorded
+            # before it existed keep their fingerprints when it is off.
+            trained = {k: v for k, v in asdict(settings).items() if k != "grad_checkpoint" or v}
+            identity = {"base": base_fingerprint, "data": fingerprints[data], "settings": trained}
             digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
             trials.append(
                 Trial(
@@ -185,9 +186,11 @@ def run_trial(
     suite: Suite,
     model: str,
     adapters_root: Path,
+    memory: SweepMemory | None = None,
 ) -> int:
     """Train and evaluate one trial on this machine; returns its eval run id. Raises UserError
     (trial `failed`) or KeyboardInterrupt (trial `interrupted`); either way the row stays."""
+    memory = memory or SweepMemory()
     host, hardware = machine()
     trials = db.table("sweep_trials")
     row_id = trials.insert(
@@ -207,6 +210,8 @@ def run_trial(
                 note=note,
                 parent_run_id=sweep_run_id,
                 expect=trial.expect,
+                memory_plan=memory.plans.get(trial.label),
+                memory_ceiling=memory.ceiling,
             ),
             on_start=lambda run_id, _: trials.update(row_id, {"train_run_id": run_id}),
         )
@@ -283,6 +288,7 @@ def run_sweep(
     adapters_root: Path,
     goal: str | None = None,
     note: str | None = None,
+    memory: SweepMemory | None = None,
 ) -> int:
     """Record one `sweep` run: evaluate the base model (or reuse its identical eval), link
     finished trials, train the rest. Returns the sweep's run id."""
@@ -327,7 +333,7 @@ def run_sweep(
                 f" ({trial.label}, seed {trial.seed}): {trial.settings.iters} iterations,"
                 f" then the eval; {finished} done"
             )
-            run_trial(db, run.id, trial, sweep, suite, model, adapters_root)
+            run_trial(db, run.id, trial, sweep, suite, model, adapters_root, memory)
             finished, trained = finished + 1, trained + 1
         say(f"sweep {run.id}: {len(trials)}/{len(trials)} trials done")
         run.update(
@@ -350,10 +356,12 @@ def sweep_command(
     goal: str | None,
     note: str | None,
     pending: bool,
+    memory_options: MemoryOptions | None = None,
 ) -> int:
     """What `just sweep` (and `just train seeds=...`) does once its inputs are checked (the
     suite loaded, the model resolved): run the sweep and print its table and verdict, or with
-    `pending` list the trials left to train (the ledger must exist; nothing is written)."""
+    `pending` list the trials left to train (the ledger must exist; nothing is written).
+    Before the ledger is opened, each configuration's memory is planned (sweepmemory)."""
     from labbench.present import recording
     from labbench.present.sweepreport import terminal_report
 
@@ -365,8 +373,14 @@ def sweep_command(
         for trial in left:
             print(f"{trial.fingerprint}  {trial.label}, seed {trial.seed}")
         return 0
+    options = memory_options or MemoryOptions()
+    memory = plan_sweep_memory(sweep, model, options)
+    if options.plan == "only":
+        return 0
     with recording.recording_ledger(ledger_arg) as ledger:
-        sweep_run_id = run_sweep(ledger.db, sweep, suite, model, ledger.adapters_dir, goal, note)
+        sweep_run_id = run_sweep(
+            ledger.db, sweep, suite, model, ledger.adapters_dir, goal, note, memory
+        )
         print(terminal_report(ledger.db, sweep_run_id))
     say(f"recorded as sweep run {sweep_run_id} in {ledger.path}")
     return 0

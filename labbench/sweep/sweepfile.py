@@ -88,7 +88,7 @@ def check_train_value(path: Path, key: str, name: str, value: Any) -> Any:
         if name == "dropout" and not 0 <= value < 1:
             raise _fail(path, key, f"must be from 0 up to 1, got {value!r}")
         return float(value)
-    if name == "mask_prompt":
+    if name in ("mask_prompt", "grad_checkpoint"):
         if not isinstance(value, bool):
             raise _fail(path, key, f"must be true or false, got {value!r}")
         return value

@@ -1,3 +1,4 @@
 """Training: LoRA through mlx-lm's callbacks, its reports into the ledger, distributed ranks,
-the trainer read-back checks, the training benchmark, and fusing. May import: present, data,
-eval and everything below them."""
+the trainer read-back checks, the training benchmark, fusing, the memory plan before training
+(memoryplan, memorycheck) and the memory watchdog during it (memorywatch). May import: present,
+data, eval and everything below them."""

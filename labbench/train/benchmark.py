@@ -40,6 +40,8 @@ class BenchPlan:
     goal: str | None = None
     note: str | None = None
     launch: Any = None  # a distributed.Launch: also time N ranks on the same global batch
+    memory_plan: Any = None  # a memorycheck.MemoryPlan, made before anything was loaded
+    memory_ceiling: float | None = None  # bytes: the watchdog stops training above it
 
 
 def duration(seconds: float) -> str:
@@ -100,28 +102,37 @@ def scaling(single: dict, ranks: dict, launch: Any) -> dict:
     }
 
 
-def record_bench(db: Database, plan: BenchPlan) -> dict:
-    """One benchmark as a ledger run (kind `bench`); returns its result (runs.summary)."""
-    from labbench.data.dummydata import write_dummy_data
-    from labbench.train.training import prepare_training, train_lora
-    from labbench.train.trainreports import ReportWriter
-
-    bench = plan.settings
-    lora = LoraSettings(
+def bench_lora(bench: BenchSettings, num_layers: int | None) -> LoraSettings:
+    """The training a benchmark times (and the memory plan predicts)."""
+    return LoraSettings(
         iters=bench.iters,
         batch_size=bench.batch_size,
         rank=bench.rank,
-        num_layers=plan.num_layers,
+        num_layers=num_layers,
         seed=bench.seed,
         max_seq_length=bench.max_seq_length,
         steps_per_report=1,  # one report per iteration, so the untimed ones are cut exactly
         save_every=bench.iters + 1,
+        grad_checkpoint=bench.grad_checkpoint,
     )
+
+
+def record_bench(db: Database, plan: BenchPlan) -> dict:
+    """One benchmark as a ledger run (kind `bench`); returns its result (runs.summary)."""
+    from labbench.data.dummydata import write_dummy_data
+    from labbench.train.memorywatch import MemoryWatch, mlx_peak_gb, record_peaks
+    from labbench.train.training import prepare_training, train_lora
+    from labbench.train.trainreports import ReportWriter
+
+    bench = plan.settings
+    lora = bench_lora(bench, plan.num_layers)
     config = {
         **asdict(lora),
         "untimed_iters": bench.untimed_iters,
         "data": plan.data and str(plan.data),
     }
+    if plan.memory_plan:
+        config["memory_plan"] = plan.memory_plan.record()
     with (
         tempfile.TemporaryDirectory(prefix="labbench-bench-") as scratch,
         recording_run(
@@ -141,7 +152,13 @@ def record_bench(db: Database, plan: BenchPlan) -> dict:
         prepared = prepare_training(plan.model, data, lora, need_valid=False)
         writer = ReportWriter(db, run.id, steps_per_report=1)
         weights = Path(scratch) / "adapters.safetensors"
-        train_lora(prepared.loaded, prepared.train_set, None, lora, weights, writer)
+        watch = MemoryWatch(plan.memory_ceiling) if plan.memory_ceiling else None
+        try:
+            train_lora(
+                prepared.loaded, prepared.train_set, None, lora, weights, writer, None, watch
+            )
+        finally:
+            record_peaks(run, plan.memory_plan, mlx_peak_gb())
         measured = measure(writer.reports, bench.untimed_iters)
         result = {
             "load_seconds": prepared.loaded.load_seconds,

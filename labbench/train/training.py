@@ -22,6 +22,7 @@ from sqlite_utils import Database
 from labbench.core.errors import UserError
 from labbench.core.settings import LoraSettings
 from labbench.record.ledger import Run, recording_run
+from labbench.train import memorywatch as memory
 from labbench.train.trainercheck import check_reached, effective_settings, too_many_layers
 from labbench.train.trainreports import QuietUI, ReportWriter
 
@@ -143,6 +144,7 @@ def training_args(settings: LoraSettings, adapter_file: Path):
         steps_per_save=settings.save_every,
         max_seq_length=settings.max_seq_length,
         adapter_file=str(adapter_file),
+        grad_checkpoint=settings.grad_checkpoint,
     )
 
 
@@ -154,9 +156,11 @@ def train_lora(
     adapter_file: Path,
     writer: ReportWriter,
     before_training: Callable[[dict[str, Any]], None] | None = None,
+    watch: memory.MemoryWatch | None = None,
 ) -> None:
     """Run mlx-lm's trainer in this process; checkpoints go beside `adapter_file`.
-    `before_training(effective_settings)` runs before the first iteration and may raise."""
+    `before_training(effective_settings)` runs before the first iteration and may raise;
+    `watch` stops the training (a MemoryCeiling error) once mlx's memory passes its ceiling."""
     import mlx_lm.tuner.trainer as trainer
     from mlx_lm.tuner.callbacks import TrainingCallback
 
@@ -173,14 +177,16 @@ def train_lora(
         before_training(effective_settings(loaded.model, optimizer, args, train_set))
     trainer.TrainUI = QuietUI  # ty: ignore[invalid-assignment]
     writer.start()
-    trainer.train(
-        model=loaded.model,
-        optimizer=optimizer,
-        train_dataset=train_set,
-        val_dataset=valid_set,
-        args=args,
-        training_callback=Callback(),
-    )
+    with memory.grad_checkpoint_undone(loaded.model):
+        trainer.train(
+            model=loaded.model,
+            optimizer=optimizer,
+            train_dataset=train_set,
+            val_dataset=valid_set,
+            args=args,
+            training_callback=Callback(),
+            iterate_batches=memory.watched(watch, trainer.iterate_batches),
+        )
 
 
 def keep_final_adapter(adapter_dir: Path, iters: int) -> None:
@@ -228,6 +234,8 @@ class TrainPlan:
     # fingerprint): checked against effective_settings() before the first iteration.
     expect: dict[str, Any] | None = None
     launch: Any = None  # a distributed.Launch: data-parallel ranks through mlx.launch
+    memory_plan: Any = None  # a memorycheck.MemoryPlan, made before anything was loaded
+    memory_ceiling: float | None = None  # bytes: the watchdog stops training above it
 
 
 @dataclass(frozen=True)
@@ -250,6 +258,7 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
         "dataset_fingerprint": plan.data_fingerprint,
         "eval_suite": plan.eval_suite,
         **({"distributed": plan.launch.config()} if plan.launch else {}),
+        **({"memory_plan": plan.memory_plan.record()} if plan.memory_plan else {}),
     }
     with recording_run(
         db,
@@ -275,7 +284,14 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
                 load_seconds = _train_here(db, run.id, plan, adapter_dir)
             if settings.iters % settings.save_every:  # else mlx-lm saved it as a checkpoint
                 keep_final_adapter(adapter_dir, settings.iters)
+        except memory.MemoryCeiling as stop:
+            kept = collect_checkpoints(adapter_dir) if adapter_dir.exists() else []
+            last = f"iteration {kept[-1][0]}, kept in {kept[-1][1]}" if kept else "none yet"
+            raise memory.MemoryCeiling(f"{stop}; last checkpoint: {last}") from None
         finally:
+            memory.record_peaks(
+                run, plan.memory_plan, None if plan.launch else memory.mlx_peak_gb()
+            )
             checkpoints = collect_checkpoints(adapter_dir) if adapter_dir.exists() else []
             for iteration, path in checkpoints:
                 db.table("checkpoints").insert(
@@ -325,6 +341,7 @@ def _train_here(db: Database, run_id: int, plan: TrainPlan, adapter_dir: Path) -
             if plan.expect
             else None
         ),
+        watch=memory.MemoryWatch(plan.memory_ceiling) if plan.memory_ceiling else None,
     )
     return prepared.loaded.load_seconds
 
