@@ -35,7 +35,7 @@ class _Silent:
 def scratch_ledger():
     from sqlite_utils import Database
 
-    from labbench.record.schema import migrations
+    from labbench.record.migrations import migrations
 
     db = Database(memory=True)
     migrations.apply(db)

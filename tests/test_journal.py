@@ -437,7 +437,7 @@ def test_m009_recomputes_the_stored_intervals(isolated_ledger):
     """Intervals stored before m009 depended on the order prompts finished in."""
     from sqlite_utils import Database
 
-    from labbench.record.schema import migrations
+    from labbench.record.migrations import migrations
 
     db = Database(isolated_ledger)
     migrations.apply(db, stop_before="m009_journal_views")

@@ -27,8 +27,8 @@ from labbench.core.errors import UserError
 from labbench.core.paths import INVOCATION_DIR_ENV
 from labbench.machine.blas import resolve_blas
 from labbench.machine.hardware import gather_hardware
+from labbench.record.migrations import migrations
 from labbench.record.plaindb import LedgerDatabase
-from labbench.record.schema import migrations
 
 
 def resolve_path(path: Path) -> Path:
