@@ -3,16 +3,23 @@
 import importlib.util
 import io
 import os
+import shlex
 import signal
 import subprocess
 import sys
+import time
 from contextlib import redirect_stderr, redirect_stdout
+from typing import NoReturn
+
+import pytest
 
 from labbench import PROJECT_ROOT
 from labbench.core import cli
 
 SCRIPTS = PROJECT_ROOT / "scripts"
-PROCESS_TAG = "LABBENCH_TEST_TAG"  # environment variable marking the processes of one test
+# Environment variable that marks every process one test starts: children inherit it (the
+# servers a script starts too), so a test finds its own processes, whatever else runs beside it.
+PROCESS_TAG = "LABBENCH_TEST_TAG"
 
 
 SMALL_SUITE = """
@@ -41,15 +48,63 @@ def small_suite_toml(max_tokens: int) -> str:
     return SMALL_SUITE.replace("MAX_TOKENS", str(max_tokens))
 
 
+# How long a script may run before a test calls it hung. Only a guard against hangs: the
+# slowest script a test runs (an eval of the baseline suite, with its server) takes ~20 s on
+# 2 quiet cores and ~60 s beside two CPU hogs. A test's own pytest timeout sits above the sum of
+# its guards, so the guard fires first and says what hung.
+HANG_S = 300
+# "It failed without waiting": far above what a script that fails at once takes beside two CPU
+# hogs (~15 s: Python, imports, the check), far below the waits it must not fall into (a server's
+# 180 s startup timeout, a request's 300 s timeout).
+NO_WAIT_S = 90
+
+
+def run_guarded(command: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """subprocess.run with output captured; a hang fails the test naming the command, how long
+    it ran and the end of what it printed, instead of a bare TimeoutExpired."""
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
+    except subprocess.TimeoutExpired as hung:
+        pytest.fail(hang_report(command, timeout, hung.stdout, hung.stderr), pytrace=False)
+
+
+def hang_report(command, seconds: float, stdout, stderr) -> str:
+    """What was running when a hang guard fired, and the last lines it printed."""
+
+    def tail(output) -> str:
+        text = output.decode(errors="replace") if isinstance(output, bytes) else output or ""
+        return "\n".join(text.splitlines()[-15:]) or "(nothing)"
+
+    return (
+        f"hung: still running after {seconds:g} s (a hang guard, far above its normal run), "
+        f"so it was killed: {shlex.join(map(str, command))}\n"
+        f"--- its stdout, last lines ---\n{tail(stdout)}\n"
+        f"--- its stderr, last lines ---\n{tail(stderr)}"
+    )
+
+
+def communicate(process: subprocess.Popen, timeout: float = HANG_S) -> tuple[str, str]:
+    """Popen.communicate with the same hang guard as run_guarded."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        fail_hung(process, timeout)
+
+
+def fail_hung(process: subprocess.Popen, seconds: float) -> NoReturn:
+    """Kill a process that ran `seconds` too long and fail the test saying what it was."""
+    process.kill()
+    stdout, stderr = process.communicate()
+    pytest.fail(hang_report(process.args, seconds, stdout, stderr), pytrace=False)
+
+
 def run_script(
-    name: str, *args: str, timeout: float = 240, **kwargs
+    name: str, *args: str, timeout: float = HANG_S, **kwargs
 ) -> subprocess.CompletedProcess:
     """Run scripts/<name>.py as a user would, with this test's environment."""
-    return subprocess.run(
+    return run_guarded(
         [sys.executable, str(SCRIPTS / f"{name}.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+        timeout,
         cwd=kwargs.pop("cwd", PROJECT_ROOT),
         env=kwargs.pop("env", os.environ.copy()),
         **kwargs,
@@ -90,32 +145,36 @@ def run_main(name: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess([name, *args], code, out.getvalue(), err.getvalue())
 
 
-def run_just(recipe: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+def run_just(recipe: str, *args: str, timeout: float = HANG_S) -> subprocess.CompletedProcess:
     """Run `just RECIPE ARGS` as a user types it, with the just installed beside this Python."""
     just = os.path.join(os.path.dirname(sys.executable), "just")
-    return subprocess.run(
-        [just, recipe, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=PROJECT_ROOT,
-        env=os.environ.copy(),
-    )
+    return run_guarded([just, recipe, *args], timeout, cwd=PROJECT_ROOT, env=os.environ.copy())
+
+
+# --- the processes a test started ----------------------------------------------------------
 
 
 def tagged_processes() -> list[str]:
-    """`pid args` of the live processes that carry this test's tag (the `process_tag` fixture):
-    the ones it started, and theirs, whatever else runs on the machine."""
+    """`pid args` of the live processes that carry this test's tag (conftest's `process_tag`)."""
     marker = f"{PROCESS_TAG}={os.environ[PROCESS_TAG]}"
     env = {k: v for k, v in os.environ.items() if k != PROCESS_TAG}  # ps itself is not ours
     with_env = subprocess.run(
-        ["ps", "axeww", "-o", "pid=,args="], capture_output=True, text=True, env=env
+        ["ps", "axeww", "-o", "pid=,args="], capture_output=True, text=True, env=env, timeout=60
     ).stdout
     pids = [line.split()[0] for line in with_env.splitlines() if marker in line]
     pids = [pid for pid in pids if int(pid) != os.getpid()]
     if not pids:
         return []
     shown = subprocess.run(  # without the environment, which is nobody's business
-        ["ps", "-o", "pid=,args=", "-p", ",".join(pids)], capture_output=True, text=True
+        ["ps", "-o", "pid=,args=", "-p", ",".join(pids)], capture_output=True, text=True, timeout=60
     ).stdout
     return [line.strip() for line in shown.splitlines()]
+
+
+def assert_nothing_left(grace_s: float = 30) -> None:
+    """No process this test started is alive: none of its scripts, none of their servers.
+    `grace_s` lets signals already sent land; it only bounds the wait for a leftover."""
+    deadline = time.monotonic() + grace_s
+    while left := tagged_processes():
+        assert time.monotonic() < deadline, f"processes left behind: {left}"
+        time.sleep(0.2)

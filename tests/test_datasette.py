@@ -403,7 +403,7 @@ def expected_comparison(db: Database, a: int, b: int) -> list[dict]:
     return sorted(out, key=lambda r: (r["flip"] == "", -abs(r["delta"]), r["prompt_id"]))
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a Datasette server (just browse) beside a tiny-model eval")
 @pytest.mark.timeout(180)
 def test_browse_serves_a_real_ledger_while_an_eval_writes(tiny_model, isolated_ledger):
     first = run_script("eval", "suite=baseline", "--note", "first look")
@@ -486,7 +486,7 @@ def test_browse_serves_a_real_ledger_while_an_eval_writes(tiny_model, isolated_l
     assert f"at {base}/ledger" in stdout
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a Datasette server (just browse)")
 @pytest.mark.timeout(60)
 def test_browse_any_ledger_name_and_stop_with_ctrl_c(tmp_path):
     fill_ledger(tmp_path / "experiments.db").close()
@@ -499,7 +499,7 @@ def test_browse_any_ledger_name_and_stop_with_ctrl_c(tmp_path):
     assert process.returncode == 0 and "Traceback" not in stderr, stderr
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a Datasette server (just browse)")
 @pytest.mark.timeout(60)
 def test_browse_user_errors_are_one_line(tmp_path):
     missing = run_script("browse", "--ledger", str(tmp_path / "none.db"), timeout=30)

@@ -10,7 +10,10 @@ import pytest
 import sqlite_utils
 from helpers import run_script
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.slow("the small demo: tiny-model servers and LoRA training"),
+    pytest.mark.timeout(600),
+]
 
 # The small demo (400 LoRA iterations) measured +0.23 (seed 0) and +0.20 (seed 1) here, the full
 # one +0.33 and +0.28. The margin absorbs run-to-run differences in floating-point rounding (BLAS

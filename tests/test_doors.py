@@ -215,7 +215,7 @@ def test_a_missing_model_fails_before_any_run_or_server(isolated_ledger):
 JUST = Path(sys.executable).parent / "just"
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a tiny-model server (just eval through the justfile)")
 @pytest.mark.timeout(120)
 def test_the_recorded_command_is_what_the_user_typed(tmp_path, tiny_model):
     """Through the real justfile, from another directory: the relative ledger path is the
@@ -238,7 +238,7 @@ def test_the_recorded_command_is_what_the_user_typed(tmp_path, tiny_model):
     assert "just eval max_tokens=4 --ledger mine.db --note 'lr=3e-4 felt high'" in journal
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a tiny-model server (just serve)")
 @pytest.mark.timeout(120)
 def test_ctrl_c_stops_serve_cleanly(tiny_model):
     """Ctrl-C reaches the whole foreground group (just and the script): one line, exit 0."""

@@ -11,13 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import pid_alive, run_script, tagged_processes
+from helpers import assert_nothing_left, pid_alive, run_script
 from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
 from labbench.eval.suite import load_suite
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.slow("eval scripts, each with its tiny-model server"),
+    pytest.mark.timeout(300),
+]
 
 
 def test_eval_records_every_prompt_and_the_journal(tiny_model, isolated_ledger):
@@ -53,24 +56,19 @@ def test_eval_records_every_prompt_and_the_journal(tiny_model, isolated_ledger):
     assert (isolated_ledger.parent / "journal" / "JOURNAL.md").read_bytes() == before
 
 
-def mlx_servers_started() -> list[str]:
-    """The mlx_lm servers this test started (never one that anything else runs)."""
-    return [line for line in tagged_processes() if "mlx_lm server" in line]
-
-
 @pytest.mark.parametrize("model", ["does/not/exist", "/no/such/model/dir", "EMPTY_DIR"])
 def test_bad_model_fails_fast_with_one_line(model, tmp_path, isolated_ledger, process_tag):
     if model == "EMPTY_DIR":
         model = str(tmp_path / "empty")
         os.mkdir(model)
-    started = time.monotonic()
-    result = run_script("eval", f"model={model}", timeout=60)
+    result = run_script("eval", f"model={model}")
     assert result.returncode != 0
-    assert time.monotonic() - started < 20
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and "Traceback" not in result.stderr
     assert model in lines[-1] or "does not exist" in lines[-1] or "no such" in lines[-1]
-    assert mlx_servers_started() == []
+    # Fast: the server's own error ended it, not the wait for a server that never came up.
+    assert "not ready after" not in lines[-1]
+    assert_nothing_left()  # no server of this eval outlives it (the only ones this test counts)
     if isolated_ledger.exists():
         statuses = [r["status"] for r in Database(isolated_ledger)["runs"].rows]
         assert statuses in ([], ["failed"])

@@ -4,13 +4,16 @@ import json
 import time
 
 import pytest
-from helpers import run_script
+from helpers import NO_WAIT_S, run_script
 from sqlite_utils import Database
 
 from labbench.eval.suite import load_suite
 from labbench.serving.server import start_server
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.slow("eval scripts, each with its tiny-model server"),
+    pytest.mark.timeout(300),
+]
 
 
 def responses(ledger, run_id: int) -> dict[str, tuple]:
@@ -39,10 +42,10 @@ def test_url_mode_refuses_model_flags():
     assert result.stderr.strip().splitlines()[-1].startswith("error: --url")
 
 
-def test_unreachable_url_fails_the_run_cleanly_within_10_s(isolated_ledger):
+def test_unreachable_url_fails_the_run_cleanly_without_waiting(isolated_ledger):
     started = time.monotonic()
-    result = run_script("eval", "url=http://127.0.0.1:9/v1", timeout=120)
-    assert time.monotonic() - started < 10
+    result = run_script("eval", "url=http://127.0.0.1:9/v1")
+    assert time.monotonic() - started < NO_WAIT_S
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]

@@ -20,7 +20,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import pid_alive, run_script, small_suite_toml, tagged_processes
+from helpers import (
+    HANG_S,
+    NO_WAIT_S,
+    assert_nothing_left,
+    fail_hung,
+    pid_alive,
+    run_script,
+    small_suite_toml,
+    tagged_processes,
+)
 from sqlite_utils import Database
 from test_datasette import browsing, get_json, stop
 
@@ -29,7 +38,11 @@ from labbench.data.dummydata import write_dummy_data
 from labbench.record.ledger import open_ledger
 from labbench.serving.server import free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180), pytest.mark.usefixtures("process_tag")]
+pytestmark = [
+    pytest.mark.slow("scripts with their servers, training and Datasette, each stopped by a fault"),
+    pytest.mark.timeout(180),
+    pytest.mark.usefixtures("process_tag"),  # every process a test starts carries its tag
+]
 
 SERVER = "mlx_lm server"  # how an mlx_lm.server process shows in `ps`
 
@@ -65,14 +78,6 @@ def wait_for(condition: Callable, timeout: float, interval: float = 0.1):
         time.sleep(interval)
 
 
-def assert_nothing_left() -> None:
-    """No script and no server of this test is alive (servers die with their script)."""
-    deadline = time.monotonic() + 10
-    while left := tagged_processes():
-        assert time.monotonic() < deadline, f"processes left behind: {left}"
-        time.sleep(0.2)
-
-
 def start(name: str, *args: str, new_session: bool = False) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(PROJECT_ROOT / "scripts" / f"{name}.py"), *args],
@@ -85,7 +90,7 @@ def start(name: str, *args: str, new_session: bool = False) -> subprocess.Popen:
 
 
 def run_watched(
-    name: str, *args: str, timeout: float = 120
+    name: str, *args: str, timeout: float = HANG_S
 ) -> tuple[subprocess.CompletedProcess, list[str], float]:
     """Run a script, sampling the process table meanwhile: (result, servers seen, seconds)."""
     started = time.monotonic()
@@ -98,8 +103,7 @@ def run_watched(
         except subprocess.TimeoutExpired:
             servers.update(line for line in tagged_processes() if SERVER in line)
             if time.monotonic() - started > timeout:
-                process.kill()
-                raise
+                fail_hung(process, timeout)
     result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     return result, sorted(servers), time.monotonic() - started
 
@@ -233,13 +237,13 @@ def door(
 def test_eval_refused_at_the_door(door, small_suite, tiny_model):
     args, ledger, words = door
     before = sha256(ledger) if ledger.is_file() else None
-    result, servers, seconds = run_watched("eval", f"suite={small_suite}", *args, timeout=60)
+    result, servers, seconds = run_watched("eval", f"suite={small_suite}", *args)
     assert result.returncode == 1, result.stderr
     line = error_line(result.stderr)
     for word in words:
         assert any(alternative in line for alternative in word.split("|")), (word, line)
     assert servers == [], "no server may start before the inputs are known to be good"
-    assert seconds < 10
+    assert seconds < NO_WAIT_S
     if before is None:
         assert runs(ledger) == []
     else:
@@ -319,7 +323,7 @@ def test_bad_input_file_is_one_line_naming_it(
     make, codes, words, tmp_path, dataset, tiny_model, isolated_ledger
 ):
     (script, *args), where = make(tmp_path, dataset)
-    result, servers, _ = run_watched(script, *args, timeout=60)
+    result, servers, _ = run_watched(script, *args)
     assert result.returncode in codes, result.stderr
     line = error_line(result.stderr)
     assert where in line, line
@@ -346,10 +350,10 @@ def test_eval_without_a_server_to_talk_to_is_a_failed_run(
             "taken port": ([f"port={taken}"], f"port {taken}"),
             "unreachable url": ([f"url={url}"], url),
         }[target]
-        result, _, seconds = run_watched("eval", f"suite={small_suite}", *args, timeout=60)
+        result, _, seconds = run_watched("eval", f"suite={small_suite}", *args)
     assert result.returncode == 1, result.stderr
     assert named in error_line(result.stderr)
-    assert seconds < 10
+    assert seconds < NO_WAIT_S
     [run] = runs(isolated_ledger)
     assert run["status"] == "failed" and named in run["error"]
     assert results(isolated_ledger, run["id"]) == []

@@ -169,7 +169,7 @@ def output_of(result) -> str:
     ]
 
 
-@pytest.mark.slow
+@pytest.mark.slow("LoRA training, fusing and a tiny-model server per eval")
 @pytest.mark.timeout(300)
 def test_fuse_without_quantization_scores_as_the_adapter(qlora):
     assert json.loads((qlora["base"] / "config.json").read_text())["quantization"]["bits"] == 4
@@ -203,7 +203,7 @@ def test_fuse_without_quantization_scores_as_the_adapter(qlora):
     assert "**Verdict:** fused matches adapter (eval #" in journal
 
 
-@pytest.mark.slow
+@pytest.mark.slow("LoRA training, fusing and a tiny-model server per eval")
 @pytest.mark.timeout(300)
 def test_fuse_quantized_to_8_bits_keeps_the_tokenizer_and_records_a_verdict(qlora):
     # verify= as a path finds the adapter's eval of that suite (run 3), recorded by its name.
@@ -227,7 +227,7 @@ def test_fuse_quantized_to_8_bits_keeps_the_tokenizer_and_records_a_verdict(qlor
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.slow("LoRA training, fusing and a tiny-model server per eval")
 @pytest.mark.timeout(120)
 def test_fuse_to_4_bits_warns_and_records_the_warning(qlora):
     result = fuse(qlora, "bits=4", "verify=none")
@@ -240,7 +240,7 @@ def test_fuse_to_4_bits_warns_and_records_the_warning(qlora):
     assert f"**Warning:** {row['warning']}" in journal
 
 
-@pytest.mark.slow
+@pytest.mark.slow("LoRA training, fusing and a tiny-model server per eval")
 @pytest.mark.timeout(60)
 def test_fuse_refuses_to_quantize_a_quantized_base_without_dequantizing(qlora):
     fuses = Database(qlora["ledger"]).table("fuses").count
@@ -276,7 +276,7 @@ def two_checkpoints(qlora):
     return {"ledger": ledger, "adapter": adapter, "suite": suite}
 
 
-@pytest.mark.slow
+@pytest.mark.slow("LoRA training, fusing and a tiny-model server per eval")
 @pytest.mark.timeout(120)
 def test_an_earlier_checkpoint_is_not_verified_against_the_final_adapters_eval(two_checkpoints):
     ledger, adapter = two_checkpoints["ledger"], two_checkpoints["adapter"]
@@ -314,7 +314,7 @@ def serving(parent: int, model: str) -> bool:
     return False
 
 
-@pytest.mark.slow
+@pytest.mark.slow("LoRA training, fusing and a tiny-model server per eval")
 @pytest.mark.timeout(120)
 def test_a_fuse_interrupted_while_verifying_keeps_its_model_and_says_it_is_unverified(
     two_checkpoints,

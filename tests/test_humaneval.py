@@ -22,7 +22,7 @@ def server():
         yield base_url
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per HumanEval problem")
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     ("variant", "passed"),
@@ -72,7 +72,7 @@ def test_humaneval_is_built_in_from_the_packages_data_file():
         compile(prompt.expect_tests or "", prompt.id, "exec")
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per HumanEval problem")
 @pytest.mark.timeout(60)
 def test_limit_runs_the_first_problems_and_is_in_the_fingerprint(isolated_ledger):
     with replay_server(lambda variant, question: ANSWERS["body-in-fence"][question]) as url:
