@@ -11,6 +11,16 @@ from helpers import PROCESS_TAG
 from labbench.core.paths import INVOCATION_DIR_ENV
 
 
+def pytest_configure(config) -> None:
+    """Under pytest-xdist, build models/tiny before the workers start: otherwise whichever
+    test first runs a script on the default model builds it (the others wait on its lock), and
+    that test's output gains the build's announcement."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        from labbench.tiny.tinymodel import ensure_tiny_model
+
+        ensure_tiny_model()
+
+
 @pytest.fixture(autouse=True)
 def isolated_ledger(tmp_path, monkeypatch) -> Path:
     """Every test gets its own ledger (and so its own journal/ beside it), and scripts it runs
@@ -27,6 +37,16 @@ def tiny_model() -> Path:
     from labbench.tiny.tinymodel import ensure_tiny_model
 
     return ensure_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_model):
+    """One mlx_lm server of the tiny model, shared by the tests that only send it requests
+    (none stops, kills or restarts it): started once per session, or per pytest-xdist worker."""
+    from labbench.serving.server import start_server
+
+    with start_server(str(tiny_model)) as server:
+        yield server
 
 
 @pytest.fixture
@@ -48,14 +68,14 @@ class Background:
     threads: list[threading.Thread] = field(default_factory=list)
     errors: list[BaseException] = field(default_factory=list)
 
-    def start(self, target: Callable[[], None]) -> threading.Thread:
+    def start(self, target: Callable[[], None], name: str = "") -> threading.Thread:
         def guarded() -> None:
             try:
                 target()
             except BaseException as error:  # raised again in the test's teardown
                 self.errors.append(error)
 
-        thread = threading.Thread(target=guarded, name=target.__name__, daemon=True)
+        thread = threading.Thread(target=guarded, name=name or repr(target), daemon=True)
         self.threads.append(thread)
         thread.start()
         return thread

@@ -48,11 +48,10 @@ def small_suite_toml(max_tokens: int) -> str:
     return SMALL_SUITE.replace("MAX_TOKENS", str(max_tokens))
 
 
-# How long a script may run before a test calls it hung. Only a guard against hangs: the
-# slowest script a test runs (an eval of the baseline suite, with its server) takes ~20 s on
-# 2 quiet cores and ~60 s beside two CPU hogs. A test's own pytest timeout sits above the sum of
-# its guards, so the guard fires first and says what hung.
-HANG_S = 300
+# How long one script may run before a test calls it hung: only a guard against hangs, far
+# above the slowest script a test runs (a training with checkpoint evals, ~1 min on 2 quiet
+# cores, ~3 min on a loaded machine). The demo has its own.
+HANG_S = 600
 # "It failed without waiting": far above what a script that fails at once takes beside two CPU
 # hogs (~15 s: Python, imports, the check), far below the waits it must not fall into (a server's
 # 180 s startup timeout, a request's 300 s timeout).
@@ -60,12 +59,24 @@ NO_WAIT_S = 90
 
 
 def run_guarded(command: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
-    """subprocess.run with output captured; a hang fails the test naming the command, how long
-    it ran and the end of what it printed, instead of a bare TimeoutExpired."""
+    """subprocess.run with output captured. A hang, by this guard or by the test's own pytest
+    timeout, kills the process and fails the test naming the command, how long it ran and the
+    end of what it printed."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    )
     try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
-    except subprocess.TimeoutExpired as hung:
-        pytest.fail(hang_report(command, timeout, hung.stdout, hung.stderr), pytrace=False)
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        fail_hung(process, timeout)
+    except pytest.fail.Exception as stopped:  # pytest-timeout's, raised in the main thread
+        fail_hung(process, time.monotonic() - started, f"{stopped.msg}\n")
+    finally:
+        if process.poll() is None:  # Ctrl-C, or any other way out
+            process.kill()
+            process.wait()
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def hang_report(command, seconds: float, stdout, stderr) -> str:
@@ -76,8 +87,8 @@ def hang_report(command, seconds: float, stdout, stderr) -> str:
         return "\n".join(text.splitlines()[-15:]) or "(nothing)"
 
     return (
-        f"hung: still running after {seconds:g} s (a hang guard, far above its normal run), "
-        f"so it was killed: {shlex.join(map(str, command))}\n"
+        f"hung: still running after {seconds:.0f} s (a guard against hangs, far above its "
+        f"normal run), so it was killed: {shlex.join(map(str, command))}\n"
         f"--- its stdout, last lines ---\n{tail(stdout)}\n"
         f"--- its stderr, last lines ---\n{tail(stderr)}"
     )
@@ -85,17 +96,21 @@ def hang_report(command, seconds: float, stdout, stderr) -> str:
 
 def communicate(process: subprocess.Popen, timeout: float = HANG_S) -> tuple[str, str]:
     """Popen.communicate with the same hang guard as run_guarded."""
+    started = time.monotonic()
     try:
         return process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         fail_hung(process, timeout)
+    except pytest.fail.Exception as stopped:
+        fail_hung(process, time.monotonic() - started, f"{stopped.msg}\n")
 
 
-def fail_hung(process: subprocess.Popen, seconds: float) -> NoReturn:
+def fail_hung(process: subprocess.Popen, seconds: float, why: str = "") -> NoReturn:
     """Kill a process that ran `seconds` too long and fail the test saying what it was."""
     process.kill()
     stdout, stderr = process.communicate()
-    pytest.fail(hang_report(process.args, seconds, stdout, stderr), pytrace=False)
+    report = why + hang_report(process.args, seconds, stdout, stderr)
+    raise pytest.fail.Exception(report, pytrace=False) from None
 
 
 def run_script(

@@ -277,7 +277,7 @@ def test_a_crashed_rank_fails_the_run(tmp_path, tiny_model, dataset, background)
         os.kill(pid, signal.SIGKILL)
         killed.append(pid)
 
-    background.start(kill_rank_1)
+    background.start(kill_rank_1, "kill_rank_1")
     with pytest.raises(UserError, match="rank 1: left no status"):
         record_training(db, plan)
     assert killed

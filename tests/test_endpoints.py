@@ -95,13 +95,13 @@ LONGER_SUITE = "\n".join(
 
 
 @pytest.fixture(scope="module")
-def servers(tiny_model, tmp_path_factory):
-    """Two servers of the tiny model and one of another model (other weights, other path)."""
+def servers(tiny_model, tiny_server, tmp_path_factory):
+    """Two servers of the tiny model (one the session's) and one of another model (other
+    weights, other path)."""
     other = build_tiny_model(tmp_path_factory.mktemp("other") / "tiny-other", seed=1)
     with ExitStack() as stack:
-        yield [
-            stack.enter_context(start_server(str(model)))
-            for model in (tiny_model, tiny_model, other)
+        yield [tiny_server] + [
+            stack.enter_context(start_server(str(model))) for model in (tiny_model, other)
         ]
 
 
@@ -176,7 +176,7 @@ def test_replicas_survive_one_killed_mid_run(tiny_model, servers, suites, tmp_pa
                 killed.append(answered)
                 return
 
-    background.start(kill_second_replica)
+    background.start(kill_second_replica, "kill_second_replica")
     replicas = evaluate(db, suites["sums"], model=str(tiny_model), replicas=2, concurrency=2)
     assert killed and killed[0] < len(suites["sums"].prompts)  # killed mid-run
     assert {p: (r["response"], r["score"]) for p, r in single.items()} == {

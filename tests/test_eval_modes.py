@@ -8,7 +8,6 @@ from helpers import NO_WAIT_S, run_script
 from sqlite_utils import Database
 
 from labbench.eval.suite import load_suite
-from labbench.serving.server import start_server
 
 pytestmark = [
     pytest.mark.slow("eval scripts, each with its tiny-model server"),
@@ -24,10 +23,10 @@ def responses(ledger, run_id: int) -> dict[str, tuple]:
     return {r["prompt_id"]: (r["response"], r["tool_calls"], r["score"]) for r in rows}
 
 
-def test_url_mode_evaluates_a_server_we_did_not_start(tiny_model, isolated_ledger):
-    with start_server(str(tiny_model)) as server:
-        result = run_script("eval", f"url={server.base_url}", "max_tokens=32")
-        assert server.alive(), "eval must never stop a server it did not start"
+def test_url_mode_evaluates_a_server_we_did_not_start(tiny_server, isolated_ledger):
+    server = tiny_server
+    result = run_script("eval", f"url={server.base_url}", "max_tokens=32")
+    assert server.alive(), "eval must never stop a server it did not start"
     assert result.returncode == 0, result.stderr
     [run] = list(Database(isolated_ledger)["runs"].rows)
     assert run["status"] == "ok" and run["model"] == server.base_url

@@ -13,7 +13,6 @@ from labbench.core.errors import UserError
 from labbench.eval.suite import load_suite
 from labbench.serving.chatclient import normalize_url
 from labbench.serving.replay import replay_server, serving
-from labbench.serving.server import start_server
 
 
 @pytest.mark.parametrize(
@@ -63,10 +62,9 @@ def test_a_url_of_no_known_form_is_a_one_line_error_naming_the_flag(given, probl
     assert "\n" not in message
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model):
-    with start_server(str(tiny_model)) as server:
-        yield server
+@pytest.fixture
+def server(tiny_server):
+    return tiny_server
 
 
 @pytest.mark.slow("a tiny-model mlx_lm server")

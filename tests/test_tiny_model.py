@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import communicate
 
 from labbench import PROJECT_ROOT
 from labbench.core.errors import UserError
@@ -230,7 +231,12 @@ def test_ensure_builds_once_when_two_processes_race(tmp_path):
         )
         for _ in range(2)
     ]
-    errors = [racer.communicate()[1] for racer in racers]
+    try:
+        errors = [communicate(racer)[1] for racer in racers]
+    finally:
+        for racer in racers:
+            racer.kill()
+            racer.wait()
     assert [racer.returncode for racer in racers] == [0, 0]
     assert is_tiny_model_ready(out)
     assert sum("building the tiny model in" in err for err in errors) == 1
