@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
 from typing import NoReturn
 
@@ -124,6 +125,16 @@ def run_script(
         env=kwargs.pop("env", os.environ.copy()),
         **kwargs,
     )
+
+
+def wait_for(condition: Callable, what: str, timeout: float = HANG_S, interval: float = 0.1):
+    """condition()'s first true value, polled; fails saying what it waited for, should that
+    not come within `timeout` (a guard against hangs, far above the normal wait)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"still waiting after {timeout:g} s for {what}"
+        time.sleep(interval)
+    return value
 
 
 def pid_alive(pid: int) -> bool:

@@ -185,7 +185,7 @@ def weights(path: Path) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.slow("2 training ranks (mlx.launch) and a training in this process")
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_two_ranks_record_one_run_and_match_one_process(two_runs):
     db1, single, db2, ranks = two_runs
     [run] = list(db2["runs"].rows)
@@ -214,7 +214,7 @@ def test_two_ranks_record_one_run_and_match_one_process(two_runs):
 
 
 @pytest.mark.slow("2 ranks started by mlx.launch's runner")
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 def test_a_rank_that_comes_up_alone_fails_the_run(tmp_path, tiny_model, dataset):
     """What mpirun without its library does: the rank starts at world size 1, un-launched."""
     spec: dict = {"model": str(tiny_model), "data": str(dataset), "world_size": 2}

@@ -127,7 +127,7 @@ def evaluate(db, suite, model: str | None = None, **plan):
 
 
 @pytest.mark.slow("three tiny-model servers")
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 def test_two_endpoints_score_as_one(servers, suites, tmp_path):
     db = open_ledger(tmp_path / "ledger.db")
     one = evaluate(db, suites["small"], url=servers[0].base_url)
@@ -147,7 +147,7 @@ def test_two_endpoints_score_as_one(servers, suites, tmp_path):
 
 
 @pytest.mark.slow("three tiny-model servers")
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 def test_endpoints_serving_different_models_are_refused(servers, suites, tmp_path):
     db = open_ledger(tmp_path / "ledger.db")
     urls = f"{servers[0].base_url},{servers[2].base_url}"
@@ -159,7 +159,7 @@ def test_endpoints_serving_different_models_are_refused(servers, suites, tmp_pat
 
 
 @pytest.mark.slow("three tiny-model servers")
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 def test_replicas_survive_one_killed_mid_run(tiny_model, servers, suites, tmp_path, background):
     db = open_ledger(tmp_path / "ledger.db")
     single = evaluate(db, suites["sums"], url=servers[0].base_url, concurrency=2)

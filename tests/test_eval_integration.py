@@ -7,11 +7,10 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from helpers import assert_nothing_left, pid_alive, run_script
+from helpers import assert_nothing_left, communicate, pid_alive, run_script, wait_for
 from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
@@ -19,7 +18,7 @@ from labbench.eval.suite import load_suite
 
 pytestmark = [
     pytest.mark.slow("eval scripts, each with its tiny-model server"),
-    pytest.mark.timeout(300),
+    pytest.mark.timeout(600),
 ]
 
 
@@ -84,19 +83,9 @@ def test_taken_port_fails_fast_and_never_evaluates_the_other_listener(tiny_model
         other.bind(("127.0.0.1", 0))
         other.listen()
         port = other.getsockname()[1]
-        result = run_script("eval", f"port={port}", timeout=60)
+        result = run_script("eval", f"port={port}")
     assert result.returncode != 0
     assert f"port {port}" in result.stderr.strip().splitlines()[-1]
-
-
-def wait_for(condition, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def start_eval(*args: str) -> subprocess.Popen:
@@ -126,9 +115,11 @@ def server_pid_and_results(ledger) -> tuple[int, int] | None:
 def test_killed_server_leaves_a_failed_run_with_earlier_results(tiny_model, isolated_ledger):
     process = start_eval("concurrency=1", "max_tokens=512")
     try:
-        server_pid, _ = wait_for(lambda: server_pid_and_results(isolated_ledger), timeout=120)
+        server_pid, _ = wait_for(
+            lambda: server_pid_and_results(isolated_ledger), "its server and 2 results"
+        )
         os.kill(server_pid, signal.SIGKILL)
-        _, stderr = process.communicate(timeout=60)
+        _, stderr = communicate(process)
     finally:
         process.kill()
     assert process.returncode == 1
@@ -148,9 +139,11 @@ def test_killed_server_leaves_a_failed_run_with_earlier_results(tiny_model, isol
 def test_interrupted_eval_stops_its_server_and_says_so(signum, tiny_model, isolated_ledger):
     process = start_eval("concurrency=1", "max_tokens=512")
     try:
-        server_pid, _ = wait_for(lambda: server_pid_and_results(isolated_ledger), timeout=120)
+        server_pid, _ = wait_for(
+            lambda: server_pid_and_results(isolated_ledger), "its server and 2 results"
+        )
         process.send_signal(signum)
-        _, stderr = process.communicate(timeout=60)
+        _, stderr = communicate(process)
     finally:
         process.kill()
     assert process.returncode == 130
@@ -159,7 +152,7 @@ def test_interrupted_eval_stops_its_server_and_says_so(signum, tiny_model, isola
     )
     [run] = list(Database(isolated_ledger)["runs"].rows)
     assert run["status"] == "interrupted"
-    wait_for(lambda: not pid_alive(server_pid), timeout=10)
+    wait_for(lambda: not pid_alive(server_pid), f"its server {server_pid} to end", 60)
 
 
 def test_sigterm_to_just_reaches_the_eval_and_stops_its_server(tiny_model, isolated_ledger):
@@ -172,11 +165,13 @@ def test_sigterm_to_just_reaches_the_eval_and_stops_its_server(tiny_model, isola
         cwd=PROJECT_ROOT,
     )
     try:
-        server_pid, _ = wait_for(lambda: server_pid_and_results(isolated_ledger), timeout=120)
+        server_pid, _ = wait_for(
+            lambda: server_pid_and_results(isolated_ledger), "its server and 2 results"
+        )
         process.terminate()
-        process.communicate(timeout=60)
+        communicate(process)
     finally:
         process.kill()
     [run] = list(Database(isolated_ledger)["runs"].rows)
     assert run["status"] == "interrupted"
-    wait_for(lambda: not pid_alive(server_pid), timeout=10)
+    wait_for(lambda: not pid_alive(server_pid), f"its server {server_pid} to end", 60)

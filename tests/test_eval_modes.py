@@ -9,11 +9,6 @@ from sqlite_utils import Database
 
 from labbench.eval.suite import load_suite
 
-pytestmark = [
-    pytest.mark.slow("eval scripts, each with its tiny-model server"),
-    pytest.mark.timeout(300),
-]
-
 
 def responses(ledger, run_id: int) -> dict[str, tuple]:
     rows = Database(ledger).query(
@@ -23,6 +18,8 @@ def responses(ledger, run_id: int) -> dict[str, tuple]:
     return {r["prompt_id"]: (r["response"], r["tool_calls"], r["score"]) for r in rows}
 
 
+@pytest.mark.slow("a tiny-model mlx_lm server")
+@pytest.mark.timeout(600)
 def test_url_mode_evaluates_a_server_we_did_not_start(tiny_server, isolated_ledger):
     server = tiny_server
     result = run_script("eval", f"url={server.base_url}", "max_tokens=32")
@@ -35,12 +32,14 @@ def test_url_mode_evaluates_a_server_we_did_not_start(tiny_server, isolated_ledg
     assert len(responses(isolated_ledger, run["id"])) == len(load_suite("baseline").prompts)
 
 
+@pytest.mark.timeout(300)
 def test_url_mode_refuses_model_flags():
     result = run_script("eval", "url=http://127.0.0.1:9", "model=models/tiny")
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("error: --url")
 
 
+@pytest.mark.timeout(300)
 def test_unreachable_url_fails_the_run_cleanly_without_waiting(isolated_ledger):
     started = time.monotonic()
     result = run_script("eval", "url=http://127.0.0.1:9/v1")
@@ -53,6 +52,8 @@ def test_unreachable_url_fails_the_run_cleanly_without_waiting(isolated_ledger):
     assert run["status"] == "failed"
 
 
+@pytest.mark.slow("eval scripts, each with its tiny-model server")
+@pytest.mark.timeout(900)
 def test_concurrent_results_equal_serial_at_temperature_zero(tiny_model, isolated_ledger):
     assert run_script("eval", "concurrency=1", "max_tokens=48").returncode == 0
     assert run_script("eval", "concurrency=8", "max_tokens=48").returncode == 0

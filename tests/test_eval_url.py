@@ -108,9 +108,9 @@ def not_found_url():
         yield base_url
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(300)
 def test_a_404_on_the_first_request_names_the_url_and_the_fix(not_found_url, isolated_ledger):
-    result = run_just("eval", f"url={not_found_url}/v1", timeout=60)
+    result = run_just("eval", f"url={not_found_url}/v1")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
@@ -144,7 +144,7 @@ def never_answers():
             released.set()
 
 
-@pytest.mark.timeout(HANG_S + 60)
+@pytest.mark.timeout(300)
 def test_a_server_that_never_answers_fails_the_run_after_one_timeout(
     never_answers, isolated_ledger
 ):
@@ -162,9 +162,9 @@ def test_a_server_that_never_answers_fails_the_run_after_one_timeout(
     assert run["status"] == "failed"
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(300)
 def test_a_server_listed_twice_fails_before_any_run(isolated_ledger):
-    result = run_just("eval", "url=http://127.0.0.1:9,127.0.0.1:9/v1", timeout=60)
+    result = run_just("eval", "url=http://127.0.0.1:9,127.0.0.1:9/v1")
     assert (result.returncode, result.stderr) == (
         1,
         "error: --url lists http://127.0.0.1:9 twice: each server once, please\n",
@@ -172,9 +172,9 @@ def test_a_server_listed_twice_fails_before_any_run(isolated_ledger):
     assert not isolated_ledger.exists()
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(300)
 def test_an_unreachable_server_among_several_is_named_with_the_reason(isolated_ledger):
-    result = run_just("eval", "url=http://127.0.0.1:9,http://127.0.0.1:7", "limit=40", timeout=60)
+    result = run_just("eval", "url=http://127.0.0.1:9,http://127.0.0.1:7", "limit=40")
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
         "error: run 1 failed: http://127.0.0.1:9/v1/models: cannot list its models "
@@ -185,7 +185,7 @@ def test_an_unreachable_server_among_several_is_named_with_the_reason(isolated_l
     assert json.loads(run["config"])["limit"] is None  # 40 of 31 prompts is the whole suite
 
 
-@pytest.mark.timeout(HANG_S + 60)
+@pytest.mark.timeout(300)
 def test_a_url_of_no_known_form_fails_before_any_run(isolated_ledger):
     with socket.socket() as listener:  # where the eval would connect, had it tried
         listener.bind(("127.0.0.1", 0))

@@ -24,11 +24,13 @@ from helpers import (
     HANG_S,
     NO_WAIT_S,
     assert_nothing_left,
+    communicate,
     fail_hung,
     pid_alive,
     run_script,
     small_suite_toml,
     tagged_processes,
+    wait_for,
 )
 from sqlite_utils import Database
 from test_datasette import browsing, get_json, stop
@@ -40,7 +42,7 @@ from labbench.serving.server import free_port
 
 pytestmark = [
     pytest.mark.slow("scripts with their servers, training and Datasette, each stopped by a fault"),
-    pytest.mark.timeout(180),
+    pytest.mark.timeout(300),
     pytest.mark.usefixtures("process_tag"),  # every process a test starts carries its tag
 ]
 
@@ -66,16 +68,6 @@ prompt = "What is 6 times 7?"
 
 
 # --- processes -------------------------------------------------------------------------------
-
-
-def wait_for(condition: Callable, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(interval)
 
 
 def start(name: str, *args: str, new_session: bool = False) -> subprocess.Popen:
@@ -259,7 +251,7 @@ def test_journal_refuses_a_corrupt_ledger(kind, real_ledger, tmp_path):
     else:
         ledger.write_text("runs: 1 ok, 2 failed\n")
     before = sha256(ledger)
-    result = run_script("journal", "--ledger", str(ledger), timeout=60)
+    result = run_script("journal", "--ledger", str(ledger))
     assert result.returncode == 1, result.stderr
     line = error_line(result.stderr)
     assert str(ledger) in line and ("not a SQLite database" in line or "corrupt" in line), line
@@ -276,11 +268,9 @@ def test_a_read_only_ledger_can_still_be_read(reader, real_ledger, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     with immutable(ledger):
         if reader == "compare":
-            result = run_script("compare", "1", "1", "--ledger", str(ledger), timeout=60)
+            result = run_script("compare", "1", "1", "--ledger", str(ledger))
         else:
-            result = run_script(
-                "journal", "--ledger", str(ledger), "--out", str(elsewhere), timeout=60
-            )
+            result = run_script("journal", "--ledger", str(ledger), "--out", str(elsewhere))
     assert result.returncode == 0, result.stderr
     if reader == "compare":
         assert "verdict: no significant difference" in result.stdout
@@ -384,12 +374,14 @@ def test_eval_stopped_midway_keeps_what_it_recorded(
     # One request at a time and long answers: the baseline suite takes far longer than this.
     process = start("eval", "concurrency=1", "max_tokens=512", new_session=True)
     try:
-        server_pid, kept_before = wait_for(lambda: server_and_results(isolated_ledger), 120)
+        server_pid, kept_before = wait_for(
+            lambda: server_and_results(isolated_ledger), "its server and a result"
+        )
         if fault == "SIGKILL the server":
             os.kill(server_pid, signal.SIGKILL)
         else:
             os.killpg(process.pid, signal.SIGINT)  # the whole job, as a terminal's Ctrl-C does
-        _, stderr = process.communicate(timeout=60)
+        _, stderr = communicate(process)
     finally:
         stop(process, signal.SIGKILL)
     assert process.returncode == code, stderr
@@ -416,7 +408,7 @@ print(sum("lora" in key for key in mx.load(sys.argv[2] + "/adapters.safetensors"
 """
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_sigterm_mid_train_leaves_a_usable_adapter(tiny_model, dataset, isolated_ledger):
     adapter = isolated_ledger.parent / "adapters" / "1"
     process = start(
@@ -429,11 +421,11 @@ def test_sigterm_mid_train_leaves_a_usable_adapter(tiny_model, dataset, isolated
         # mlx-lm writes NNNNNNN_adapters.safetensors right after adapters.safetensors.
         wait_for(
             lambda: list(adapter.glob("*_adapters.safetensors")) or process.poll() is not None,
-            240,
+            "a checkpoint of the training",
         )
         assert process.poll() is None, process.communicate()
         process.terminate()
-        _, stderr = process.communicate(timeout=60)
+        _, stderr = communicate(process)
     finally:
         stop(process, signal.SIGKILL)
     assert process.returncode == 130, stderr
@@ -463,7 +455,7 @@ def test_two_evals_write_one_ledger_at_once(small_suite, tiny_model, isolated_le
     # A fresh ledger, so both also create and migrate it at the same moment.
     both = [start("eval", f"suite={small_suite}") for _ in range(2)]
     try:
-        outputs = [process.communicate(timeout=150) for process in both]
+        outputs = [communicate(process) for process in both]
     finally:
         for process in both:
             stop(process, signal.SIGKILL)
@@ -489,7 +481,7 @@ def test_datasette_open_while_an_eval_writes(small_suite, tiny_model, isolated_l
                 get_json(f"{api}/runs.json?_shape=array")
                 polls += 1
                 time.sleep(0.2)
-            _, stderr = writer.communicate(timeout=60)
+            _, stderr = communicate(writer)
         finally:
             stop(writer, signal.SIGKILL)
         assert writer.returncode == 0, stderr

@@ -23,7 +23,7 @@ def server():
 
 
 @pytest.mark.slow("a sandbox process per HumanEval problem")
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize(
     ("variant", "passed"),
     [
@@ -73,7 +73,7 @@ def test_humaneval_is_built_in_from_the_packages_data_file():
 
 
 @pytest.mark.slow("a sandbox process per HumanEval problem")
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(300)
 def test_limit_runs_the_first_problems_and_is_in_the_fingerprint(isolated_ledger):
     with replay_server(lambda variant, question: ANSWERS["body-in-fence"][question]) as url:
         assert run_main("eval", f"url={url}", "suite=humaneval", "limit=3").returncode == 0

@@ -9,29 +9,37 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import run_script, small_suite_toml
+from helpers import HANG_S, communicate, run_script, small_suite_toml
 from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
 from labbench.data.dummydata import write_dummy_data
 from labbench.present.cumulative import model_name
-from labbench.train.benchmark import verdict
+from labbench.train.benchmark import VERDICTS, verdict
 
 TRAINING = "LoRA training and a tiny-model server per eval"
 
 SMALL_SUITE = small_suite_toml(max_tokens=16)
-VERDICT_SHAPE = r"proceed: fast iteration \(100 iterations ≈ (\d+ s|\d+ min|\d+\.\d h)\)"
+# A verdict's shape: one of the decisions, then the estimate in the unit that reads best.
+LABELS = "|".join(re.escape(label) for _, label in VERDICTS)
+VERDICT_SHAPE = rf"({LABELS}) \(100 iterations ≈ (\d+ s|\d+ min|\d+\.\d h)\)"
 
 
 @pytest.mark.parametrize(
-    ("sec_per_iter", "estimate"),
-    [(0.43, "43 s"), (0.894, "89 s"), (2.4, "4 min"), (53.9, "90 min"), (54, "1.5 h")],
+    ("sec_per_iter", "said"),
+    [
+        (0.43, "proceed: fast iteration (100 iterations ≈ 43 s)"),
+        (0.894, "proceed: fast iteration (100 iterations ≈ 89 s)"),
+        (2.4, "proceed: fast iteration (100 iterations ≈ 4 min)"),
+        (5.4, "still usable (100 iterations ≈ 9 min)"),
+        (53.9, "slow: consider a smaller model (100 iterations ≈ 90 min)"),
+        (54, "slow: consider a smaller model (100 iterations ≈ 1.5 h)"),
+        (61, "pivot to a smaller model (100 iterations ≈ 1.7 h)"),
+    ],
 )
-def test_the_verdict_estimates_100_iterations_in_the_unit_that_reads_best(sec_per_iter, estimate):
-    said = verdict(sec_per_iter)
-    assert said.endswith(f"(100 iterations ≈ {estimate})")
-    if sec_per_iter <= 5:
-        assert re.fullmatch(VERDICT_SHAPE, said)
+def test_the_verdict_decides_by_speed_and_estimates_in_the_unit_that_reads_best(sec_per_iter, said):
+    assert verdict(sec_per_iter) == said
+    assert re.fullmatch(VERDICT_SHAPE, said)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +50,7 @@ def dataset(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow(TRAINING)
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(600)
 def test_bench_records_every_report_and_a_verdict(tiny_model, dataset, isolated_ledger):
     result = run_script("bench", f"data={dataset}", "iters=8", "untimed_iters=3", "batch_size=2")
     assert result.returncode == 0, result.stderr
@@ -56,9 +64,9 @@ def test_bench_records_every_report_and_a_verdict(tiny_model, dataset, isolated_
     summary = json.loads(run["summary"])
     assert summary["measured_iterations"] == 5 and summary["untimed_iterations"] == 3
     assert summary["load_seconds"] > 0 and summary["peak_memory_gb"] > 0
-    assert summary["verdict"].startswith("proceed")  # the tiny model is far below 5 s/iter
-    # The estimate in the user's terms, in whichever unit this machine's speed gives (a loaded
-    # machine reads `≈ 4 min`); it is the verdict of the measured speed.
+    # The decision and the estimate in the user's terms follow the measured speed, which is this
+    # machine's: the tiny model reads `proceed ... ≈ 43 s` alone, `still usable ... ≈ 9 min`
+    # on a loaded machine. Which verdict each speed gets is tested above.
     assert re.fullmatch(VERDICT_SHAPE, summary["verdict"]), summary["verdict"]
     assert summary["verdict"] == verdict(summary["sec_per_iter"])
     # mlx-lm's own timing explained, not a bare ratio.
@@ -67,7 +75,8 @@ def test_bench_records_every_report_and_a_verdict(tiny_model, dataset, isolated_
     # Our wall clock and mlx-lm's own iterations_per_second measure the same thing.
     assert 0.8 < summary["agreement"] < 1.25
     journal = (isolated_ledger.parent / "journal" / "JOURNAL.md").read_text()
-    assert f"### Run {run['id']}: Benchmark" in journal and "**Verdict:** proceed" in journal
+    assert f"### Run {run['id']}: Benchmark" in journal
+    assert f"**Verdict:** {summary['verdict']}" in journal
 
 
 @pytest.mark.timeout(120)
@@ -78,7 +87,7 @@ def test_bench_refuses_bad_flags():
 
 
 @pytest.mark.slow(TRAINING)
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(600)
 def test_interrupted_training_leaves_a_usable_checkpoint(tiny_model, dataset, isolated_ledger):
     process = subprocess.Popen(
         [sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), f"data={dataset}"]
@@ -89,14 +98,14 @@ def test_interrupted_training_leaves_a_usable_checkpoint(tiny_model, dataset, is
     )
     adapter = isolated_ledger.parent / "adapters" / "1"
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + HANG_S
         while not (adapter / "adapters.safetensors").exists():
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "no checkpoint was saved"
             time.sleep(0.2)
         time.sleep(0.5)
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
+        _, stderr = communicate(process)
     finally:
         process.kill()
     assert process.returncode == 130
@@ -137,7 +146,7 @@ def train_with_checkpoint_evals(dataset, tmp_path, iters: int, save_every: int, 
 
 
 @pytest.mark.slow(TRAINING)
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(600)
 def test_train_keeps_the_best_checkpoint_by_eval_score(
     tiny_model, dataset, isolated_ledger, tmp_path
 ):
@@ -153,7 +162,7 @@ def test_train_keeps_the_best_checkpoint_by_eval_score(
 
 
 @pytest.mark.slow(TRAINING)
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(600)
 def test_train_scores_its_final_adapter_even_between_checkpoints(
     tiny_model, dataset, isolated_ledger, tmp_path
 ):
