@@ -122,10 +122,10 @@ lint:
     @"{{python}}" -m ty check
     @"{{python}}" -c "from importlinter.cli import lint_imports_command; lint_imports_command()" --no-logo --no-cache
 
-# Lint, then the whole test suite (what CI runs): just test -k scoring
+# Lint, then the whole test suite, two test files at a time (what CI runs): just test -k scoring
 [no-exit-message]
 test *args: lint
-    @exec env -u LABBENCH_INVOCATION_DIR "{{python}}" -m pytest "$@"
+    @exec env -u LABBENCH_INVOCATION_DIR "{{python}}" -m pytest -n 2 --dist loadfile "$@"
 
 # The quick inner loop: the tests not marked slow (no servers, no training): just test-fast -x
 [no-exit-message]

@@ -14,6 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from labbench.core import cli
+from labbench.core.atomicfile import write_text_atomically
 from labbench.core.errors import UserError
 from labbench.machine.blas import reexec_with_openblas
 from labbench.train.distributed import STATUS_MARKER, TRACE_MARKER
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     name = os.environ.get("MLX_RANK", f"pid{os.getpid()}")
     status: dict = {"rank": name, "pid": os.getpid(), "ok": False}
     if spec.get("pid_dir"):  # local ranks: the parent notices one that dies without a status
-        (Path(spec["pid_dir"]) / f"rank-{name}.pid").write_text(str(os.getpid()))
+        # Whole or not at all: the parent polls these files and would read a half-written one.
+        write_text_atomically(Path(spec["pid_dir"]) / f"rank-{name}.pid", str(os.getpid()))
     try:
         try:
             import mlx.core as mx

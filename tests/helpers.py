@@ -3,16 +3,24 @@
 import importlib.util
 import io
 import os
+import shlex
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
+from typing import NoReturn
+
+import pytest
 
 from labbench import PROJECT_ROOT
 from labbench.core import cli
 
 SCRIPTS = PROJECT_ROOT / "scripts"
-PROCESS_TAG = "LABBENCH_TEST_TAG"  # environment variable marking the processes of one test
+# Environment variable that marks every process one test starts: children inherit it (the
+# servers a script starts too), so a test finds its own processes, whatever else runs beside it.
+PROCESS_TAG = "LABBENCH_TEST_TAG"
 
 
 SMALL_SUITE = """
@@ -41,19 +49,92 @@ def small_suite_toml(max_tokens: int) -> str:
     return SMALL_SUITE.replace("MAX_TOKENS", str(max_tokens))
 
 
+# How long one script may run before a test calls it hung: only a guard against hangs, far
+# above the slowest script a test runs (a training with checkpoint evals, ~1 min on 2 quiet
+# cores, ~3 min on a loaded machine). The demo has its own.
+HANG_S = 600
+# "It failed without waiting": far above what a script that fails at once takes beside two CPU
+# hogs (~15 s: Python, imports, the check), far below the waits it must not fall into (a server's
+# 180 s startup timeout, a request's 300 s timeout).
+NO_WAIT_S = 90
+
+
+def run_guarded(command: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """subprocess.run with output captured. A hang, by this guard or by the test's own pytest
+    timeout, kills the process and fails the test naming the command, how long it ran and the
+    end of what it printed."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        fail_hung(process, timeout)
+    except pytest.fail.Exception as stopped:  # pytest-timeout's, raised in the main thread
+        fail_hung(process, time.monotonic() - started, f"{stopped.msg}\n")
+    finally:
+        if process.poll() is None:  # Ctrl-C, or any other way out
+            process.kill()
+            process.wait()
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def hang_report(command, seconds: float, stdout, stderr) -> str:
+    """What was running when a hang guard fired, and the last lines it printed."""
+
+    def tail(output) -> str:
+        text = output.decode(errors="replace") if isinstance(output, bytes) else output or ""
+        return "\n".join(text.splitlines()[-15:]) or "(nothing)"
+
+    return (
+        f"hung: still running after {seconds:.0f} s (a guard against hangs, far above its "
+        f"normal run), so it was killed: {shlex.join(map(str, command))}\n"
+        f"--- its stdout, last lines ---\n{tail(stdout)}\n"
+        f"--- its stderr, last lines ---\n{tail(stderr)}"
+    )
+
+
+def communicate(process: subprocess.Popen, timeout: float = HANG_S) -> tuple[str, str]:
+    """Popen.communicate with the same hang guard as run_guarded."""
+    started = time.monotonic()
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        fail_hung(process, timeout)
+    except pytest.fail.Exception as stopped:
+        fail_hung(process, time.monotonic() - started, f"{stopped.msg}\n")
+
+
+def fail_hung(process: subprocess.Popen, seconds: float, why: str = "") -> NoReturn:
+    """Kill a process that ran `seconds` too long and fail the test saying what it was."""
+    process.kill()
+    stdout, stderr = process.communicate()
+    report = why + hang_report(process.args, seconds, stdout, stderr)
+    raise pytest.fail.Exception(report, pytrace=False) from None
+
+
 def run_script(
-    name: str, *args: str, timeout: float = 240, **kwargs
+    name: str, *args: str, timeout: float = HANG_S, **kwargs
 ) -> subprocess.CompletedProcess:
     """Run scripts/<name>.py as a user would, with this test's environment."""
-    return subprocess.run(
+    return run_guarded(
         [sys.executable, str(SCRIPTS / f"{name}.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+        timeout,
         cwd=kwargs.pop("cwd", PROJECT_ROOT),
         env=kwargs.pop("env", os.environ.copy()),
         **kwargs,
     )
+
+
+def wait_for(condition: Callable, what: str, timeout: float = HANG_S, interval: float = 0.1):
+    """condition()'s first true value, polled; fails saying what it waited for, should that
+    not come within `timeout` (a guard against hangs, far above the normal wait)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"still waiting after {timeout:g} s for {what}"
+        time.sleep(interval)
+    return value
 
 
 def pid_alive(pid: int) -> bool:
@@ -90,32 +171,36 @@ def run_main(name: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess([name, *args], code, out.getvalue(), err.getvalue())
 
 
-def run_just(recipe: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+def run_just(recipe: str, *args: str, timeout: float = HANG_S) -> subprocess.CompletedProcess:
     """Run `just RECIPE ARGS` as a user types it, with the just installed beside this Python."""
     just = os.path.join(os.path.dirname(sys.executable), "just")
-    return subprocess.run(
-        [just, recipe, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=PROJECT_ROOT,
-        env=os.environ.copy(),
-    )
+    return run_guarded([just, recipe, *args], timeout, cwd=PROJECT_ROOT, env=os.environ.copy())
+
+
+# --- the processes a test started ----------------------------------------------------------
 
 
 def tagged_processes() -> list[str]:
-    """`pid args` of the live processes that carry this test's tag (the `process_tag` fixture):
-    the ones it started, and theirs, whatever else runs on the machine."""
+    """`pid args` of the live processes that carry this test's tag (conftest's `process_tag`)."""
     marker = f"{PROCESS_TAG}={os.environ[PROCESS_TAG]}"
     env = {k: v for k, v in os.environ.items() if k != PROCESS_TAG}  # ps itself is not ours
     with_env = subprocess.run(
-        ["ps", "axeww", "-o", "pid=,args="], capture_output=True, text=True, env=env
+        ["ps", "axeww", "-o", "pid=,args="], capture_output=True, text=True, env=env, timeout=60
     ).stdout
     pids = [line.split()[0] for line in with_env.splitlines() if marker in line]
     pids = [pid for pid in pids if int(pid) != os.getpid()]
     if not pids:
         return []
     shown = subprocess.run(  # without the environment, which is nobody's business
-        ["ps", "-o", "pid=,args=", "-p", ",".join(pids)], capture_output=True, text=True
+        ["ps", "-o", "pid=,args=", "-p", ",".join(pids)], capture_output=True, text=True, timeout=60
     ).stdout
     return [line.strip() for line in shown.splitlines()]
+
+
+def assert_nothing_left(grace_s: float = 30) -> None:
+    """No process this test started is alive: none of its scripts, none of their servers.
+    `grace_s` lets signals already sent land; it only bounds the wait for a leftover."""
+    deadline = time.monotonic() + grace_s
+    while left := tagged_processes():
+        assert time.monotonic() < deadline, f"processes left behind: {left}"
+        time.sleep(0.2)

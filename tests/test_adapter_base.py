@@ -103,7 +103,7 @@ def test_checkpoint_and_sweep_evals_are_held_to_the_same_rule(tmp_path, tiny_mod
     assert db.table("runs").count_where("kind = 'eval'") == 0
 
 
-@pytest.mark.slow  # trains a LoRA adapter and starts mlx_lm servers
+@pytest.mark.slow("LoRA training and a tiny-model server per eval")
 @pytest.mark.timeout(600)
 def test_an_adapter_of_tiny_chat_runs_on_tiny_chat_unless_told_otherwise(
     tmp_path, tiny_model, isolated_ledger

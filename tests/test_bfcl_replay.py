@@ -37,7 +37,7 @@ def stored_rows(db: Database) -> list[dict]:
     return list(db.query("SELECT * FROM eval_results ORDER BY id"))
 
 
-@pytest.mark.slow  # a replay server in a thread; no model
+@pytest.mark.slow("a replay server in a thread; no model")
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("form", bfcl.ANSWER_FORMS)
 def test_gold_answers_pass_through_the_whole_path(server, form, isolated_ledger):
@@ -84,7 +84,7 @@ def test_gold_answers_pass_through_the_whole_path(server, form, isolated_ledger)
         assert (row["score"] == 1.0) == valid, row["prompt_id"]
 
 
-@pytest.mark.slow  # a replay server in a thread; no model
+@pytest.mark.slow("a replay server in a thread; no model")
 @pytest.mark.timeout(300)
 def test_compare_works_on_bfcl_runs(server, isolated_ledger):
     for form in ("tool_calls", "pythonic"):

@@ -220,7 +220,7 @@ def test_describe_exit_of_a_real_crash():
 
 
 @linux_only
-@pytest.mark.slow
+@pytest.mark.slow("a tiny-model server, crashing under a broken BLAS preloaded")
 @pytest.mark.timeout(300)
 def test_eval_with_a_crashing_library_falls_back_and_succeeds(
     tiny_model, trapping_blas, isolated_cache, isolated_ledger
@@ -237,7 +237,7 @@ def test_eval_with_a_crashing_library_falls_back_and_succeeds(
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="__builtin_trap is SIGILL on x86")
 @linux_only
-@pytest.mark.slow
+@pytest.mark.slow("a tiny-model server, crashing under a broken BLAS preloaded")
 @pytest.mark.timeout(300)
 def test_a_server_killed_by_a_signal_says_which(tiny_model, trapping_blas, isolated_ledger):
     # The user's own LD_PRELOAD is theirs to keep: nothing of ours vets it, so this server dies.

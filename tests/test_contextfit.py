@@ -80,7 +80,7 @@ def test_counted_with_the_models_tokenizer_template_and_tools(tiny_model, tmp_pa
     assert prompts_too_long(replace(plan, url="http://127.0.0.1:9", model=None)) == {}
 
 
-@pytest.mark.slow  # starts mlx_lm.server with the tiny model
+@pytest.mark.slow("starts mlx_lm.server with the tiny model")
 @pytest.mark.timeout(300)
 def test_a_prompt_too_long_is_not_sent_and_the_run_says_so(tiny_model, tmp_path, isolated_ledger):
     result = run_main("eval", f"model={tiny_model}", f"suite={fit_suite(tmp_path)}")

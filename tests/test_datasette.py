@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from helpers import run_script
+from helpers import communicate, run_script
 from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
@@ -403,13 +403,13 @@ def expected_comparison(db: Database, a: int, b: int) -> list[dict]:
     return sorted(out, key=lambda r: (r["flip"] == "", -abs(r["delta"]), r["prompt_id"]))
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.slow("a Datasette server (just browse) beside a tiny-model eval")
+@pytest.mark.timeout(600)
 def test_browse_serves_a_real_ledger_while_an_eval_writes(tiny_model, isolated_ledger):
     first = run_script("eval", "suite=baseline", "--note", "first look")
     assert first.returncode == 0, first.stderr
     unreachable = f"url=http://127.0.0.1:{free_port()}"
-    assert run_script("eval", unreachable, "served_model=x", timeout=60).returncode == 1
+    assert run_script("eval", unreachable, "served_model=x").returncode == 1
     db = Database(isolated_ledger)
     assert [r["status"] for r in db["runs"].rows] == ["ok", "failed"]
 
@@ -449,7 +449,7 @@ def test_browse_serves_a_real_ledger_while_an_eval_writes(tiny_model, isolated_l
             while second.poll() is None:
                 assert get_json(f"{api}/runs.json?_shape=array")
                 time.sleep(0.5)
-            _, stderr = second.communicate(timeout=120)
+            _, stderr = communicate(second)
         finally:
             stop(second)
         assert second.returncode == 0, stderr
@@ -486,8 +486,8 @@ def test_browse_serves_a_real_ledger_while_an_eval_writes(tiny_model, isolated_l
     assert f"at {base}/ledger" in stdout
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(60)
+@pytest.mark.slow("a Datasette server (just browse)")
+@pytest.mark.timeout(300)
 def test_browse_any_ledger_name_and_stop_with_ctrl_c(tmp_path):
     fill_ledger(tmp_path / "experiments.db").close()
     with browsing("--ledger", str(tmp_path / "experiments.db")) as (base, process):
@@ -499,10 +499,10 @@ def test_browse_any_ledger_name_and_stop_with_ctrl_c(tmp_path):
     assert process.returncode == 0 and "Traceback" not in stderr, stderr
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(60)
+@pytest.mark.slow("a Datasette server (just browse)")
+@pytest.mark.timeout(300)
 def test_browse_user_errors_are_one_line(tmp_path):
-    missing = run_script("browse", "--ledger", str(tmp_path / "none.db"), timeout=30)
+    missing = run_script("browse", "--ledger", str(tmp_path / "none.db"))
     assert missing.returncode == 1
     assert missing.stderr.strip() == f"error: no ledger at {tmp_path / 'none.db'} " + (
         "(run an eval first, or pass --ledger PATH)"

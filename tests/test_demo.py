@@ -10,7 +10,14 @@ import pytest
 import sqlite_utils
 from helpers import run_script
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+# Only a guard against hangs: the small demo takes ~5 min on 2 quiet cores; on this shared
+# machine its training ran at 4.6-19 s/iter instead of ~0.6 (the whole demo: over 9 min).
+DEMO_HANG_S = 2400
+
+pytestmark = [
+    pytest.mark.slow("the small demo: tiny-model servers and LoRA training"),
+    pytest.mark.timeout(DEMO_HANG_S + 120),
+]
 
 # The small demo (400 LoRA iterations) measured +0.23 (seed 0) and +0.20 (seed 1) here, the full
 # one +0.33 and +0.28. The margin absorbs run-to-run differences in floating-point rounding (BLAS
@@ -19,7 +26,7 @@ MIN_RISE = 0.1
 
 
 def test_small_demo_shows_tool_calling_rising_above_the_baseline(isolated_ledger):
-    done = run_script("demo", "--small", timeout=540)
+    done = run_script("demo", "--small", timeout=DEMO_HANG_S)
     assert done.returncode == 0, done.stderr[-3000:]
 
     db = sqlite_utils.Database(isolated_ledger)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers import run_main
+from helpers import communicate, run_main
 from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
@@ -215,8 +215,8 @@ def test_a_missing_model_fails_before_any_run_or_server(isolated_ledger):
 JUST = Path(sys.executable).parent / "just"
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.slow("a tiny-model server (just eval through the justfile)")
+@pytest.mark.timeout(300)
 def test_the_recorded_command_is_what_the_user_typed(tmp_path, tiny_model):
     """Through the real justfile, from another directory: the relative ledger path is the
     user's, and the run records `just eval ...`, not `python scripts/eval.py ...`."""
@@ -238,8 +238,8 @@ def test_the_recorded_command_is_what_the_user_typed(tmp_path, tiny_model):
     assert "just eval max_tokens=4 --ledger mine.db --note 'lr=3e-4 felt high'" in journal
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.slow("a tiny-model server (just serve)")
+@pytest.mark.timeout(300)
 def test_ctrl_c_stops_serve_cleanly(tiny_model):
     """Ctrl-C reaches the whole foreground group (just and the script): one line, exit 0."""
     process = subprocess.Popen(
@@ -256,7 +256,7 @@ def test_ctrl_c_stops_serve_cleanly(tiny_model):
         server_url = serving.split(" at ")[1].split()[0]
         assert requests.get(f"{server_url}/health", timeout=10).status_code == 200
         os.killpg(process.pid, signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
+        _, stderr = communicate(process)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

@@ -3,8 +3,6 @@
 import json
 import os
 import signal
-import threading
-import time
 from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler
 
@@ -97,13 +95,13 @@ LONGER_SUITE = "\n".join(
 
 
 @pytest.fixture(scope="module")
-def servers(tiny_model, tmp_path_factory):
-    """Two servers of the tiny model and one of another model (other weights, other path)."""
+def servers(tiny_model, tiny_server, tmp_path_factory):
+    """Two servers of the tiny model (one the session's) and one of another model (other
+    weights, other path)."""
     other = build_tiny_model(tmp_path_factory.mktemp("other") / "tiny-other", seed=1)
     with ExitStack() as stack:
-        yield [
-            stack.enter_context(start_server(str(model)))
-            for model in (tiny_model, tiny_model, other)
+        yield [tiny_server] + [
+            stack.enter_context(start_server(str(model))) for model in (tiny_model, other)
         ]
 
 
@@ -128,8 +126,8 @@ def evaluate(db, suite, model: str | None = None, **plan):
     return results(db, outcome.run_id)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.slow("three tiny-model servers")
+@pytest.mark.timeout(300)
 def test_two_endpoints_score_as_one(servers, suites, tmp_path):
     db = open_ledger(tmp_path / "ledger.db")
     one = evaluate(db, suites["small"], url=servers[0].base_url)
@@ -148,8 +146,8 @@ def test_two_endpoints_score_as_one(servers, suites, tmp_path):
     assert set(config["endpoints"]) == {servers[0].base_url, servers[1].base_url}
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.slow("three tiny-model servers")
+@pytest.mark.timeout(300)
 def test_endpoints_serving_different_models_are_refused(servers, suites, tmp_path):
     db = open_ledger(tmp_path / "ledger.db")
     urls = f"{servers[0].base_url},{servers[2].base_url}"
@@ -160,17 +158,16 @@ def test_endpoints_serving_different_models_are_refused(servers, suites, tmp_pat
     assert db.table("runs").get(outcome.run_id)["status"] == "failed"
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(240)
-def test_replicas_survive_one_killed_mid_run(tiny_model, servers, suites, tmp_path):
+@pytest.mark.slow("three tiny-model servers")
+@pytest.mark.timeout(300)
+def test_replicas_survive_one_killed_mid_run(tiny_model, servers, suites, tmp_path, background):
     db = open_ledger(tmp_path / "ledger.db")
     single = evaluate(db, suites["sums"], url=servers[0].base_url, concurrency=2)
     killed: list[int] = []
 
     def kill_second_replica() -> None:
         db = Database(tmp_path / "ledger.db")  # its own connection, in this thread
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while not background.stop.wait(0.05):
             rows = list(db.query("SELECT config FROM runs WHERE id = 2"))
             config = json.loads(rows[0]["config"]) if rows else {}
             answered = db.table("eval_results").count_where("run_id = 2")
@@ -178,9 +175,8 @@ def test_replicas_survive_one_killed_mid_run(tiny_model, servers, suites, tmp_pa
                 os.kill(config["server_pids"][1], signal.SIGKILL)
                 killed.append(answered)
                 return
-            time.sleep(0.05)
 
-    threading.Thread(target=kill_second_replica, daemon=True).start()
+    background.start(kill_second_replica, "kill_second_replica")
     replicas = evaluate(db, suites["sums"], model=str(tiny_model), replicas=2, concurrency=2)
     assert killed and killed[0] < len(suites["sums"].prompts)  # killed mid-run
     assert {p: (r["response"], r["score"]) for p, r in single.items()} == {

@@ -4,13 +4,10 @@ import json
 import time
 
 import pytest
-from helpers import run_script
+from helpers import NO_WAIT_S, run_script
 from sqlite_utils import Database
 
 from labbench.eval.suite import load_suite
-from labbench.serving.server import start_server
-
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def responses(ledger, run_id: int) -> dict[str, tuple]:
@@ -21,10 +18,12 @@ def responses(ledger, run_id: int) -> dict[str, tuple]:
     return {r["prompt_id"]: (r["response"], r["tool_calls"], r["score"]) for r in rows}
 
 
-def test_url_mode_evaluates_a_server_we_did_not_start(tiny_model, isolated_ledger):
-    with start_server(str(tiny_model)) as server:
-        result = run_script("eval", f"url={server.base_url}", "max_tokens=32")
-        assert server.alive(), "eval must never stop a server it did not start"
+@pytest.mark.slow("a tiny-model mlx_lm server")
+@pytest.mark.timeout(600)
+def test_url_mode_evaluates_a_server_we_did_not_start(tiny_server, isolated_ledger):
+    server = tiny_server
+    result = run_script("eval", f"url={server.base_url}", "max_tokens=32")
+    assert server.alive(), "eval must never stop a server it did not start"
     assert result.returncode == 0, result.stderr
     [run] = list(Database(isolated_ledger)["runs"].rows)
     assert run["status"] == "ok" and run["model"] == server.base_url
@@ -33,16 +32,18 @@ def test_url_mode_evaluates_a_server_we_did_not_start(tiny_model, isolated_ledge
     assert len(responses(isolated_ledger, run["id"])) == len(load_suite("baseline").prompts)
 
 
+@pytest.mark.timeout(300)
 def test_url_mode_refuses_model_flags():
     result = run_script("eval", "url=http://127.0.0.1:9", "model=models/tiny")
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("error: --url")
 
 
-def test_unreachable_url_fails_the_run_cleanly_within_10_s(isolated_ledger):
+@pytest.mark.timeout(300)
+def test_unreachable_url_fails_the_run_cleanly_without_waiting(isolated_ledger):
     started = time.monotonic()
-    result = run_script("eval", "url=http://127.0.0.1:9/v1", timeout=120)
-    assert time.monotonic() - started < 10
+    result = run_script("eval", "url=http://127.0.0.1:9/v1")
+    assert time.monotonic() - started < NO_WAIT_S
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
@@ -51,6 +52,8 @@ def test_unreachable_url_fails_the_run_cleanly_within_10_s(isolated_ledger):
     assert run["status"] == "failed"
 
 
+@pytest.mark.slow("eval scripts, each with its tiny-model server")
+@pytest.mark.timeout(900)
 def test_concurrent_results_equal_serial_at_temperature_zero(tiny_model, isolated_ledger):
     assert run_script("eval", "concurrency=1", "max_tokens=48").returncode == 0
     assert run_script("eval", "concurrency=8", "max_tokens=48").returncode == 0

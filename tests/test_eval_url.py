@@ -1,18 +1,18 @@
 """`--url` in the forms users copy from their server's docs, and what goes wrong with it."""
 
 import json
-import time
+import socket
+import threading
 from http.server import BaseHTTPRequestHandler
 
 import pytest
-from helpers import run_just
+from helpers import HANG_S, run_just
 from sqlite_utils import Database
 
 from labbench.core.errors import UserError
 from labbench.eval.suite import load_suite
 from labbench.serving.chatclient import normalize_url
 from labbench.serving.replay import replay_server, serving
-from labbench.serving.server import start_server
 
 
 @pytest.mark.parametrize(
@@ -62,13 +62,12 @@ def test_a_url_of_no_known_form_is_a_one_line_error_naming_the_flag(given, probl
     assert "\n" not in message
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model):
-    with start_server(str(tiny_model)) as server:
-        yield server
+@pytest.fixture
+def server(tiny_server):
+    return tiny_server
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a tiny-model mlx_lm server")
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("form", ["{base}", "{base}/", "{base}/v1", "{base}/v1/chat/completions"])
 def test_just_eval_works_with_every_url_form(form, server, isolated_ledger):
@@ -82,7 +81,7 @@ def test_just_eval_works_with_every_url_form(form, server, isolated_ledger):
     assert results.count_where("error IS NOT NULL") == 0
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a tiny-model mlx_lm server")
 @pytest.mark.timeout(300)
 def test_just_eval_assumes_http_without_a_scheme(server, isolated_ledger):
     without_scheme = server.base_url.removeprefix("http://") + "/v1"
@@ -109,9 +108,9 @@ def not_found_url():
         yield base_url
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(300)
 def test_a_404_on_the_first_request_names_the_url_and_the_fix(not_found_url, isolated_ledger):
-    result = run_just("eval", f"url={not_found_url}/v1", timeout=60)
+    result = run_just("eval", f"url={not_found_url}/v1")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
@@ -123,20 +122,36 @@ def test_a_404_on_the_first_request_names_the_url_and_the_fix(not_found_url, iso
     assert run["status"] == "failed" and run["model"] == not_found_url
 
 
-class NeverAnswers(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        time.sleep(30)  # accepts the request, then keeps the client waiting
+@pytest.fixture
+def never_answers():
+    """(URL, requests received) of a server that accepts each request and keeps the client
+    waiting until the test ends; its handler threads end with the test too."""
+    received: list[str] = []
+    released = threading.Event()
 
-    def log_message(self, format, *args) -> None:
-        pass
+    class NeverAnswers(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.path)
+            released.wait(HANG_S)
 
+        def log_message(self, format, *args) -> None:
+            pass
 
-@pytest.mark.timeout(60)
-def test_a_server_that_never_answers_fails_the_run_after_one_timeout(isolated_ledger):
     with serving(NeverAnswers) as url:
-        started = time.monotonic()
-        result = run_just("eval", f"url={url}", "timeout=2", timeout=60)
-    assert time.monotonic() - started < 25  # one timeout, not one per prompt
+        try:
+            yield url, received
+        finally:
+            released.set()
+
+
+@pytest.mark.timeout(300)
+def test_a_server_that_never_answers_fails_the_run_after_one_timeout(
+    never_answers, isolated_ledger
+):
+    url, received = never_answers
+    # One request at a time: a timeout for every prompt would show as one request per prompt.
+    result = run_just("eval", f"url={url}", "timeout=2", "concurrency=1")
+    assert received == ["/v1/chat/completions"]  # one timeout, not one per prompt
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
@@ -147,9 +162,9 @@ def test_a_server_that_never_answers_fails_the_run_after_one_timeout(isolated_le
     assert run["status"] == "failed"
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(300)
 def test_a_server_listed_twice_fails_before_any_run(isolated_ledger):
-    result = run_just("eval", "url=http://127.0.0.1:9,127.0.0.1:9/v1", timeout=60)
+    result = run_just("eval", "url=http://127.0.0.1:9,127.0.0.1:9/v1")
     assert (result.returncode, result.stderr) == (
         1,
         "error: --url lists http://127.0.0.1:9 twice: each server once, please\n",
@@ -157,9 +172,9 @@ def test_a_server_listed_twice_fails_before_any_run(isolated_ledger):
     assert not isolated_ledger.exists()
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(300)
 def test_an_unreachable_server_among_several_is_named_with_the_reason(isolated_ledger):
-    result = run_just("eval", "url=http://127.0.0.1:9,http://127.0.0.1:7", "limit=40", timeout=60)
+    result = run_just("eval", "url=http://127.0.0.1:9,http://127.0.0.1:7", "limit=40")
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
         "error: run 1 failed: http://127.0.0.1:9/v1/models: cannot list its models "
@@ -170,15 +185,20 @@ def test_an_unreachable_server_among_several_is_named_with_the_reason(isolated_l
     assert json.loads(run["config"])["limit"] is None  # 40 of 31 prompts is the whole suite
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(300)
 def test_a_url_of_no_known_form_fails_before_any_run(isolated_ledger):
-    started = time.monotonic()
-    result = run_just("eval", "url=http://127.0.0.1:9/api", timeout=60)
+    with socket.socket() as listener:  # where the eval would connect, had it tried
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/api"
+        result = run_just("eval", f"url={url}")
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # no connection is waiting: the eval never tried the server
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "error: --url http://127.0.0.1:9/api: the path must be empty, /v1 or /v1/chat/completions"
+        f"error: --url {url}: the path must be empty, /v1 or /v1/chat/completions"
     )
-    assert time.monotonic() - started < 10
     assert not isolated_ledger.exists()
 
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import HANG_S
 
 from labbench.eval.codeextract import extract_code
 from labbench.sandbox.execution import (
@@ -121,7 +122,7 @@ def test_thinking_is_ignored():
 ADD = "def add(a, b):\n    return a + b\n"
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 def test_passed():
     result = run_tests(ADD, "assert add(2, 2) == 4\nprint('checked')")
@@ -130,7 +131,7 @@ def test_passed():
     assert 0 < result.duration_s < 10
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 def test_failed_shows_the_assert_line():
     result = run_tests(ADD, "assert add(1, 1) == 2\nassert add(2, 2) == 5, 'bad sum'\n")
@@ -139,7 +140,7 @@ def test_failed_shows_the_assert_line():
     assert not result.passed
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 def test_failed_inside_humaneval_check():
     tests = (
@@ -150,7 +151,7 @@ def test_failed_inside_humaneval_check():
     assert (result.verdict, result.detail) == ("failed", "assert candidate(2, 2) == 5")
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     "code, detail",
@@ -167,7 +168,7 @@ def test_error_shows_the_exception_type(code, detail):
     assert detail.split(":")[0] in result.output
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 def test_a_process_that_dies_is_an_error():
     result = run_tests("import os\nos._exit(3)\n", "")
@@ -180,7 +181,7 @@ def test_a_process_that_dies_is_an_error():
     )
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 def test_output_is_truncated_keeping_head_and_tail():
     result = run_tests("print('x' * 100_000)\nraise ValueError('at the end')\n", "")
@@ -196,7 +197,7 @@ def test_no_code_found_starts_nothing():
     assert not result.passed
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 def test_runs_in_parallel_from_threads():
     from concurrent.futures import ThreadPoolExecutor
@@ -242,7 +243,7 @@ def _leftovers(result, grace_s: float = 2.0) -> list[str]:
         time.sleep(0.05)
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("namespaces", [True, False])
 @needs_proc
@@ -255,7 +256,7 @@ def test_an_endless_loop_times_out(namespaces):
     assert _leftovers(result) == []
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("namespaces", [True, False])
 def test_allocating_10_gb_is_refused(namespaces):
@@ -278,7 +279,7 @@ finally:
 """
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("namespaces", [True, False])
 @needs_proc
@@ -303,7 +304,7 @@ while True:
 """
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 @needs_proc
 def test_a_fork_bomb_is_contained():
@@ -313,7 +314,7 @@ def test_a_fork_bomb_is_contained():
     assert _leftovers(result) == []
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 def test_processes_that_escape_the_group_do_not_survive():
     _require("pid namespace")
@@ -338,7 +339,7 @@ def open_dir():
     shutil.rmtree(path)
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     "code",
@@ -359,7 +360,7 @@ def test_files_outside_the_temp_dir_are_out_of_reach(open_dir, code):
     assert (open_dir / "victim.txt").read_text() == "keep me"
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("namespaces", [True, False])
 def test_secrets_in_our_environment_are_out_of_reach(monkeypatch, namespaces):
@@ -382,7 +383,7 @@ print("found", found)
     assert "found []" in result.output
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 def test_no_network():
     _require("network namespace")
@@ -401,7 +402,7 @@ def _machine_allows_namespaces() -> bool:
     return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 def test_containment_summary_says_what_is_on():
     summary = containment_summary()
@@ -429,7 +430,7 @@ print(run_tests("open(" + repr(sys.argv[2]) + ", 'w')", "").detail)
 """
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 def test_unprivileged_users_get_namespaces_too(open_dir):
     """As a plain user (nobody, via setpriv), with a system Python nobody can read."""
@@ -438,17 +439,26 @@ def test_unprivileged_users_get_namespaces_too(open_dir):
         pytest.skip("needs root, setpriv and /usr/bin/python3 to become an unprivileged user")
     project = Path(__file__).resolve().parent.parent
     target = str(open_dir / "new.txt")
-    command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", str(python)]
-    completed = subprocess.run(
-        [*command, "-I", "-c", UNPRIVILEGED_PROBE, str(project), target],
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin"},
-        cwd=open_dir,
-        timeout=30,
-    )
-    if "Permission denied" in completed.stderr:
-        pytest.skip(f"nobody cannot read the project at {project}")
+    command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", str(python), "-I"]
+
+    def as_nobody(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*command, *args],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin"},
+            cwd=open_dir,
+            timeout=HANG_S,
+        )
+
+    # A clone inside a directory only its owner may enter (a mode-700 home) is closed to nobody.
+    module = project / "labbench" / "sandbox" / "execution.py"
+    readable = as_nobody("-c", "import sys; open(sys.argv[1]).close()", str(module))
+    if readable.returncode != 0:
+        reason = (readable.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"nobody cannot read the project at {project}: {reason}")
+    completed = as_nobody("-c", UNPRIVILEGED_PROBE, str(project), target)
+    assert completed.returncode == 0, completed.stderr
     summary, detail = completed.stdout.splitlines()
     if "user namespace" not in summary:
         pytest.skip(f"unprivileged user namespaces are off here: {summary}")
@@ -458,7 +468,7 @@ def test_unprivileged_users_get_namespaces_too(open_dir):
     assert not Path(target).exists()
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 def test_filling_the_disk_stops_at_the_temp_dir_size():
     _require("tmpfs")
@@ -470,7 +480,7 @@ def test_filling_the_disk_stops_at_the_temp_dir_size():
     )
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 def test_memory_is_capped_for_the_whole_run():
     """Each process stays under its 1 GiB address space; together they meet the cgroup's 2 GiB."""
@@ -493,7 +503,7 @@ print("signals", killed)
     assert "9" in result.output.split("signals")[1]
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 def test_a_long_detail_is_cut():
     result = run_tests("x = 1", f"assert {'x + ' * 200}x == 0")
@@ -502,7 +512,7 @@ def test_a_long_detail_is_cut():
     assert result.detail.endswith(" ...")
 
 
-@pytest.mark.slow
+@pytest.mark.slow("a sandbox process per test")
 @pytest.mark.timeout(60)
 def test_common_imports_work_without_namespaces():
     """Here, as root without namespaces, nobody cannot read pyenv's standard library in /root:

@@ -20,7 +20,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import pid_alive, run_script, small_suite_toml, tagged_processes
+from helpers import (
+    HANG_S,
+    NO_WAIT_S,
+    assert_nothing_left,
+    communicate,
+    fail_hung,
+    pid_alive,
+    run_script,
+    small_suite_toml,
+    tagged_processes,
+    wait_for,
+)
 from sqlite_utils import Database
 from test_datasette import browsing, get_json, stop
 
@@ -29,7 +40,11 @@ from labbench.data.dummydata import write_dummy_data
 from labbench.record.ledger import open_ledger
 from labbench.serving.server import free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180), pytest.mark.usefixtures("process_tag")]
+pytestmark = [
+    pytest.mark.slow("scripts with their servers, training and Datasette, each stopped by a fault"),
+    pytest.mark.timeout(300),
+    pytest.mark.usefixtures("process_tag"),  # every process a test starts carries its tag
+]
 
 SERVER = "mlx_lm server"  # how an mlx_lm.server process shows in `ps`
 
@@ -55,24 +70,6 @@ prompt = "What is 6 times 7?"
 # --- processes -------------------------------------------------------------------------------
 
 
-def wait_for(condition: Callable, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(interval)
-
-
-def assert_nothing_left() -> None:
-    """No script and no server of this test is alive (servers die with their script)."""
-    deadline = time.monotonic() + 10
-    while left := tagged_processes():
-        assert time.monotonic() < deadline, f"processes left behind: {left}"
-        time.sleep(0.2)
-
-
 def start(name: str, *args: str, new_session: bool = False) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(PROJECT_ROOT / "scripts" / f"{name}.py"), *args],
@@ -85,7 +82,7 @@ def start(name: str, *args: str, new_session: bool = False) -> subprocess.Popen:
 
 
 def run_watched(
-    name: str, *args: str, timeout: float = 120
+    name: str, *args: str, timeout: float = HANG_S
 ) -> tuple[subprocess.CompletedProcess, list[str], float]:
     """Run a script, sampling the process table meanwhile: (result, servers seen, seconds)."""
     started = time.monotonic()
@@ -98,8 +95,7 @@ def run_watched(
         except subprocess.TimeoutExpired:
             servers.update(line for line in tagged_processes() if SERVER in line)
             if time.monotonic() - started > timeout:
-                process.kill()
-                raise
+                fail_hung(process, timeout)
     result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     return result, sorted(servers), time.monotonic() - started
 
@@ -233,13 +229,13 @@ def door(
 def test_eval_refused_at_the_door(door, small_suite, tiny_model):
     args, ledger, words = door
     before = sha256(ledger) if ledger.is_file() else None
-    result, servers, seconds = run_watched("eval", f"suite={small_suite}", *args, timeout=60)
+    result, servers, seconds = run_watched("eval", f"suite={small_suite}", *args)
     assert result.returncode == 1, result.stderr
     line = error_line(result.stderr)
     for word in words:
         assert any(alternative in line for alternative in word.split("|")), (word, line)
     assert servers == [], "no server may start before the inputs are known to be good"
-    assert seconds < 10
+    assert seconds < NO_WAIT_S
     if before is None:
         assert runs(ledger) == []
     else:
@@ -255,7 +251,7 @@ def test_journal_refuses_a_corrupt_ledger(kind, real_ledger, tmp_path):
     else:
         ledger.write_text("runs: 1 ok, 2 failed\n")
     before = sha256(ledger)
-    result = run_script("journal", "--ledger", str(ledger), timeout=60)
+    result = run_script("journal", "--ledger", str(ledger))
     assert result.returncode == 1, result.stderr
     line = error_line(result.stderr)
     assert str(ledger) in line and ("not a SQLite database" in line or "corrupt" in line), line
@@ -272,11 +268,9 @@ def test_a_read_only_ledger_can_still_be_read(reader, real_ledger, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     with immutable(ledger):
         if reader == "compare":
-            result = run_script("compare", "1", "1", "--ledger", str(ledger), timeout=60)
+            result = run_script("compare", "1", "1", "--ledger", str(ledger))
         else:
-            result = run_script(
-                "journal", "--ledger", str(ledger), "--out", str(elsewhere), timeout=60
-            )
+            result = run_script("journal", "--ledger", str(ledger), "--out", str(elsewhere))
     assert result.returncode == 0, result.stderr
     if reader == "compare":
         assert "verdict: no significant difference" in result.stdout
@@ -319,7 +313,7 @@ def test_bad_input_file_is_one_line_naming_it(
     make, codes, words, tmp_path, dataset, tiny_model, isolated_ledger
 ):
     (script, *args), where = make(tmp_path, dataset)
-    result, servers, _ = run_watched(script, *args, timeout=60)
+    result, servers, _ = run_watched(script, *args)
     assert result.returncode in codes, result.stderr
     line = error_line(result.stderr)
     assert where in line, line
@@ -344,10 +338,10 @@ def test_eval_without_a_server_to_talk_to(target, small_suite, tiny_model, isola
             "taken port": ([f"port={taken}"], f"port {taken}"),
             "unreachable url": ([f"url={url}"], url),
         }[target]
-        result, _, seconds = run_watched("eval", f"suite={small_suite}", *args, timeout=60)
+        result, _, seconds = run_watched("eval", f"suite={small_suite}", *args)
     assert result.returncode == 1, result.stderr
     assert named in error_line(result.stderr)
-    assert seconds < 10
+    assert seconds < NO_WAIT_S
     if target == "taken port":  # checkable before the run starts: refused before the ledger opens
         assert runs(isolated_ledger) == []
     else:  # only found out by trying: a failed run that says why
@@ -381,12 +375,14 @@ def test_eval_stopped_midway_keeps_what_it_recorded(
     # One request at a time and long answers: the baseline suite takes far longer than this.
     process = start("eval", "concurrency=1", "max_tokens=512", new_session=True)
     try:
-        server_pid, kept_before = wait_for(lambda: server_and_results(isolated_ledger), 120)
+        server_pid, kept_before = wait_for(
+            lambda: server_and_results(isolated_ledger), "its server and a result"
+        )
         if fault == "SIGKILL the server":
             os.kill(server_pid, signal.SIGKILL)
         else:
             os.killpg(process.pid, signal.SIGINT)  # the whole job, as a terminal's Ctrl-C does
-        _, stderr = process.communicate(timeout=60)
+        _, stderr = communicate(process)
     finally:
         stop(process, signal.SIGKILL)
     assert process.returncode == code, stderr
@@ -413,7 +409,7 @@ print(sum("lora" in key for key in mx.load(sys.argv[2] + "/adapters.safetensors"
 """
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_sigterm_mid_train_leaves_a_usable_adapter(tiny_model, dataset, isolated_ledger):
     adapter = isolated_ledger.parent / "adapters" / "1"
     process = start(
@@ -426,11 +422,11 @@ def test_sigterm_mid_train_leaves_a_usable_adapter(tiny_model, dataset, isolated
         # mlx-lm writes NNNNNNN_adapters.safetensors right after adapters.safetensors.
         wait_for(
             lambda: list(adapter.glob("*_adapters.safetensors")) or process.poll() is not None,
-            240,
+            "a checkpoint of the training",
         )
         assert process.poll() is None, process.communicate()
         process.terminate()
-        _, stderr = process.communicate(timeout=60)
+        _, stderr = communicate(process)
     finally:
         stop(process, signal.SIGKILL)
     assert process.returncode == 130, stderr
@@ -460,7 +456,7 @@ def test_two_evals_write_one_ledger_at_once(small_suite, tiny_model, isolated_le
     # A fresh ledger, so both also create and migrate it at the same moment.
     both = [start("eval", f"suite={small_suite}") for _ in range(2)]
     try:
-        outputs = [process.communicate(timeout=150) for process in both]
+        outputs = [communicate(process) for process in both]
     finally:
         for process in both:
             stop(process, signal.SIGKILL)
@@ -486,7 +482,7 @@ def test_datasette_open_while_an_eval_writes(small_suite, tiny_model, isolated_l
                 get_json(f"{api}/runs.json?_shape=array")
                 polls += 1
                 time.sleep(0.2)
-            _, stderr = writer.communicate(timeout=60)
+            _, stderr = communicate(writer)
         finally:
             stop(writer, signal.SIGKILL)
         assert writer.returncode == 0, stderr

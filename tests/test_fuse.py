@@ -11,7 +11,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from helpers import run_main, run_script, small_suite_toml
+from helpers import HANG_S, communicate, run_main, run_script, small_suite_toml
 from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
@@ -169,8 +169,8 @@ def output_of(result) -> str:
     ]
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.slow("LoRA training, fusing and a tiny-model server per eval")
+@pytest.mark.timeout(600)
 def test_fuse_without_quantization_scores_as_the_adapter(qlora):
     assert json.loads((qlora["base"] / "config.json").read_text())["quantization"]["bits"] == 4
     result = fuse(qlora)
@@ -203,8 +203,8 @@ def test_fuse_without_quantization_scores_as_the_adapter(qlora):
     assert "**Verdict:** fused matches adapter (eval #" in journal
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.slow("LoRA training, fusing and a tiny-model server per eval")
+@pytest.mark.timeout(600)
 def test_fuse_quantized_to_8_bits_keeps_the_tokenizer_and_records_a_verdict(qlora):
     # verify= as a path finds the adapter's eval of that suite (run 3), recorded by its name.
     result = fuse(qlora, "bits=8", f"verify={qlora['root'] / 'small.toml'}")
@@ -227,8 +227,8 @@ def test_fuse_quantized_to_8_bits_keeps_the_tokenizer_and_records_a_verdict(qlor
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.slow("LoRA training, fusing and a tiny-model server per eval")
+@pytest.mark.timeout(600)
 def test_fuse_to_4_bits_warns_and_records_the_warning(qlora):
     result = fuse(qlora, "bits=4", "verify=none")
     assert result.returncode == 0, result.stderr
@@ -240,8 +240,8 @@ def test_fuse_to_4_bits_warns_and_records_the_warning(qlora):
     assert f"**Warning:** {row['warning']}" in journal
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(60)
+@pytest.mark.slow("LoRA training, fusing and a tiny-model server per eval")
+@pytest.mark.timeout(600)
 def test_fuse_refuses_to_quantize_a_quantized_base_without_dequantizing(qlora):
     fuses = Database(qlora["ledger"]).table("fuses").count
     result = fuse(qlora, "bits=8", "dequantize=false")
@@ -276,8 +276,8 @@ def two_checkpoints(qlora):
     return {"ledger": ledger, "adapter": adapter, "suite": suite}
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.slow("LoRA training, fusing and a tiny-model server per eval")
+@pytest.mark.timeout(600)
 def test_an_earlier_checkpoint_is_not_verified_against_the_final_adapters_eval(two_checkpoints):
     ledger, adapter = two_checkpoints["ledger"], two_checkpoints["adapter"]
     result = run_script("fuse", f"adapter={adapter}", "checkpoint=1", f"ledger={ledger}")
@@ -314,8 +314,8 @@ def serving(parent: int, model: str) -> bool:
     return False
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.slow("LoRA training, fusing and a tiny-model server per eval")
+@pytest.mark.timeout(600)
 def test_a_fuse_interrupted_while_verifying_keeps_its_model_and_says_it_is_unverified(
     two_checkpoints,
 ):
@@ -330,7 +330,7 @@ def test_a_fuse_interrupted_while_verifying_keeps_its_model_and_says_it_is_unver
         cwd=PROJECT_ROOT,
     )
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + HANG_S
         while (started := fused_eval_started(ledger)) is None and process.poll() is None:
             assert time.monotonic() < deadline, "the fused model's eval never started"
             time.sleep(0.05)
@@ -342,7 +342,7 @@ def test_a_fuse_interrupted_while_verifying_keeps_its_model_and_says_it_is_unver
             time.sleep(0.05)
         time.sleep(0.2)
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
+        _, stderr = communicate(process)
     finally:
         process.kill()
     assert started is not None, stderr

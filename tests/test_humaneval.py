@@ -22,8 +22,8 @@ def server():
         yield base_url
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.slow("a sandbox process per HumanEval problem")
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize(
     ("variant", "passed"),
     [
@@ -72,8 +72,8 @@ def test_humaneval_is_built_in_from_the_packages_data_file():
         compile(prompt.expect_tests or "", prompt.id, "exec")
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(60)
+@pytest.mark.slow("a sandbox process per HumanEval problem")
+@pytest.mark.timeout(300)
 def test_limit_runs_the_first_problems_and_is_in_the_fingerprint(isolated_ledger):
     with replay_server(lambda variant, question: ANSWERS["body-in-fence"][question]) as url:
         assert run_main("eval", f"url={url}", "suite=humaneval", "limit=3").returncode == 0

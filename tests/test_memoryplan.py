@@ -152,7 +152,7 @@ def test_the_30b_moe_plan_comes_from_its_config_alone():
 # --- against real training -----------------------------------------------------------------
 
 
-@pytest.mark.slow  # trains the tiny models 8 times, 2 iterations each, in one process
+@pytest.mark.slow("trains the tiny models 8 times, 2 iterations each, in one process")
 @pytest.mark.timeout(900)
 def test_the_predicted_peak_is_within_20_percent_of_mlx_measured_peak(tiny_model):
     """`just bench-memory`: eight trainings of the tiny model and its 4-bit quantization."""
@@ -170,7 +170,7 @@ def test_the_predicted_peak_is_within_20_percent_of_mlx_measured_peak(tiny_model
         assert abs(row["measured_gb"] / row["predicted_gb"] - 1) <= 0.2, row
 
 
-@pytest.mark.slow  # runs scripts/bench.py (imports mlx-lm; loads nothing)
+@pytest.mark.slow("runs scripts/bench.py (imports mlx-lm; loads nothing)")
 @pytest.mark.timeout(120)
 def test_plan_only_answers_the_reference_journals_question_from_config_json(isolated_ledger):
     """Is LoRA on Qwen3-Coder-30B-A3B-Instruct-4bit feasible on an M1 with 32 GB?"""
@@ -191,7 +191,7 @@ def test_plan_only_answers_the_reference_journals_question_from_config_json(isol
     assert fitting.returncode == 0 and fitting.stderr.splitlines()[-1].endswith(": fits")
 
 
-@pytest.mark.slow  # trains the tiny model through `just train`
+@pytest.mark.slow("trains the tiny model through `just train`")
 @pytest.mark.timeout(300)
 def test_a_run_that_does_not_fit_is_refused_in_one_line_and_plan_force_trains_it(
     tiny_model, tmp_path, isolated_ledger
@@ -219,7 +219,7 @@ def test_a_run_that_does_not_fit_is_refused_in_one_line_and_plan_force_trains_it
     )
 
 
-@pytest.mark.slow  # trains the tiny model through `just train` until the watchdog stops it
+@pytest.mark.slow("trains the tiny model through `just train` until the watchdog stops it")
 @pytest.mark.timeout(300)
 def test_the_watchdog_stops_a_run_above_its_ceiling_and_keeps_the_last_checkpoint(
     tiny_model, tmp_path, isolated_ledger

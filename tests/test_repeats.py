@@ -78,7 +78,7 @@ def samples(ledger, run_id: int) -> dict[tuple[str, int], str]:
     return {(r["prompt_id"], r["epoch"]): r["response"] for r in found}
 
 
-@pytest.mark.slow
+@pytest.mark.slow("eval scripts, each with its tiny-model server")
 @pytest.mark.timeout(300)
 def test_seeded_repeats_are_recorded_and_reproducible(tiny_model, isolated_ledger, tmp_path):
     suite = tmp_path / "small.toml"

@@ -32,7 +32,7 @@ time.sleep(600)
 """
 
 
-@pytest.mark.slow  # starts a real mlx_lm.server on the tiny model
+@pytest.mark.slow("a tiny-model mlx_lm server, Ctrl-C while it forks")
 @pytest.mark.timeout(240)
 def test_a_ctrl_c_while_the_server_is_forked_leaves_logging_usable(tiny_model):
     process = subprocess.Popen(

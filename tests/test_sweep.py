@@ -15,7 +15,10 @@ from labbench import PROJECT_ROOT
 from labbench.core.formatting import percent, signed_points
 from labbench.data.dummydata import write_dummy_data
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.slow("a sweep: LoRA trainings and a tiny-model server per eval"),
+    pytest.mark.timeout(900),
+]
 
 T_9875_DF1 = 25.4517  # Student's t, 1 - 0.05 / 2 / 2 (two configurations), 1 df (two seeds)
 

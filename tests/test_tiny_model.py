@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import communicate
 
 from labbench import PROJECT_ROOT
 from labbench.core.errors import UserError
@@ -145,7 +146,7 @@ def test_build_refuses_to_replace_a_directory_that_is_not_a_model(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-@pytest.mark.slow
+@pytest.mark.slow("two tiny-model builds")
 @pytest.mark.timeout(120)
 def test_same_seed_builds_byte_identical_files(tiny_builds):
     a, b = tiny_builds
@@ -154,7 +155,7 @@ def test_same_seed_builds_byte_identical_files(tiny_builds):
     assert sorted(p.name for p in a.parent.iterdir() if p.is_dir()) == ["a", "b"]  # no temp dirs
 
 
-@pytest.mark.slow
+@pytest.mark.slow("the tiny model's first build (models/tiny)")
 @pytest.mark.timeout(120)
 def test_model_config_and_tokenizer_files(tiny_model):
     config = json.loads((tiny_model / "config.json").read_text())
@@ -171,7 +172,7 @@ def test_model_config_and_tokenizer_files(tiny_model):
     assert (tiny_model / "chat_template.jinja").read_text() == CHAT_TEMPLATE
 
 
-@pytest.mark.slow
+@pytest.mark.slow("the tiny model's first build (models/tiny)")
 @pytest.mark.timeout(120)
 def test_tokenizer_round_trips_paths_and_code(tiny_model):
     from tokenizers import Tokenizer
@@ -193,7 +194,7 @@ def test_tokenizer_round_trips_paths_and_code(tiny_model):
     assert len(raw.encode(header).ids) < len(header) / 3.5
 
 
-@pytest.mark.slow
+@pytest.mark.slow("mlx_lm loading the tiny model")
 @pytest.mark.timeout(120)
 def test_mlx_lm_loads_renders_parses_and_generates(loaded):
     from mlx_lm import stream_generate
@@ -219,7 +220,7 @@ def test_mlx_lm_loads_renders_parses_and_generates(loaded):
     assert len(responses) == 5 or responses[-1].finish_reason == "stop"
 
 
-@pytest.mark.slow
+@pytest.mark.slow("two processes building a tiny model at once")
 @pytest.mark.timeout(120)
 def test_ensure_builds_once_when_two_processes_race(tmp_path):
     out = tmp_path / "models" / "tiny"
@@ -230,7 +231,12 @@ def test_ensure_builds_once_when_two_processes_race(tmp_path):
         )
         for _ in range(2)
     ]
-    errors = [racer.communicate()[1] for racer in racers]
+    try:
+        errors = [communicate(racer)[1] for racer in racers]
+    finally:
+        for racer in racers:
+            racer.kill()
+            racer.wait()
     assert [racer.returncode for racer in racers] == [0, 0]
     assert is_tiny_model_ready(out)
     assert sum("building the tiny model in" in err for err in errors) == 1

@@ -9,16 +9,37 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import run_script, small_suite_toml
+from helpers import HANG_S, communicate, run_script, small_suite_toml
 from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
 from labbench.data.dummydata import write_dummy_data
 from labbench.present.cumulative import model_name
+from labbench.train.benchmark import VERDICTS, verdict
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+TRAINING = "LoRA training and a tiny-model server per eval"
 
 SMALL_SUITE = small_suite_toml(max_tokens=16)
+# A verdict's shape: one of the decisions, then the estimate in the unit that reads best.
+LABELS = "|".join(re.escape(label) for _, label in VERDICTS)
+VERDICT_SHAPE = rf"({LABELS}) \(100 iterations ≈ (\d+ s|\d+ min|\d+\.\d h)\)"
+
+
+@pytest.mark.parametrize(
+    ("sec_per_iter", "said"),
+    [
+        (0.43, "proceed: fast iteration (100 iterations ≈ 43 s)"),
+        (0.894, "proceed: fast iteration (100 iterations ≈ 89 s)"),
+        (2.4, "proceed: fast iteration (100 iterations ≈ 4 min)"),
+        (5.4, "still usable (100 iterations ≈ 9 min)"),
+        (53.9, "slow: consider a smaller model (100 iterations ≈ 90 min)"),
+        (54, "slow: consider a smaller model (100 iterations ≈ 1.5 h)"),
+        (61, "pivot to a smaller model (100 iterations ≈ 1.7 h)"),
+    ],
+)
+def test_the_verdict_decides_by_speed_and_estimates_in_the_unit_that_reads_best(sec_per_iter, said):
+    assert verdict(sec_per_iter) == said
+    assert re.fullmatch(VERDICT_SHAPE, said)
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +49,8 @@ def dataset(tmp_path_factory) -> Path:
     return data
 
 
+@pytest.mark.slow(TRAINING)
+@pytest.mark.timeout(600)
 def test_bench_records_every_report_and_a_verdict(tiny_model, dataset, isolated_ledger):
     result = run_script("bench", f"data={dataset}", "iters=8", "untimed_iters=3", "batch_size=2")
     assert result.returncode == 0, result.stderr
@@ -41,23 +64,30 @@ def test_bench_records_every_report_and_a_verdict(tiny_model, dataset, isolated_
     summary = json.loads(run["summary"])
     assert summary["measured_iterations"] == 5 and summary["untimed_iterations"] == 3
     assert summary["load_seconds"] > 0 and summary["peak_memory_gb"] > 0
-    assert summary["verdict"].startswith("proceed")  # the tiny model is far below 5 s/iter
-    # The estimate in the user's terms; mlx-lm's own timing explained, not a bare ratio.
-    assert re.fullmatch(r"proceed: fast iteration \(100 iterations ≈ \d+ s\)", summary["verdict"])
+    # The decision and the estimate in the user's terms follow the measured speed, which is this
+    # machine's: the tiny model reads `proceed ... ≈ 43 s` alone, `still usable ... ≈ 9 min`
+    # on a loaded machine. Which verdict each speed gets is tested above.
+    assert re.fullmatch(VERDICT_SHAPE, summary["verdict"]), summary["verdict"]
+    assert summary["verdict"] == verdict(summary["sec_per_iter"])
+    # mlx-lm's own timing explained, not a bare ratio.
     assert result.stdout.splitlines()[-1] == f"verdict: {summary['verdict']}"
     assert "agreement" not in result.stdout and "from mlx-lm's)" in result.stdout
     # Our wall clock and mlx-lm's own iterations_per_second measure the same thing.
     assert 0.8 < summary["agreement"] < 1.25
     journal = (isolated_ledger.parent / "journal" / "JOURNAL.md").read_text()
-    assert f"### Run {run['id']}: Benchmark" in journal and "**Verdict:** proceed" in journal
+    assert f"### Run {run['id']}: Benchmark" in journal
+    assert f"**Verdict:** {summary['verdict']}" in journal
 
 
+@pytest.mark.timeout(120)
 def test_bench_refuses_bad_flags():
     result = run_script("bench", "iters=2", "untimed_iters=2")
     assert result.returncode != 0
     assert result.stderr.strip() == "error: --iters must be larger than --untimed-iters"
 
 
+@pytest.mark.slow(TRAINING)
+@pytest.mark.timeout(600)
 def test_interrupted_training_leaves_a_usable_checkpoint(tiny_model, dataset, isolated_ledger):
     process = subprocess.Popen(
         [sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), f"data={dataset}"]
@@ -68,14 +98,14 @@ def test_interrupted_training_leaves_a_usable_checkpoint(tiny_model, dataset, is
     )
     adapter = isolated_ledger.parent / "adapters" / "1"
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + HANG_S
         while not (adapter / "adapters.safetensors").exists():
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "no checkpoint was saved"
             time.sleep(0.2)
         time.sleep(0.5)
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
+        _, stderr = communicate(process)
     finally:
         process.kill()
     assert process.returncode == 130
@@ -115,6 +145,8 @@ def train_with_checkpoint_evals(dataset, tmp_path, iters: int, save_every: int, 
     return result, db, list(db.query("SELECT * FROM checkpoints ORDER BY iteration"))
 
 
+@pytest.mark.slow(TRAINING)
+@pytest.mark.timeout(600)
 def test_train_keeps_the_best_checkpoint_by_eval_score(
     tiny_model, dataset, isolated_ledger, tmp_path
 ):
@@ -129,6 +161,8 @@ def test_train_keeps_the_best_checkpoint_by_eval_score(
     assert (adapter / "adapters.safetensors").read_bytes() == best_weights
 
 
+@pytest.mark.slow(TRAINING)
+@pytest.mark.timeout(600)
 def test_train_scores_its_final_adapter_even_between_checkpoints(
     tiny_model, dataset, isolated_ledger, tmp_path
 ):
