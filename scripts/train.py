@@ -141,8 +141,6 @@ def check_data(data: Path) -> str:
 
 def seeds_sweep(args: argparse.Namespace, data: Path, settings: LoraSettings):
     """`--seeds 0,1,2`: these settings as a sweep without a grid."""
-    from dataclasses import asdict
-
     from labbench.sweep.sweepfile import Sweep
 
     if args.seed is not None:
@@ -153,7 +151,7 @@ def seeds_sweep(args: argparse.Namespace, data: Path, settings: LoraSettings):
         raise UserError(f"--seeds {args.seeds}: give whole numbers, e.g. 0,1,2") from None
     if len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise UserError(f"--seeds {args.seeds}: give distinct seeds of at least 0")
-    fixed = {k: v for k, v in asdict(settings).items() if k != "seed" and v is not None}
+    fixed = {k: v for k, v in settings.recorded().items() if k != "seed" and v is not None}
     return Sweep(
         path=Path("just train"),
         name=f"train seeds={args.seeds}",

@@ -13,7 +13,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -253,7 +253,7 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
     called once the run exists, so a caller can tell the user where the adapter goes.
     """
     config = {
-        **asdict(plan.settings),
+        **plan.settings.recorded(),
         "data": str(plan.data.resolve()),
         "dataset_fingerprint": plan.data_fingerprint,
         "eval_suite": plan.eval_suite,
