@@ -5,9 +5,10 @@ directory with train.jsonl, and valid.jsonl when training validates (`just train
 does, except GRPO, which is judged by its rewards and checkpoint evals); test.jsonl may be
 missing. A file's format is its first line's: chat (messages), completions, text, preference
 pairs (prompt, chosen, rejected: DPO and ORPO) or GRPO prompts (prompt and expect_ keys:
-labbench/data/grpodata.py), and `require_trainable` refuses a format the method cannot train on. mlx-lm reads every split file that is present, and fails on
-an empty one, on a blank line and on a line that is not JSON, so each present file needs at
-least one example and every line must be one it can read. Pure Python: no mlx here.
+labbench/data/grpodata.py), and `require_trainable` refuses a format the method cannot train
+on. mlx-lm reads every split file that is present, and fails on an empty one, on a blank line
+and on a line that is not JSON, so each present file needs at least one example and every line
+must be one it can read. Pure Python: no mlx here.
 """
 
 import json
