@@ -74,13 +74,11 @@ class LoraSettings:
     reward_weights: tuple[float, ...] | None = None  # grpo: one weight per reward (None: all 1)
 
     def recorded(self) -> dict:
-        """As written into a run's config and a sweep trial's identity: an SFT run leaves the
-        preference settings out, so SFT runs keep the fingerprints they had before them."""
-        settings = asdict(self)
-        if self.method == "sft":
-            for name in PREFERENCE_FIELDS:
-                settings.pop(name)
-        return settings
+        """As written into a run's config and a sweep trial's identity: the settings the method
+        reads (an SFT run has none of the preference settings, so SFT runs keep the
+        fingerprints they had before them)."""
+        used = METHOD_FIELDS.get(self.method, PREFERENCE_FIELDS)
+        return {k: v for k, v in asdict(self).items() if k not in PREFERENCE_FIELDS or k in used}
 
 
 # The settings only a preference or RL method reads.
@@ -95,6 +93,12 @@ PREFERENCE_FIELDS = (
     "reward_weights",
 )
 METHODS = ("sft", "dpo", "orpo", "grpo")
+METHOD_FIELDS = {
+    "sft": (),
+    "dpo": ("method", "beta", "loss_type"),
+    "orpo": ("method", "beta"),
+    "grpo": tuple(name for name in PREFERENCE_FIELDS if name != "loss_type"),
+}
 REWARDS = ("score", "format", "length")
 DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "dpop")
 

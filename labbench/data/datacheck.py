@@ -295,3 +295,27 @@ def _tool_names(tools: object) -> tuple[set[str] | None, list[str]]:
 
 def _nonempty_string(value: object) -> bool:
     return isinstance(value, str) and bool(value.strip())
+
+
+def training_prompts(path: Path) -> list[str]:
+    """What a model is asked in a checked dataset (or suite file): the user messages of chat
+    examples, the prompt of pairs and GRPO examples, a completion's prompt; for the leakage
+    check against the suite that will judge the training."""
+    path = Path(path)
+    if path.suffix == ".toml":
+        from labbench.eval.suite import load_suite
+
+        return [prompt.prompt for prompt in load_suite(str(path)).prompts]
+    texts = []
+    for name in SPLITS:
+        file = path / f"{name}.jsonl"
+        for line in _lines(file) if file.is_file() else []:
+            example = json.loads(line)
+            if "messages" in example:
+                users = [
+                    m.get("content") or "" for m in example["messages"] if m.get("role") == "user"
+                ]
+                texts.append("\n".join(users))
+            elif "prompt" in example:
+                texts.append(str(example["prompt"]))
+    return texts

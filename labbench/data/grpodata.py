@@ -83,11 +83,18 @@ def load_grpo_file(file: Path) -> Suite:
     return Suite(Path(file).parent.name, "GRPO data", Path(file), tuple(prompts), schemas)
 
 
-def grpo_splits(data: str | Path) -> tuple[Suite, Suite | None]:
+def suite_file(data: str) -> Path | None:
+    """The suite file `data=suite:NAME` names (None for any other data)."""
+    if not data.startswith(SUITE_PREFIX):
+        return None
+    return load_suite(data[len(SUITE_PREFIX) :]).path
+
+
+def grpo_splits(data: Path) -> tuple[Suite, Suite | None]:
     """The train split (and valid, when there is one) of `data`: a directory of GRPO JSONL,
-    or `suite:NAME`, whose prompts are the train split."""
-    if str(data).startswith(SUITE_PREFIX):
-        return load_suite(str(data)[len(SUITE_PREFIX) :]), None
+    or a suite file (`data=suite:NAME`), whose prompts are the train split."""
+    if Path(data).is_file():
+        return load_suite(str(data)), None
     directory = Path(data)
     valid = directory / "valid.jsonl"
     return load_grpo_file(directory / "train.jsonl"), (

@@ -236,6 +236,9 @@ class TrainPlan:
     launch: Any = None  # a distributed.Launch: data-parallel ranks through mlx.launch
     memory_plan: Any = None  # a memorycheck.MemoryPlan, made before anything was loaded
     memory_ceiling: float | None = None  # bytes: the watchdog stops training above it
+    # Continue this adapter's LoRA layers (a preference method after SFT: the lineage is
+    # recorded in the run's config as start_adapter and start_run_id).
+    start_adapter: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,7 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
         "eval_suite": plan.eval_suite,
         **({"distributed": plan.launch.config()} if plan.launch else {}),
         **({"memory_plan": plan.memory_plan.record()} if plan.memory_plan else {}),
+        **(lineage(db, plan.start_adapter) if plan.start_adapter else {}),
     }
     with recording_run(
         db,
@@ -280,6 +284,12 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
         try:
             if plan.launch:
                 load_seconds = _train_distributed(db, run.id, plan, adapter_dir)
+            elif settings.method != "sft":
+                from labbench.train.preference import train_preference
+
+                load_seconds = train_preference(
+                    db, run.id, plan.model, plan.data, settings, adapter_dir, plan.start_adapter
+                )
             else:
                 load_seconds = _train_here(db, run.id, plan, adapter_dir)
             if settings.iters % settings.save_every:  # else mlx-lm saved it as a checkpoint
@@ -321,6 +331,22 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
             {"run_id": run.id, "kind": "adapter", "path": str(adapter_dir)}, ignore=True
         )
     return TrainOutcome(run.id, adapter_dir, summary)
+
+
+def lineage(db: Database, adapter: Path) -> dict:
+    """Where a run that continues `adapter` starts: the directory, and the train run that
+    made it when this ledger has it."""
+    made_by = [
+        row["id"]
+        for row in db.query(
+            "SELECT id FROM runs WHERE kind = 'train' AND adapter IN (?, ?) ORDER BY id",
+            [str(adapter), str(adapter.resolve())],
+        )
+    ]
+    return {
+        "start_adapter": str(adapter.resolve()),
+        "start_run_id": made_by[-1] if made_by else None,
+    }
 
 
 def _train_here(db: Database, run_id: int, plan: TrainPlan, adapter_dir: Path) -> float:
