@@ -57,15 +57,9 @@ def require_trainable(path: Path, need_valid: bool = True, method: str = "sft") 
     if path.is_file():
         problems = [f"{path}: a file; training takes a directory with train.jsonl in it"]
     else:
-        problems = check_dataset(path, need_valid and method != "grpo")
-    if not problems:
-        found = data_format(path / "train.jsonl")
-        if found not in METHOD_FORMATS[method]:
-            wanted = METHOD_FORMATS[method][0]
-            problems = [
-                f"{path / 'train.jsonl'}:1: {found} examples; --method {method} trains on "
-                + FORMAT_HINTS.get(wanted, wanted)
-            ]
+        problems = _wrong_format(path / "train.jsonl", method) or check_dataset(
+            path, need_valid and method != "grpo"
+        )
     if problems:
         more = f" (and {len(problems) - 1} more; see `just check-data {path}`)"
         raise UserError(problems[0] + (more if len(problems) > 1 else ""))
@@ -150,6 +144,16 @@ def _check_file(file: Path) -> tuple[list[str], int]:
             continue
         problems += [f"{where}: {problem}" for problem in _check_example(example, this_format)]
     return problems, count
+
+
+def _wrong_format(train: Path, method: str) -> list[str]:
+    """The problem when train.jsonl's format is one `method` cannot train on."""
+    found = data_format(train) if train.is_file() else None
+    if found is None or found in METHOD_FORMATS[method]:
+        return []
+    wanted = METHOD_FORMATS[method][0]
+    hint = FORMAT_HINTS.get(wanted, wanted)
+    return [f"{train}:1: {found} examples; --method {method} trains on {hint}"]
 
 
 def data_format(file: Path) -> str | None:
