@@ -90,15 +90,15 @@ class RewardLog:
         """Every reward of one step's completions, at the first reward's call; then recorded."""
         self.step += 1
         scored = score_completions(self.suite, prompt_ids, completions)
-        values = {
-            "score": [row["score"] or 0.0 for row in scored],
-            "format": [format_reward(text) for text in completions],
-            "length": [
+        rewards = {
+            "score": lambda: [row["score"] or 0.0 for row in scored],
+            "format": lambda: [format_reward(text) for text in completions],
+            "length": lambda: [
                 max(0.0, 1 - len(self.tokenizer.encode(text)) / self.max_tokens)
                 for text in completions
             ],
         }
-        self.pending = {name: values[name] for name in self.names}
+        self.pending = {name: rewards[name]() for name in self.names}
         totals = [
             sum(w * self.pending[n][i] for n, w in zip(self.names, self.weights, strict=True))
             for i in range(len(completions))
