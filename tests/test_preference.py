@@ -47,7 +47,8 @@ def test_dpo_then_grpo_from_its_adapter_end_to_end(
     suite.write_text(small_suite_toml(max_tokens=16))
     result = run_script(
         "train", "method=dpo", f"data={pairs}", "iters=4", "save_every=2", "batch_size=2",
-        "steps_per_report=2", "steps_per_eval=2", "val_batches=1", "beta=0.2", f"eval_suite={suite}",
+        "steps_per_report=2", "steps_per_eval=2", "val_batches=1", "beta=0.2",
+        f"eval_suite={suite}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     db = Database(isolated_ledger)
@@ -128,9 +129,8 @@ def test_a_malformed_pair_is_refused_before_training(tmp_path, isolated_ledger):
     (data / "valid.jsonl").write_text(json.dumps(good) + "\n")
     result = run_script("train", "method=dpo", f"data={data}")
     assert result.returncode == 1
-    assert result.stderr.strip() == (
-        f"error: {data / 'train.jsonl'}:2: chosen: missing (and 1 more; see `just check-data {data}`)"
-    )
+    more = f"(and 1 more; see `just check-data {data}`)"
+    assert result.stderr.strip() == f"error: {data / 'train.jsonl'}:2: chosen: missing {more}"
     assert not isolated_ledger.exists()
 
 
