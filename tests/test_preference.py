@@ -52,7 +52,7 @@ def test_dpo_then_grpo_from_its_adapter_end_to_end(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     db = Database(isolated_ledger)
-    dpo = db["runs"].get(1)
+    dpo = db.table("runs").get(1)
     config = json.loads(dpo["config"])
     assert dpo["status"] == "ok" and config["method"] == "dpo" and config["beta"] == 0.2
     assert config["loss_type"] == "sigmoid" and "group_size" not in config
@@ -157,7 +157,7 @@ def test_interrupted_dpo_leaves_a_usable_checkpoint(tiny_model, pairs, isolated_
     assert process.returncode == 130, stderr
     assert "the last checkpoint is usable" in stderr
     db = Database(isolated_ledger)
-    run = db["runs"].get(1)
+    run = db.table("runs").get(1)
     assert run["status"] == "interrupted" and json.loads(run["config"])["method"] == "dpo"
     result = run_script("eval", f"adapter={adapter}", "max_tokens=8", "limit=2")
     assert result.returncode == 0, result.stderr

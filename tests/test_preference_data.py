@@ -123,12 +123,14 @@ def test_dummy_grpo_prompts_load_as_a_suite_with_their_expectations(tmp_path):
 
 
 def suite_of(*prompts: Prompt) -> Suite:
-    schemas = {"read_file": {k: v for k, v in READ_TOOL["function"].items() if k != "name"}}
+    schemas = {"read_file": {"description": "Read a text file", "parameters": {"type": "object"}}}
     return Suite("rewards", "", Path("rewards.jsonl"), prompts, schemas)
 
 
 def prompt(id: str, **expect) -> Prompt:
-    fields = dict(expect_tools=None, expect_keywords=(), expect_answer=None, answer_regex=None)
+    fields: dict = dict(
+        expect_tools=None, expect_keywords=(), expect_answer=None, answer_regex=None
+    )
     return Prompt(id, "c", "Read a.py", None, 64, ("read_file",), **(fields | expect))
 
 
@@ -139,7 +141,7 @@ CODE = "```python\ndef add(a, b):\n    return a + b\n```"
 
 def rewards_of(suite: Suite, prompt_ids: list[str], completions: list[str], tmp_path, **settings):
     db = open_ledger(tmp_path / "ledger.db")
-    db["runs"].insert({"id": 1, "kind": "train"}, ignore=True)
+    db.table("runs").insert({"id": 1, "kind": "train"}, ignore=True)
     log = RewardLog(db, 1, suite, LoraSettings(method="grpo", **settings), tokenizer=None)
     values = [f(prompt_ids, completions, prompt_ids) for f in log.functions()]
     return db, values

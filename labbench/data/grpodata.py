@@ -49,10 +49,9 @@ def _schema_tables(tools: object, where: str) -> dict:
     tables = {}
     for number, tool in enumerate(tools, start=1):
         function = tool.get("function") if isinstance(tool, dict) else None
-        name = function.get("name") if isinstance(function, dict) else None
-        if not isinstance(name, str) or not name.strip():
+        if not isinstance(function, dict) or not str(function.get("name", "")).strip():
             raise UserError(f"{where}: tools[{number}]: no function name")
-        tables[name] = {k: v for k, v in function.items() if k != "name"}
+        tables[function["name"]] = {k: v for k, v in function.items() if k != "name"}
     return tables
 
 

@@ -227,25 +227,29 @@ def _pairs(loaded: LoadedModel, model_path, data: Path, settings, start, optimiz
     valid = PairDataset(data / "valid.jsonl", loaded.tokenizer)
     if len(train) < settings.batch_size:
         raise UserError(f"--data {data}: {len(train)} pairs, fewer than --batch-size")
+    callback = _callback(writer)
     if settings.method == "dpo":
-        from mlx_lm_lora.trainer import dpo_trainer as module
+        from mlx_lm_lora.trainer import dpo_trainer
 
-        args = module.DPOTrainingArgs(**common, beta=settings.beta, loss_type=settings.loss_type)
+        args = dpo_trainer.DPOTrainingArgs(
+            **common, beta=settings.beta, loss_type=settings.loss_type
+        )
         ref = reference(model_path, settings, start)
-        run = lambda: module.train_dpo(  # noqa: E731
-            loaded.model, ref, optimizer, train, valid, args=args,
-            training_callback=_callback(writer), loss_type=settings.loss_type,
-        )  # fmt: skip
+        with cpu_device_info(), quiet_progress(dpo_trainer):
+            writer.start()
+            dpo_trainer.train_dpo(
+                loaded.model, ref, optimizer, train, valid, args=args,
+                training_callback=callback, loss_type=settings.loss_type,
+            )  # fmt: skip
     else:
-        from mlx_lm_lora.trainer import orpo_trainer as module
+        from mlx_lm_lora.trainer import orpo_trainer
 
-        args = module.ORPOTrainingArgs(**common, beta=settings.beta)
-        run = lambda: module.train_orpo(  # noqa: E731
-            loaded.model, optimizer, train, valid, args=args, training_callback=_callback(writer)
-        )  # fmt: skip
-    with cpu_device_info(), quiet_progress(module):
-        writer.start()
-        run()
+        args = orpo_trainer.ORPOTrainingArgs(**common, beta=settings.beta)
+        with cpu_device_info(), quiet_progress(orpo_trainer):
+            writer.start()
+            orpo_trainer.train_orpo(
+                loaded.model, optimizer, train, valid, args=args, training_callback=callback
+            )
 
 
 def _grpo(

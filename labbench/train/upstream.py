@@ -18,14 +18,14 @@ fused (tests check the adapter directory holds no model).
 """
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Generator
 from types import ModuleType
 
 WORKING_SET_KEY = "max_recommended_working_set_size"
 
 
 @contextlib.contextmanager
-def cpu_device_info() -> Iterator[None]:
+def cpu_device_info() -> Generator[None]:
     """While this runs, `mx.device_info()` has WORKING_SET_KEY (0 when the device has none)."""
     import mlx.core as mx
 
@@ -34,14 +34,14 @@ def cpu_device_info() -> Iterator[None]:
         yield
         return
 
-    def with_working_set() -> dict:
-        return {WORKING_SET_KEY: 0, **original()}
+    def with_working_set(*device) -> dict[str, str | int]:
+        return {WORKING_SET_KEY: 0, **original(*device)}
 
-    mx.device_info = with_working_set  # ty: ignore[invalid-assignment]
+    setattr(mx, "device_info", with_working_set)  # noqa: B010 (typed as mlx's own function)
     try:
         yield
     finally:
-        mx.device_info = original  # ty: ignore[invalid-assignment]
+        setattr(mx, "device_info", original)  # noqa: B010
 
 
 class _QuietBar:
@@ -65,11 +65,11 @@ class _QuietBar:
 
 
 @contextlib.contextmanager
-def quiet_progress(module: ModuleType) -> Iterator[None]:
+def quiet_progress(module: ModuleType) -> Generator[None]:
     """A trainer module's `tqdm` replaced by _QuietBar while this runs."""
-    original = module.tqdm
-    module.tqdm = _QuietBar
+    original = getattr(module, "tqdm")  # noqa: B009 (a module's global, set back below)
+    setattr(module, "tqdm", _QuietBar)  # noqa: B010
     try:
         yield
     finally:
-        module.tqdm = original
+        setattr(module, "tqdm", original)  # noqa: B010
