@@ -30,7 +30,7 @@ from labbench.machine.hardware import hardware_line
 from labbench.present import bfcltables, plots
 from labbench.present.benchrows import result_rows
 from labbench.present.cumulative import flag_text, model_name
-from labbench.present.prefentries import method_lines
+from labbench.present.prefentries import demo_verdict_lines, method_lines
 from labbench.record.ledger import id_list, scores_of_runs
 
 EXCERPT_CHARS = 300
@@ -234,12 +234,15 @@ def train_results(view: EntryData, run: dict, journal_dir: Path) -> list[str]:
 
 def demo_results(view: EntryData, run: dict) -> list[str]:
     evals = [c for c in view.children.get(run["id"], []) if c["kind"] == "eval"]
+    demo = json.loads(run["summary"] or "{}")
+    steps = {step["run"]: step["name"] for step in demo.get("steps", [])}
     rows = []
     for child in evals:
         scores = view.categories.get(child["id"], {})
         summary = view.summaries.get(child["id"], {})
+        model = "adapter" if child["adapter"] else "baseline"
         rows.append(
-            [f"#{child['id']}", "adapter" if child["adapter"] else "baseline"]
+            [f"#{child['id']}", steps.get(child["id"], model)]
             + [percent(summary.get("overall"))]
             + [percent(s["score"]) for s in scores.values()]
         )
@@ -247,7 +250,7 @@ def demo_results(view: EntryData, run: dict) -> list[str]:
         return []
     categories = [category_title(c) for c in view.categories.get(evals[0]["id"], {})]
     lines = ["**Results:**", "", markdown_table(rows, ["Run", "Model", "Overall", *categories]), ""]
-    demo = json.loads(run["summary"] or "{}")
+    lines += demo_verdict_lines(demo)
     category = demo.get("category")
     before = view.categories.get(demo.get("baseline_run"), {}).get(category)
     after = view.categories.get(demo.get("adapter_run"), {}).get(category)

@@ -69,3 +69,21 @@ def _rewards(config: dict) -> str:
     names = config.get("rewards") or []
     weights = config.get("reward_weights") or [1.0] * len(names)
     return " + ".join(f"{w:g} x {n}" for n, w in zip(names, weights, strict=False))
+
+
+def verdict_line(verdict: dict) -> str:
+    """`base #2 -> SFT #4: better (+12.3 pts over 31 prompts, mcnemar p = 0.0020)`"""
+    a, b = verdict["runs"]
+    return (
+        f"{verdict['from']} #{a} -> {verdict['to']} #{b}: {verdict['verdict']}"
+        f" ({verdict['mean_diff'] * 100:+.1f} pts over {verdict['prompts']} prompts,"
+        f" {verdict['test']} {verdict['p']})"
+    )
+
+
+def demo_verdict_lines(summary: dict) -> list[str]:
+    """A demo's chain of steps (base -> SFT -> DPO), each judged against the one before."""
+    verdicts = summary.get("verdicts") or []
+    if not verdicts:
+        return []
+    return ["**Paired verdicts:**", "", *(f"- {verdict_line(v)}" for v in verdicts), ""]
