@@ -1,0 +1,203 @@
+"""`just bench method=dpo|orpo|grpo`: s/iter of labbench's preference training, everything
+recorded, against mlx-lm-lora's own command line on the same model, data and settings.
+
+Both sides run the same mlx-lm-lora trainer and report every iteration through its
+TrainingCallback; the seconds of an iteration are 1 / iterations_per_second of its report.
+Ours is a `train` run (ledger rows, metrics, GRPO rollouts and their scoring) under the bench
+run; theirs is `python -m mlx_lm_lora.train -c CONFIG` in a child process, with a callback
+added around its `run()` that only notes the numbers (and, on Linux CPU, the device_info key
+its trainer needs: labbench/train/upstream.py). The data has no tools, because mlx-lm-lora's
+datasets do not render them: both sides train on the same tokens. GRPO's reward on both sides
+is the eval's scorer (labbench/train/rewards.py), given to the command line as a reward file.
+"""
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from labbench.core.errors import UserError
+from labbench.core.settings import LoraSettings
+from labbench.record.fingerprint import dataset_fingerprint
+from labbench.record.ledger import recording_run
+from labbench.train.trainercheck import config_layers
+
+TARGET = 0.95  # mlx-lm-lora's s/iter over ours, at least
+# `python -m mlx_lm_lora.train ARGS...` with a callback that notes each report's timing into
+# the file named first.
+THEIR_RUNNER = """
+import json, sys
+from mlx_lm.tuner.callbacks import TrainingCallback
+from mlx_lm_lora import train as cli
+from labbench.train.upstream import cpu_device_info
+
+out, seconds = sys.argv[1], []
+class Timer(TrainingCallback):
+    def on_train_loss_report(self, info):
+        seconds.append([info["iteration"], 1 / float(info["iterations_per_second"])])
+
+original = cli.run
+cli.run = lambda args, training_callback=None: original(args, training_callback=Timer())
+sys.argv = ["mlx_lm_lora.train", *sys.argv[2:]]
+with cpu_device_info():
+    cli.main()
+json.dump(seconds, open(out, "w"))
+"""
+
+REWARD_FILE = """
+from pathlib import Path
+from mlx_lm_lora.trainer.grpo_reward_functions import register_reward_function
+from labbench.data.grpodata import load_grpo_file
+from labbench.train.rewards import score_completions
+
+SUITE = load_grpo_file(Path({ours!r}) / "train.jsonl")
+
+@register_reward_function()
+def score(prompts, completions, answer, types=None):
+    return [row["score"] or 0.0 for row in score_completions(SUITE, answer, completions)]
+"""
+
+
+@dataclass(frozen=True)
+class PrefBenchPlan:
+    model: str
+    settings: LoraSettings  # iters, batch_size, method and its settings
+    warmup: int  # first iterations left out
+    examples: int = 64
+    goal: str | None = None
+    note: str | None = None
+
+
+def bench_data(work: Path, method: str, examples: int, seed: int) -> tuple[Path, Path]:
+    """Dummy data of the method's kind without tools: ours, and the same lines in
+    mlx-lm-lora's own format (GRPO: prompt, system and the prompt's id as its answer)."""
+    from labbench.data.dummydata import write_dummy_data
+
+    kind = "grpo" if method == "grpo" else "dpo"
+    ours, theirs = work / "ours", work / "theirs"
+    write_dummy_data(ours, examples, seed, kind=kind)
+    theirs.mkdir()
+    for split in ("train", "valid", "test"):
+        lines = [json.loads(line) for line in (ours / f"{split}.jsonl").read_text().splitlines()]
+        for line in lines:
+            line.pop("tools")
+        (ours / f"{split}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        if kind == "grpo":
+            lines = [
+                {"prompt": x["prompt"], "system": x["system"], "answer": f"line-{n}"}
+                for n, x in enumerate(lines, start=1)
+            ]
+        (theirs / f"{split}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return ours, theirs
+
+
+def their_config(plan: PrefBenchPlan, data: Path, ours: Path, work: Path) -> dict:
+    s = plan.settings
+    config = {
+        "model": plan.model,
+        "train": True,
+        "train_mode": s.method,
+        "train_type": "lora",
+        "data": str(data),
+        "seed": s.seed,
+        "iters": s.iters,
+        "batch_size": s.batch_size,
+        "learning_rate": s.learning_rate,
+        "optimizer": "adam",
+        "num_layers": config_layers(plan.model),
+        "lora_parameters": {"rank": s.rank, "scale": s.scale, "dropout": s.dropout},
+        "max_seq_length": s.max_seq_length,
+        "steps_per_report": 1,
+        "steps_per_eval": s.steps_per_eval,
+        "val_batches": s.val_batches,
+        "save_every": s.save_every,
+        "adapter_path": str(work / "their-adapter"),
+        "fuse": False,  # its default writes a fused model into the adapter directory
+        "beta": s.beta,
+    }
+    if s.method == "grpo":
+        rewards = work / "rewards.py"
+        rewards.write_text(REWARD_FILE.format(ours=str(ours)))
+        config |= {"reward_functions_file": str(rewards), "reward_functions": "score"}
+    return config
+
+
+def their_flags(settings: LoraSettings) -> list[str]:
+    """Settings its config file cannot set: their flags have defaults, which win over it."""
+    return [
+        "--dpo-cpo-loss-type", settings.loss_type,
+        "--group-size", str(settings.group_size),
+        "--max-completion-length", str(settings.max_completion_length),
+        "--temperature", str(settings.temperature),
+    ]  # fmt: skip
+
+
+def median_after(seconds: list[tuple[int, float]], warmup: int) -> float:
+    measured = [s for iteration, s in seconds if iteration > warmup]
+    if not measured:
+        raise UserError("no iteration was measured after the warm-up")
+    return statistics.median(measured)
+
+
+def record_preference_bench(db: Database, adapters_root: Path, plan: PrefBenchPlan) -> dict:
+    from labbench.train.training import TrainPlan, record_training
+
+    s = plan.settings
+    config = {**s.recorded(), "warmup": plan.warmup, "examples": plan.examples}
+    with recording_run(
+        db, "bench", config, model=plan.model, goal=plan.goal, note=plan.note
+    ) as run:
+        with tempfile.TemporaryDirectory(prefix="labbench-prefbench-") as tmp:
+            work = Path(tmp)
+            ours, theirs = bench_data(work, s.method, plan.examples, s.seed)
+            print(f"run {run.id}: labbench's {s.method} ({s.iters} iterations)", file=sys.stderr)
+            trained = record_training(
+                db,
+                TrainPlan(
+                    model=plan.model,
+                    data=ours,
+                    data_fingerprint=dataset_fingerprint(ours),
+                    settings=s,
+                    adapters_root=adapters_root,
+                    note=f"bench: labbench's {s.method}",
+                    parent_run_id=run.id,
+                ),
+            )
+            rows = db.query(
+                "SELECT iteration, iterations_per_second FROM train_reports"
+                " WHERE run_id = ? AND split = 'train' ORDER BY iteration",
+                [trained.run_id],
+            )
+            ours_s = median_after(
+                [(r["iteration"], 1 / r["iterations_per_second"]) for r in rows], plan.warmup
+            )
+            print(f"run {run.id}: mlx-lm-lora's command line, same settings", file=sys.stderr)
+            config_file, out = work / "config.json", work / "seconds.json"
+            config_file.write_text(json.dumps(their_config(plan, theirs, ours, work)))
+            done = subprocess.run(
+                [sys.executable, "-c", THEIR_RUNNER, str(out), "-c", str(config_file)]
+                + their_flags(s),
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode != 0 or not out.is_file():
+                last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                raise UserError(f"mlx-lm-lora's command line failed: {last}")
+            theirs_s = median_after([tuple(x) for x in json.loads(out.read_text())], plan.warmup)
+        summary = {
+            "train_run": trained.run_id,
+            "ours_s_per_iter": ours_s,
+            "theirs_s_per_iter": theirs_s,
+            "ratio": theirs_s / ours_s,  # >= 1: ours is as fast or faster
+        }
+        target = (
+            "recording costs nothing visible" if summary["ratio"] >= TARGET else "ours is slower"
+        )
+        summary["verdict"] = f"{target} (ratio {summary['ratio']:.2f}, target >= {TARGET})"
+        run.update(summary=summary)
+    return summary
