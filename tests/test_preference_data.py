@@ -207,3 +207,35 @@ def test_cpu_device_info_supplies_the_missing_key_only_while_training():
             train_dpo(model, None, None, [], None)
         assert not isinstance(later.value, KeyError)
     assert WORKING_SET_KEY not in mx.device_info()
+
+
+def test_a_sweep_can_vary_the_method_and_its_settings(tmp_path):
+    from labbench.sweep.sweep import lora_settings
+    from labbench.sweep.sweepfile import checked_inputs, load_sweep
+
+    write_dummy_data(tmp_path / "pairs", 20, seed=0, kind="dpo")
+    sweep_file = tmp_path / "s.toml"
+    text = """
+data = "pairs"
+suite = "baseline"
+seeds = [0]
+[train]
+iters = 4
+loss_type = "ipo"
+[grid]
+method = ["dpo", "orpo"]
+beta = [0.1, 0.5]
+"""
+    sweep_file.write_text(text)
+    sweep = load_sweep(sweep_file)
+    trials = [lora_settings(sweep, c, 0) for c in sweep.configurations()]
+    assert [(t.method, t.beta, t.loss_type) for t in trials] == [
+        ("dpo", 0.1, "ipo"), ("dpo", 0.5, "ipo"), ("orpo", 0.1, "ipo"), ("orpo", 0.5, "ipo")
+    ]  # fmt: skip
+    checked_inputs(sweep)  # pairs suit both methods
+    sweep_file.write_text(text.replace('"orpo"]', '"grpo"]'))
+    with pytest.raises(UserError, match=r"grid.data|data: .*--method grpo trains on prompts"):
+        checked_inputs(load_sweep(sweep_file))
+    sweep_file.write_text(text.replace('"orpo"]', '"ppo"]'))
+    with pytest.raises(UserError, match=r"grid.method: must be one of sft, dpo, orpo, grpo"):
+        load_sweep(sweep_file)

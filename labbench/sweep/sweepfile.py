@@ -259,7 +259,8 @@ def naming(path: Path, key: str) -> Generator[None, None, None]:
 def checked_inputs(sweep: Sweep) -> tuple[Suite, str]:
     """The sweep's suite and resolved model, once all that can be checked before the first
     trial has been: the suite, the model, every dataset (the check `just train` makes) and
-    num_layers against the model's config.json. Each problem names the file and the key."""
+    num_layers against the model's config.json. Each problem names the file and the key. A
+    dataset must suit every method the sweep trains."""
     from labbench.data.datacheck import require_trainable
     from labbench.eval.suite import load_suite
     from labbench.serving.server import resolve_model
@@ -268,9 +269,11 @@ def checked_inputs(sweep: Sweep) -> tuple[Suite, str]:
     with naming(sweep.path, "suite"):
         suite = load_suite(sweep.suite)
     model = resolve_model(sweep.model, named=f"{sweep.path}: model:")
+    methods = {value for _, value in option_values(sweep, "method")} or {"sft"}
     for key, directory in option_values(sweep, "data"):
-        with naming(sweep.path, key):
-            require_trainable(directory)
+        for method in sorted(methods):
+            with naming(sweep.path, key):
+                require_trainable(directory, method=method)
     layers = config_layers(model)
     for key, value in option_values(sweep, "num_layers"):
         problem = too_many_layers(value, layers)
