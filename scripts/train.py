@@ -278,9 +278,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("--seeds with --np or --hosts: a sweep trains in one process")
         sweep = seeds_sweep(args, data, settings)
     start = start_adapter(args, settings)
-    if start and not args.model:
-        args.model = start_model(start)
-    model = resolve_model(args.model)
+    base = start_model(start) if start else None
+    model = resolve_model(args.model or base)
+    if base and model != base:
+        raise UserError(f"--adapter {args.adapter} was trained on {base}, not --model {model}")
     fingerprint = check_data(data, settings.method, args.eval_suite)
     check_layers(settings, model)
     memory = MemoryOptions.from_args(args)
