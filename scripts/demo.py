@@ -90,7 +90,7 @@ def run_demo(ledger: recording.Ledger, suite, seed: int, args: argparse.Namespac
     from labbench.eval.evaluation import EvalPlan, record_eval
     from labbench.record.ledger import recording_run
     from labbench.tiny.pretrain import ensure_chat_model
-    from labbench.train.training import TrainPlan, record_training
+    from labbench.train.training import TrainPlan
 
     settings = replace(SMALL if args.small else FULL, seed=seed)
     model = str(ensure_chat_model())
@@ -127,32 +127,18 @@ def run_demo(ledger: recording.Ledger, suite, seed: int, args: argparse.Namespac
         demo.update(dataset=f"{data_dir}@{data.fingerprint[:8]}")
 
         step(3, "LoRA training")
-        trained = record_training(
-            db,
-            TrainPlan(
-                model=model,
-                data=data_dir,
-                data_fingerprint=data.fingerprint,
-                settings=settings,
-                adapters_root=ledger.adapters_dir,
-                note="demo: training",
-                parent_run_id=demo.id,
-            ),
+        plan = TrainPlan(
+            model=model,
+            data=data_dir,
+            data_fingerprint=data.fingerprint,
+            settings=settings,
+            adapters_root=ledger.adapters_dir,
+            note="demo: training",
+            parent_run_id=demo.id,
         )
-
-        step(4, "eval with the adapter")
-        after = record_eval(
-            db,
-            EvalPlan(
-                suite,
-                model,
-                adapter=str(trained.adapter_dir),
-                note="demo: with the adapter",
-                parent_run_id=demo.id,
-            ),
+        trained, after = train_then_evaluate(
+            ledger, suite, plan, "with the adapter", lambda: step(4, "eval with the adapter")
         )
-        if after.error:
-            raise UserError(f"eval with the adapter failed: {after.error}")
         steps = [("base", baseline.run_id), ("SFT", after.run_id)]
         if args.method != "sft":
             step(
@@ -184,8 +170,7 @@ def run_demo(ledger: recording.Ledger, suite, seed: int, args: argparse.Namespac
 def preference_step(ledger, demo_id: int, suite, model: str, sft_adapter, seed: int, args):
     """Preference data, the method trained on top of the SFT adapter, and its eval."""
     from labbench.data.dummydata import write_dummy_data
-    from labbench.eval.evaluation import EvalPlan, record_eval
-    from labbench.train.training import TrainPlan, record_training
+    from labbench.train.training import TrainPlan
 
     method = args.method
     settings = replace(PREFERENCE[method], seed=seed)
@@ -195,32 +180,40 @@ def preference_step(ledger, demo_id: int, suite, model: str, sft_adapter, seed: 
     examples = PREFERENCE_EXAMPLES[method]
     data_seed = seed + PREFERENCE_SEED_OFFSET
     data = write_dummy_data(data_dir, examples, data_seed, [suite.path], kind=method)
-    trained = record_training(
-        ledger.db,
-        TrainPlan(
-            model=model,
-            data=data_dir,
-            data_fingerprint=data.fingerprint,
-            settings=settings,
-            adapters_root=ledger.adapters_dir,
-            note=f"demo: {method} on the SFT adapter",
-            parent_run_id=demo_id,
-            start_adapter=sft_adapter,
-        ),
+    plan = TrainPlan(
+        model=model,
+        data=data_dir,
+        data_fingerprint=data.fingerprint,
+        settings=settings,
+        adapters_root=ledger.adapters_dir,
+        note=f"demo: {method} on the SFT adapter",
+        parent_run_id=demo_id,
+        start_adapter=sft_adapter,
     )
+    return train_then_evaluate(ledger, suite, plan, f"with the {method} adapter")[1]
+
+
+def train_then_evaluate(ledger, suite, plan, what: str, between=None):
+    """Train by `plan`, then evaluate its adapter on the suite: (train outcome, eval outcome)."""
+    from labbench.eval.evaluation import EvalPlan, record_eval
+    from labbench.train.training import record_training
+
+    trained = record_training(ledger.db, plan)
+    if between:
+        between()
     after = record_eval(
         ledger.db,
         EvalPlan(
             suite,
-            model,
+            plan.model,
             adapter=str(trained.adapter_dir),
-            note=f"demo: with the {method} adapter",
-            parent_run_id=demo_id,
+            note=f"demo: {what}",
+            parent_run_id=plan.parent_run_id,
         ),
     )
     if after.error:
-        raise UserError(f"eval with the {method} adapter failed: {after.error}")
-    return after
+        raise UserError(f"eval {what} failed: {after.error}")
+    return trained, after
 
 
 def paired_verdicts(db, steps: list[tuple[str, int]]) -> list[dict]:

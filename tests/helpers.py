@@ -119,3 +119,29 @@ def tagged_processes() -> list[str]:
         ["ps", "-o", "pid=,args=", "-p", ",".join(pids)], capture_output=True, text=True
     ).stdout
     return [line.strip() for line in shown.splitlines()]
+
+
+def interrupt_training(ledger, *args: str, timeout: float = 300) -> tuple[int, str]:
+    """Start scripts/train.py ARGS, send Ctrl-C once its first checkpoint (adapters/1) is
+    saved; returns its exit code and stderr."""
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPTS / "train.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    adapter = ledger.parent / "adapters" / "1"
+    try:
+        deadline = time.monotonic() + timeout
+        while not (adapter / "adapters.safetensors").exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no checkpoint was saved"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    return process.returncode, stderr

@@ -3,17 +3,12 @@ checkpoint evals through a real server. Each test starts `scripts/train.py` (and
 mlx_lm.server) and needs the tiny model."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from helpers import run_script, small_suite_toml
+from helpers import interrupt_training, run_script, small_suite_toml
 from sqlite_utils import Database
 
-from labbench import PROJECT_ROOT
 from labbench.data.dummydata import write_dummy_data
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -135,26 +130,12 @@ def test_a_malformed_pair_is_refused_before_training(tmp_path, isolated_ledger):
 
 
 def test_interrupted_dpo_leaves_a_usable_checkpoint(tiny_model, pairs, isolated_ledger):
-    process = subprocess.Popen(
-        [sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), "method=dpo", f"data={pairs}"]
-        + ["iters=2000", "save_every=2", "steps_per_report=2", "batch_size=2", "val_batches=1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    returncode, stderr = interrupt_training(
+        isolated_ledger, "method=dpo", f"data={pairs}", "iters=2000", "save_every=2",
+        "steps_per_report=2", "batch_size=2", "val_batches=1",
+    )  # fmt: skip
     adapter = isolated_ledger.parent / "adapters" / "1"
-    try:
-        deadline = time.monotonic() + 300
-        while not (adapter / "adapters.safetensors").exists():
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "no checkpoint was saved"
-            time.sleep(0.2)
-        time.sleep(0.5)
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        process.kill()
-    assert process.returncode == 130, stderr
+    assert returncode == 130, stderr
     assert "the last checkpoint is usable" in stderr
     db = Database(isolated_ledger)
     run = db.table("runs").get(1)
