@@ -192,6 +192,8 @@ def check_data(data: Path, method: str, eval_suite: str | None) -> str:
 
     if data.suffix != ".toml":
         require_trainable(data, method=method)
+    elif not load_suite(str(data)).exec_tests:
+        raise UserError(f"--data {data}: exec = false: GRPO's reward runs the suite's tests")
     if eval_suite:
         texts = training_prompts(data)
         leaks = find_leaks(texts, [load_suite(eval_suite)])
