@@ -6,9 +6,10 @@ TrainingCallback; the seconds of an iteration are 1 / iterations_per_second of i
 Ours is a `train` run (ledger rows, metrics, GRPO rollouts and their scoring) under the bench
 run; theirs is `python -m mlx_lm_lora.train -c CONFIG` in a child process, with a callback
 added around its `run()` that only notes the numbers (and, on Linux CPU, the device_info key
-its trainer needs: labbench/train/upstream.py). The data has no tools, because mlx-lm-lora's
-datasets do not render them: both sides train on the same tokens. GRPO's reward on both sides
-is the eval's scorer (labbench/train/rewards.py), given to the command line as a reward file.
+its trainer needs: labbench/train/upstream.py). mlx-lm-lora's datasets do not render tools, so
+its copy of the data has each example's tools written into the system message, as the chat
+template shows them: both sides train on the same tokens. GRPO's reward on both sides is the
+eval's scorer (labbench/train/rewards.py), given to the command line as a reward file.
 """
 
 import json
@@ -73,27 +74,52 @@ class PrefBenchPlan:
     note: str | None = None
 
 
-def bench_data(work: Path, method: str, examples: int, seed: int) -> tuple[Path, Path]:
-    """Dummy data of the method's kind without tools: ours, and the same lines in
-    mlx-lm-lora's own format (GRPO: prompt, system and the prompt's id as its answer)."""
+def bench_data(work: Path, plan: "PrefBenchPlan") -> tuple[Path, Path]:
+    """Dummy data of the method's kind for us, and the same examples in mlx-lm-lora's own format
+    for its command line (GRPO: prompt, system and the prompt's id as its answer). Its datasets
+    render no tools, so there each example's tools are written into its system message, as the
+    chat template would show them: both sides train on the same tokens."""
     from labbench.data.dummydata import write_dummy_data
+    from labbench.train.training import load_model
 
+    method = plan.settings.method
     kind = "grpo" if method == "grpo" else "dpo"
     ours, theirs = work / "ours", work / "theirs"
-    write_dummy_data(ours, examples, seed, kind=kind)
+    write_dummy_data(ours, plan.examples, plan.settings.seed, kind=kind)
+    tokenizer = load_model(plan.model).tokenizer
     theirs.mkdir()
     for split in ("train", "valid", "test"):
         lines = [json.loads(line) for line in (ours / f"{split}.jsonl").read_text().splitlines()]
-        for line in lines:
-            line.pop("tools")
-        (ours / f"{split}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-        if kind == "grpo":
-            lines = [
-                {"prompt": x["prompt"], "system": x["system"], "answer": f"line-{n}"}
-                for n, x in enumerate(lines, start=1)
-            ]
-        (theirs / f"{split}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        converted = []
+        for number, line in enumerate(lines, start=1):
+            system = system_with_tools(tokenizer, line.get("system"), line["tools"])
+            if kind == "grpo":
+                converted.append(
+                    {"prompt": line["prompt"], "system": system, "answer": f"line-{number}"}
+                )
+            else:
+                keep = {k: v for k, v in line.items() if k in ("prompt", "chosen", "rejected")}
+                converted.append(keep | {"system": system})
+        (theirs / f"{split}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in converted))
     return ours, theirs
+
+
+def system_with_tools(tokenizer, system: str | None, tools: list[dict]) -> str:
+    """The system message that, rendered without tools, reads as `system` rendered with them."""
+    marker = "\x00SYSTEM\x00"
+    user = [{"role": "user", "content": "?"}]
+    with_tools = tokenizer.apply_chat_template(
+        ([{"role": "system", "content": system}] if system else []) + user,
+        tools=tools,
+        tokenize=False,
+    )
+    bare = tokenizer.apply_chat_template(
+        [{"role": "system", "content": marker}, *user], tokenize=False
+    )
+    before, after = bare.split(marker)
+    if not (with_tools.startswith(before) and with_tools.endswith(after)):
+        raise UserError("this model's chat template shows tools outside the system message")
+    return with_tools[len(before) : len(with_tools) - len(after)]
 
 
 def their_config(plan: PrefBenchPlan, data: Path, ours: Path, work: Path) -> dict:
@@ -154,7 +180,7 @@ def record_preference_bench(db: Database, adapters_root: Path, plan: PrefBenchPl
     ) as run:
         with tempfile.TemporaryDirectory(prefix="labbench-prefbench-") as tmp:
             work = Path(tmp)
-            ours, theirs = bench_data(work, s.method, plan.examples, s.seed)
+            ours, theirs = bench_data(work, plan)
             print(f"run {run.id}: labbench's {s.method} ({s.iters} iterations)", file=sys.stderr)
             trained = record_training(
                 db,
