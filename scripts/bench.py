@@ -169,11 +169,14 @@ def bench_preference(args: argparse.Namespace) -> int:
     )
     with recording.recording_ledger(args.ledger) as ledger:
         result = record_preference_bench(ledger.db, ledger.adapters_dir, plan)
-    measured = f"median of {args.iters - args.untimed_iters} iterations after {args.untimed_iters} warm-up"
-    print(f"labbench {args.method}, recorded: {result['ours_s_per_iter']:.3f} s/iter ({measured})")
-    print(f"mlx-lm-lora's command line: {result['theirs_s_per_iter']:.3f} s/iter")
+    from labbench.core.formatting import terminal_table
+    from labbench.present.benchrows import result_rows
+
+    kept = args.iters - args.untimed_iters - 1
+    print(f"medians of {kept} iterations, after {args.untimed_iters} warm-up, without the last")
+    print(terminal_table(result_rows(result)))
     print(f"verdict: {result['verdict']}")
-    print(f"ratio (mlx-lm-lora / labbench, target >= 0.95): {result['ratio']:.2f}")
+    print(f"ratio (mlx-lm-lora / labbench, CPU s/iter, target >= 0.95): {result['ratio']:.2f}")
     return 0
 
 

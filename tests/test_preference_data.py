@@ -239,3 +239,13 @@ beta = [0.1, 0.5]
     sweep_file.write_text(text.replace('"orpo"]', '"ppo"]'))
     with pytest.raises(UserError, match=r"grid.method: must be one of sft, dpo, orpo, grpo"):
         load_sweep(sweep_file)
+
+
+def test_bench_measures_cpu_seconds_between_reports_without_warmup_and_last():
+    from labbench.train.prefbench import measured
+
+    reports = [(1, 9.0, 10.0), (2, 2.0, 11.0), (3, 3.0, 13.0), (4, 4.0, 16.0), (5, 8.0, 30.0)]
+    # Iteration 1 is warm-up, 5 validates: iterations 2, 3, 4 cost 1, 2, 3 CPU seconds.
+    assert measured(reports, warmup=1, iters=5) == {"wall": 3.0, "cpu": 2.0}
+    with pytest.raises(UserError, match="no iteration was measured"):
+        measured(reports[:2], warmup=1, iters=2)
