@@ -247,13 +247,6 @@ def start_adapter(args: argparse.Namespace, settings: LoraSettings) -> Path | No
     return adapter
 
 
-def start_model(adapter: Path) -> str | None:
-    """The base model the adapter was trained on (its adapter_config.json names it)."""
-    from labbench.train.preference import start_adapter_config
-
-    return start_adapter_config(adapter).get("model")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
     from labbench.data.grpodata import suite_file
@@ -280,10 +273,12 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("--seeds with --np or --hosts: a sweep trains in one process")
         sweep = seeds_sweep(args, data, settings)
     start = start_adapter(args, settings)
-    base = start_model(start) if start else None
-    model = resolve_model(args.model or base)
-    if base and model != base:
-        raise UserError(f"--adapter {args.adapter} was trained on {base}, not --model {model}")
+    if start:  # the adapter's base model, or --model when it is that one (eval's rule)
+        from labbench.eval.adapterbase import model_for_adapter
+
+        model = model_for_adapter(args.model, args.adapter, False, args.ledger)[0]
+    else:
+        model = resolve_model(args.model)
     fingerprint = check_data(data, settings.method, args.eval_suite)
     check_layers(settings, model)
     memory = MemoryOptions.from_args(args)
