@@ -176,7 +176,7 @@ def bench_preference(args: argparse.Namespace) -> int:
     print(f"medians of {kept} iterations, after {args.untimed_iters} warm-up, without the last")
     print(terminal_table(result_rows(result)))
     print(f"verdict: {result['verdict']}")
-    print(f"ratio (mlx-lm-lora / labbench, CPU s/iter, target >= 0.95): {result['ratio']:.2f}")
+    print(f"ratio (mlx-lm-lora / labbench, CPU s per token, target >= 0.95): {result['ratio']:.2f}")
     return 0
 
 

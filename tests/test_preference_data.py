@@ -244,8 +244,14 @@ beta = [0.1, 0.5]
 def test_bench_measures_cpu_seconds_between_reports_without_warmup_and_last():
     from labbench.train.prefbench import measured
 
-    reports = [(1, 9.0, 10.0), (2, 2.0, 11.0), (3, 3.0, 13.0), (4, 4.0, 16.0), (5, 8.0, 30.0)]
-    # Iteration 1 is warm-up, 5 validates: iterations 2, 3, 4 cost 1, 2, 3 CPU seconds.
-    assert measured(reports, warmup=1, iters=5) == {"wall": 3.0, "cpu": 2.0}
+    reports = [
+        (1, 9.0, 10.0, 100.0), (2, 2.0, 11.0, 200.0), (3, 3.0, 13.0, 400.0),
+        (4, 4.0, 16.0, 700.0), (5, 8.0, 30.0, 800.0),
+    ]  # fmt: skip
+    # Iteration 1 is warm-up, 5 validates: iterations 2, 3, 4 cost 1, 2, 3 CPU seconds for
+    # 100, 200, 300 tokens.
+    assert measured(reports, warmup=1, iters=5) == {
+        "wall": 3.0, "cpu": 2.0, "cpu_per_1k_tokens": 10.0
+    }  # fmt: skip
     with pytest.raises(UserError, match="no iteration was measured"):
         measured(reports[:2], warmup=1, iters=2)

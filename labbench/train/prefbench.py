@@ -4,8 +4,9 @@ recorded, against mlx-lm-lora's own command line on the same model, data and set
 Both sides run the same mlx-lm-lora trainer and report every iteration through its
 TrainingCallback: an iteration's wall seconds are 1 / iterations_per_second of its report, its
 CPU seconds the growth of the process's CPU time (every thread) since the report before. The
-ratio is taken on CPU seconds, which other work on a shared machine disturbs far less than the
-wall clock (measured here under a load of 15-20 on 2 cores: wall-clock ratios from 0.05 to 1).
+ratio is taken on CPU seconds per 1,000 trained tokens: other work on a shared machine disturbs
+CPU time far less than the wall clock (measured here under a load of 15-20 on 2 cores:
+wall-clock ratios from 0.05 to 1), and the two sides shuffle their batches apart.
 The first `warmup` iterations and the last (both sides validate there) are left out.
 Ours is a `train` run (ledger rows, metrics, GRPO rollouts and their scoring) under the bench
 run; theirs is `python -m mlx_lm_lora.train -c CONFIG` in a child process, with a callback
@@ -46,7 +47,8 @@ out, seconds = sys.argv[1], []
 class Timer(TrainingCallback):
     def on_train_loss_report(self, info):
         it_s = 1 / float(info["iterations_per_second"])
-        seconds.append([info["iteration"], it_s, time.process_time()])
+        tokens = float(info["trained_tokens"])
+        seconds.append([info["iteration"], it_s, time.process_time(), tokens])
 
 original = cli.run
 cli.run = lambda args, training_callback=None: original(args, training_callback=Timer())
@@ -169,17 +171,25 @@ def their_flags(settings: LoraSettings) -> list[str]:
     ]  # fmt: skip
 
 
-def measured(reports: list[tuple[int, float, float]], warmup: int, iters: int) -> dict:
-    """Median wall and CPU seconds per iteration from (iteration, wall s, process CPU time)
-    reports, one per iteration, leaving out the warm-up and the last (it validates)."""
-    pairs = zip(reports, reports[1:], strict=False)
-    cpu = {it: cpu_time - before for (_, _, before), (it, _, cpu_time) in pairs}
-    kept = [(it, wall) for it, wall, _ in reports if warmup < it < iters and it in cpu]
+def measured(reports: list[tuple[int, float, float, float]], warmup: int, iters: int) -> dict:
+    """From (iteration, wall s, process CPU time, trained tokens so far) reports, one per
+    iteration: the median wall and CPU seconds per iteration, and CPU seconds per 1,000 trained
+    tokens (the two sides shuffle their batches apart, so an iteration's length differs),
+    leaving out the warm-up and the last iteration (it validates)."""
+    steps = {
+        it: (cpu - cpu_before, tokens - tokens_before)
+        for (_, _, cpu_before, tokens_before), (it, _, cpu, tokens) in zip(
+            reports, reports[1:], strict=False
+        )
+    }
+    kept = [(it, wall) for it, wall, _, _ in reports if warmup < it < iters and it in steps]
     if not kept:
-        raise UserError("no iteration was measured: give --iters at least --warmup + 3")
+        raise UserError("no iteration was measured: give --iters at least --untimed-iters + 3")
+    tokens = sum(steps[it][1] for it, _ in kept)
     return {
         "wall": statistics.median(wall for _, wall in kept),
-        "cpu": statistics.median(cpu[it] for it, _ in kept),
+        "cpu": statistics.median(steps[it][0] for it, _ in kept),
+        "cpu_per_1k_tokens": 1000 * sum(steps[it][0] for it, _ in kept) / max(tokens, 1),
     }
 
 
@@ -209,7 +219,7 @@ def record_preference_bench(db: Database, adapters_root: Path, plan: PrefBenchPl
             )
             rows = list(
                 db.query(
-                    "SELECT r.iteration, r.iterations_per_second, m.value AS cpu"
+                    "SELECT r.iteration, r.iterations_per_second, m.value AS cpu, r.trained_tokens"
                     " FROM train_reports r JOIN train_metrics m ON m.run_id = r.run_id"
                     " AND m.iteration = r.iteration AND m.split = 'train'"
                     " AND m.name = 'cpu_seconds' WHERE r.run_id = ? AND r.split = 'train'"
@@ -217,7 +227,10 @@ def record_preference_bench(db: Database, adapters_root: Path, plan: PrefBenchPl
                     [trained.run_id],
                 )
             )
-            reports = [(r["iteration"], 1 / r["iterations_per_second"], r["cpu"]) for r in rows]
+            reports = [
+                (r["iteration"], 1 / r["iterations_per_second"], r["cpu"], r["trained_tokens"])
+                for r in rows
+            ]
             ours_s = measured(reports, plan.warmup, s.iters)
             print(f"run {run.id}: mlx-lm-lora's command line, same settings", file=sys.stderr)
             config_file, out = work / "config.json", work / "seconds.json"
@@ -240,7 +253,10 @@ def record_preference_bench(db: Database, adapters_root: Path, plan: PrefBenchPl
             "theirs_s_per_iter": theirs_s["wall"],
             "ours_cpu_s_per_iter": ours_s["cpu"],
             "theirs_cpu_s_per_iter": theirs_s["cpu"],
-            "ratio": theirs_s["cpu"] / ours_s["cpu"],  # >= 1: ours costs no more CPU
+            "ours_cpu_s_per_1k_tokens": ours_s["cpu_per_1k_tokens"],
+            "theirs_cpu_s_per_1k_tokens": theirs_s["cpu_per_1k_tokens"],
+            # >= 1: ours costs no more CPU per trained token
+            "ratio": theirs_s["cpu_per_1k_tokens"] / ours_s["cpu_per_1k_tokens"],
         }
         target = (
             "recording costs nothing visible" if summary["ratio"] >= TARGET else "ours is slower"
