@@ -83,6 +83,22 @@ def _floats(info: dict) -> dict:
     return {key: float(value) if hasattr(value, "item") else value for key, value in info.items()}
 
 
+def lineage(db: Database, adapter: Path) -> dict:
+    """Where a run that continues `adapter` starts: the directory, and the train run that
+    made it when this ledger has it."""
+    made_by = [
+        row["id"]
+        for row in db.query(
+            "SELECT id FROM runs WHERE kind = 'train' AND adapter IN (?, ?) ORDER BY id",
+            [str(adapter), str(adapter.resolve())],
+        )
+    ]
+    return {
+        "start_adapter": str(adapter.resolve()),
+        "start_run_id": made_by[-1] if made_by else None,
+    }
+
+
 def start_adapter_config(adapter: Path) -> dict:
     """The starting adapter's adapter_config.json (its LoRA shape and base model)."""
     try:

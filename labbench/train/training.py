@@ -255,6 +255,8 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
     checkpoint in the adapter directory stays usable). `on_start(run_id, adapter_dir)` is
     called once the run exists, so a caller can tell the user where the adapter goes.
     """
+    from labbench.train.preference import lineage  # it imports this module
+
     config = {
         **plan.settings.recorded(),
         "data": str(plan.data.resolve()),
@@ -331,22 +333,6 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
             {"run_id": run.id, "kind": "adapter", "path": str(adapter_dir)}, ignore=True
         )
     return TrainOutcome(run.id, adapter_dir, summary)
-
-
-def lineage(db: Database, adapter: Path) -> dict:
-    """Where a run that continues `adapter` starts: the directory, and the train run that
-    made it when this ledger has it."""
-    made_by = [
-        row["id"]
-        for row in db.query(
-            "SELECT id FROM runs WHERE kind = 'train' AND adapter IN (?, ?) ORDER BY id",
-            [str(adapter), str(adapter.resolve())],
-        )
-    ]
-    return {
-        "start_adapter": str(adapter.resolve()),
-        "start_run_id": made_by[-1] if made_by else None,
-    }
 
 
 def _train_here(db: Database, run_id: int, plan: TrainPlan, adapter_dir: Path) -> float:
