@@ -14,6 +14,8 @@ directory (labbench/train/training.py collects and evaluates them).
   adapter has its rank, scale and layers, and works wherever the old one did.
 """
 
+from __future__ import annotations
+
 import json
 import time
 from pathlib import Path
@@ -23,16 +25,8 @@ from sqlite_utils import Database
 
 from labbench.core.errors import UserError
 from labbench.core.settings import LoraSettings
-from labbench.train.training import (
-    ADAPTER_CONFIG,
-    ADAPTER_WEIGHTS,
-    LoadedModel,
-    apply_lora,
-    load_model,
-    make_optimizer,
-    seed_everything,
-    write_adapter_config,
-)
+from labbench.eval.adapterbase import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from labbench.train import training  # which imports this module: names are read at call time
 from labbench.train.trainreports import ReportWriter
 from labbench.train.upstream import cpu_device_info, quiet_progress
 
@@ -116,9 +110,9 @@ def policy(model_path: str, settings: LoraSettings, adapter: Path | None):
     """The model with LoRA layers: fresh ones, or the starting adapter's, loaded."""
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
-    loaded = load_model(model_path)
+    loaded = training.load_model(model_path)
     if adapter is None:
-        return loaded, apply_lora(loaded.model, settings)
+        return loaded, training.apply_lora(loaded.model, settings)
     config = start_adapter_config(adapter)
     loaded.model.freeze()
     linear_to_lora_layers(loaded.model, config["num_layers"], config["lora_parameters"])
@@ -130,7 +124,7 @@ def policy(model_path: str, settings: LoraSettings, adapter: Path | None):
 def reference(model_path: str, settings: LoraSettings, adapter: Path | None) -> Any:
     """The frozen model the policy is compared with: where training starts."""
     if adapter is None:
-        model = load_model(model_path).model
+        model = training.load_model(model_path).model
     else:
         model = policy(model_path, settings, adapter)[0].model
     model.freeze()
@@ -191,23 +185,22 @@ def grpo_dataset(suite, tokenizer: Any) -> list[tuple]:
     return rows
 
 
-def train_preference(
-    db: Database,
-    run_id: int,
-    model_path: str,
-    data: str | Path,
-    settings: LoraSettings,
-    adapter_dir: Path,
-    start_adapter: Path | None = None,
-) -> float:
-    """Train `settings.method` into adapter_dir; returns the model's load time."""
-    seed_everything(settings.seed)
+def train_preference(db: Database, run_id: int, plan, adapter_dir: Path) -> float:
+    """Train plan.settings.method (a training.TrainPlan) into adapter_dir; returns the
+    model's load time."""
+    model_path, data, settings = plan.model, plan.data, plan.settings
+    start_adapter = plan.start_adapter
+    if start_adapter:  # the lineage, in the run's config
+        config = json.loads(db.table("runs").get(run_id)["config"])
+        config |= lineage(db, start_adapter)
+        db.table("runs").update(run_id, {"config": json.dumps(config, sort_keys=True)})
+    training.seed_everything(settings.seed)
     loaded, adapter_config = policy(model_path, settings, start_adapter)
-    write_adapter_config(adapter_dir, adapter_config, model_path)
+    training.write_adapter_config(adapter_dir, adapter_config, model_path)
     writer = MetricsWriter(
         db, run_id, settings.steps_per_report, rate_assumes_full_window=settings.method != "grpo"
     )
-    optimizer = make_optimizer(settings)
+    optimizer = training.make_optimizer(settings)
     adapter_file = adapter_dir / ADAPTER_WEIGHTS
     common = {
         "batch_size": settings.batch_size,
@@ -241,7 +234,9 @@ def _callback(writer: MetricsWriter):
     return Callback()
 
 
-def _pairs(loaded: LoadedModel, model_path, data: Path, settings, start, optimizer, writer, common):
+def _pairs(
+    loaded: training.LoadedModel, model_path, data: Path, settings, start, optimizer, writer, common
+):
     train = PairDataset(data / "train.jsonl", loaded.tokenizer)
     valid = PairDataset(data / "valid.jsonl", loaded.tokenizer)
     if len(train) < settings.batch_size:
@@ -272,7 +267,16 @@ def _pairs(loaded: LoadedModel, model_path, data: Path, settings, start, optimiz
 
 
 def _grpo(
-    db, run_id, loaded: LoadedModel, model_path, data, settings, start, optimizer, writer, common
+    db,
+    run_id,
+    loaded: training.LoadedModel,
+    model_path,
+    data,
+    settings,
+    start,
+    optimizer,
+    writer,
+    common,
 ):
     from mlx_lm_lora.trainer import grpo_trainer as module
 

@@ -23,6 +23,7 @@ from labbench.core.errors import UserError
 from labbench.core.settings import LoraSettings
 from labbench.record.ledger import Run, recording_run
 from labbench.train import memorywatch as memory
+from labbench.train import preference  # which imports this module
 from labbench.train.trainercheck import check_reached, effective_settings, too_many_layers
 from labbench.train.trainreports import QuietUI, ReportWriter
 
@@ -236,9 +237,7 @@ class TrainPlan:
     launch: Any = None  # a distributed.Launch: data-parallel ranks through mlx.launch
     memory_plan: Any = None  # a memorycheck.MemoryPlan, made before anything was loaded
     memory_ceiling: float | None = None  # bytes: the watchdog stops training above it
-    # Continue this adapter's LoRA layers (a preference method after SFT: the lineage is
-    # recorded in the run's config as start_adapter and start_run_id).
-    start_adapter: Path | None = None
+    start_adapter: Path | None = None  # continue this adapter (preference.py: lineage)
 
 
 @dataclass(frozen=True)
@@ -255,8 +254,6 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
     checkpoint in the adapter directory stays usable). `on_start(run_id, adapter_dir)` is
     called once the run exists, so a caller can tell the user where the adapter goes.
     """
-    from labbench.train.preference import lineage  # it imports this module
-
     config = {
         **plan.settings.recorded(),
         "data": str(plan.data.resolve()),
@@ -264,7 +261,6 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
         "eval_suite": plan.eval_suite,
         **({"distributed": plan.launch.config()} if plan.launch else {}),
         **({"memory_plan": plan.memory_plan.record()} if plan.memory_plan else {}),
-        **(lineage(db, plan.start_adapter) if plan.start_adapter else {}),
     }
     with recording_run(
         db,
@@ -286,12 +282,8 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
         try:
             if plan.launch:
                 load_seconds = _train_distributed(db, run.id, plan, adapter_dir)
-            elif settings.method != "sft":
-                from labbench.train.preference import train_preference
-
-                load_seconds = train_preference(
-                    db, run.id, plan.model, plan.data, settings, adapter_dir, plan.start_adapter
-                )
+            elif settings.method != "sft":  # through mlx-lm-lora
+                load_seconds = preference.train_preference(db, run.id, plan, adapter_dir)
             else:
                 load_seconds = _train_here(db, run.id, plan, adapter_dir)
             if settings.iters % settings.save_every:  # else mlx-lm saved it as a checkpoint
