@@ -5,6 +5,8 @@
     just bench data=data/mine untimed_iters=3 --goal "can the M1 train the 7B?"
     just bench np=2                              # and 2 ranks on the same global batch
     just bench model=DIR plan=only memory=32GB   # the memory plan alone: does it fit a 32 GB Mac?
+    just bench method=dpo                        # DPO: ours against mlx-lm-lora's command line
+    just bench method=grpo group_size=4          # GRPO, both rewarded by the eval's scorer
 
 Model loading is timed on its own; the first untimed_iters iterations (compilation, caches:
 the benchmark's warm-up, not the learning-rate warm-up that `train` calls warmup) are left out;
@@ -12,6 +14,9 @@ then sec/iter, tokens/s and peak memory (mlx's own, not the process RSS) over th
 iterations, checked against mlx-lm's own timing, and a verdict in the user's terms.
 Before anything is loaded, the memory plan predicts the peak from the model's config.json and
 refuses a run that would not fit (plan=force runs it anyway; plan=only prints the plan and stops).
+With --method dpo, orpo or grpo: labbench's s/iter, everything recorded, against mlx-lm-lora's
+own command line on the same model, data and settings, the ratio last
+(labbench/train/prefbench.py).
 """
 
 import argparse
@@ -49,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-seq-length", type=int, default=DEFAULTS.max_seq_length)
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
     add_memory_args(parser, grad_checkpoint=True)
+    parser.add_argument(
+        "--method", default="sft", choices=("sft", "dpo", "orpo", "grpo"), help="what is trained"
+    )
+    parser.add_argument("--group-size", type=int, default=2, help="grpo: completions per prompt")
+    parser.add_argument(
+        "--max-completion-length", type=int, default=32, help="grpo: tokens per completion"
+    )
     add_launch_args(
         parser,
         np_help="also time N data-parallel ranks here (same global batch)",
@@ -90,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
     launch = launch_of(args, args.batch_size)
+    if args.method != "sft":
+        return bench_preference(args)
     data = cli.user_path(args.data) if args.data else None
     if data:
         require_trainable(data, need_valid=False)  # bench trains without validating
@@ -123,6 +137,46 @@ def main(argv: list[str] | None = None) -> int:
         result = record_bench(ledger.db, plan)
     print(terminal_table(result_rows(result)))
     print(f"verdict: {result['verdict']}")
+    return 0
+
+
+def bench_preference(args: argparse.Namespace) -> int:
+    """--method dpo/orpo/grpo: ours against mlx-lm-lora's command line, the ratio last."""
+    from labbench.core.settings import LoraSettings
+    from labbench.serving.server import resolve_model
+    from labbench.train.prefbench import PrefBenchPlan, record_preference_bench
+
+    if args.data or args.np or args.hosts or args.num_layers:
+        raise UserError(
+            f"--method {args.method}: the bench makes its data; no --data, --np, --layers"
+        )
+    settings = LoraSettings(
+        method=args.method,
+        iters=args.iters,
+        batch_size=args.batch_size,
+        rank=args.rank,
+        seed=args.seed,
+        max_seq_length=args.max_seq_length,
+        steps_per_report=1,
+        steps_per_eval=args.iters,
+        val_batches=1,
+        save_every=args.iters,
+        group_size=args.group_size,
+        max_completion_length=args.max_completion_length,
+    )
+    plan = PrefBenchPlan(
+        resolve_model(args.model), settings, args.untimed_iters, goal=args.goal, note=args.note
+    )
+    with recording.recording_ledger(args.ledger) as ledger:
+        result = record_preference_bench(ledger.db, ledger.adapters_dir, plan)
+    from labbench.core.formatting import terminal_table
+    from labbench.present.benchrows import result_rows
+
+    kept = args.iters - args.untimed_iters - 1
+    print(f"medians of {kept} iterations, after {args.untimed_iters} warm-up, without the last")
+    print(terminal_table(result_rows(result)))
+    print(f"verdict: {result['verdict']}")
+    print(f"ratio (mlx-lm-lora / labbench, CPU s per token, target >= 0.95): {result['ratio']:.2f}")
     return 0
 
 

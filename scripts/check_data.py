@@ -1,7 +1,9 @@
-"""Validate a chat dataset before training on it: every problem as file:line: problem.
+"""Validate a dataset before training on it: every problem as file:line: problem.
 
 just check-data data/dummy
 just check-data data/mine/train.jsonl
+just check-data data/dpo        # prompt/chosen/rejected pairs (DPO, ORPO)
+just check-data data/grpo       # GRPO prompts with expectations: file:line: id: field: problem
 """
 
 import argparse
@@ -14,7 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Check a dataset by the rule `just train` applies: train.jsonl and "
         "valid.jsonl present and not empty, and no bad JSON, wrong roles, empty content or a "
-        "last message that isn't the assistant's."
+        "last message that isn't the assistant's; preference pairs need prompt, chosen and "
+        "rejected text, GRPO prompts the checks of a suite prompt."
     )
     parser.add_argument("path", help="a directory with train/valid/test.jsonl, or one .jsonl")
     return parser

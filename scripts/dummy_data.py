@@ -3,6 +3,8 @@
     just dummy-data
     just dummy-data out=data/mine n=600 seed=1
     just dummy-data suite=suites/extra.toml suite=baseline
+    just dummy-data kind=dpo out=data/dpo      # prompt/chosen/rejected: right call vs a near miss
+    just dummy-data kind=grpo out=data/grpo    # prompts with the expectations the scorer checks
 
 Tool-call examples across the suites' own tools, about 30 % answered directly (all-tool data
 teaches a model to call tools for everything), and a leakage check: no example may equal or
@@ -29,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="suite whose tools to use and prompts to avoid (repeatable; default: baseline)",
     )
+    parser.add_argument(
+        "--kind",
+        default="chat",
+        choices=("chat", "dpo", "grpo"),
+        help="chat examples (SFT), DPO/ORPO pairs, or GRPO prompts with expectations",
+    )
     parser.add_argument("--force", action="store_true", help="replace a dataset already in --out")
     return parser
 
@@ -46,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     if existing and not args.force:
         files = ", ".join(f"{name}.jsonl" for name in existing)
         raise UserError(f"{out} already holds a dataset ({files}): pass --force to replace it")
-    report = write_dummy_data(out, args.n, args.seed, suites)
+    report = write_dummy_data(out, args.n, args.seed, suites, kind=args.kind)
     counts = ", ".join(f"{count} {split}" for split, count in report.counts.items())
     tools = ", ".join(f"{name} {share:.0%}" for name, share in report.tool_share.items())
-    print(f"wrote {report.total} examples to {report.out_dir}: {counts}")
+    print(f"wrote {report.total} {args.kind} examples to {report.out_dir}: {counts}")
     print(f"direct answers: {report.direct_share:.0%}; tool calls: {tools}")
     print(
         f"leakage check: passed (0 of {report.checked} examples near any of "

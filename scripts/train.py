@@ -7,6 +7,14 @@
     just train np=2 batch_size=4                # 2 data-parallel ranks on this machine
     just train hosts=hosts.json batch_size=8    # one rank per host of mlx's JSON hostfile
     just train model=mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit plan=only   # will it fit?
+    just train method=dpo data=data/dpo adapter=adapters/3 beta=0.1 eval_suite=baseline
+    just train method=grpo data=data/grpo group_size=4 rewards=score,format reward_weights=1,0.2
+    just train method=grpo data=suite:mine eval_suite=baseline   # a suite's prompts as GRPO data
+
+--method dpo, orpo or grpo trains through mlx-lm-lora (labbench/train/preference.py): DPO and
+ORPO on prompt/chosen/rejected pairs, GRPO on prompts with expectations, each sampled completion
+rewarded by the eval's own scorer. --adapter continues an adapter (an SFT run's) and records it
+as the run's lineage. The training prompts may not be near any prompt of --eval-suite.
 
 The adapter goes to adapters/<run-id>/ beside the ledger (adapter_config.json and
 adapters.safetensors), with a checkpoint every --save-every iterations under checkpoints/.
@@ -30,7 +38,7 @@ from pathlib import Path
 
 from labbench.core import cli
 from labbench.core.errors import UserError
-from labbench.core.settings import LoraSettings
+from labbench.core.settings import DPO_LOSS_TYPES, METHODS, REWARDS, LoraSettings
 from labbench.machine.blas import reexec_with_openblas
 from labbench.present import recording
 from labbench.train.distributed import add_launch_args, launch_of
@@ -84,6 +92,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="loss on the answers only; false: on the prompt tokens too",
     )
     add_memory_args(parser, grad_checkpoint=True)
+    parser.add_argument(
+        "--method", default=DEFAULTS.method, choices=METHODS, help="what is optimised"
+    )
+    parser.add_argument(
+        "--adapter", help="continue this adapter's LoRA layers (dpo, orpo, grpo), e.g. adapters/3"
+    )
+    parser.add_argument(
+        "--beta", type=float, default=DEFAULTS.beta, help="dpo/orpo strength; grpo KL coefficient"
+    )
+    parser.add_argument("--loss-type", default=DEFAULTS.loss_type, choices=DPO_LOSS_TYPES)
+    parser.add_argument("--group-size", type=int, default=DEFAULTS.group_size, help="grpo")
+    parser.add_argument(
+        "--max-completion-length", type=int, default=DEFAULTS.max_completion_length, help="grpo"
+    )
+    parser.add_argument("--temperature", type=float, default=DEFAULTS.temperature, help="grpo")
+    parser.add_argument(
+        "--rewards", default=",".join(DEFAULTS.rewards), help=f"grpo: of {', '.join(REWARDS)}"
+    )
+    parser.add_argument("--reward-weights", help="grpo: one weight per reward, e.g. 1,0.2")
     parser.add_argument("--eval-suite", help="evaluate every checkpoint on this suite")
     parser.add_argument("--eval-max-tokens", type=int, help="max_tokens for checkpoint evals")
     add_launch_args(
@@ -116,8 +143,25 @@ def settings_from(args: argparse.Namespace) -> LoraSettings:
         val_batches=args.val_batches,
         save_every=args.save_every,
         grad_checkpoint=args.grad_checkpoint,
+        method=args.method,
+        beta=args.beta,
+        loss_type=args.loss_type,
+        group_size=args.group_size,
+        max_completion_length=args.max_completion_length,
+        temperature=args.temperature,
+        rewards=tuple(name.strip() for name in args.rewards.split(",")),
+        reward_weights=reward_weights(args.reward_weights),
     )
-    for name in ("iters", "batch_size", "rank", "save_every", "steps_per_report"):
+    unknown = [name for name in settings.rewards if name not in REWARDS]
+    if unknown:
+        raise UserError(f"--rewards {unknown[0]}: not one of {', '.join(REWARDS)}")
+    weights = settings.reward_weights
+    if weights is not None and len(weights) != len(settings.rewards):
+        raise UserError(
+            f"--reward-weights: {len(weights)} weights for {len(settings.rewards)} rewards"
+        )
+    names = ("iters", "batch_size", "rank", "save_every", "steps_per_report", "group_size")
+    for name in (*names, "max_completion_length"):
         if getattr(settings, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if settings.learning_rate <= 0:
@@ -129,20 +173,42 @@ def settings_from(args: argparse.Namespace) -> LoraSettings:
     return settings
 
 
-def check_data(data: Path) -> str:
-    """Validate the dataset before anything heavy (the rule `just check-data` applies);
-    returns its fingerprint."""
-    from labbench.data.datacheck import require_trainable
+def reward_weights(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(weight) for weight in text.split(","))
+    except ValueError:
+        raise UserError(f"--reward-weights {text}: give numbers, e.g. 1,0.2") from None
+
+
+def check_data(data: Path, method: str, eval_suite: str | None) -> str:
+    """Validate the dataset before anything heavy (the rule `just check-data` applies) and
+    refuse prompts near --eval-suite's; returns its fingerprint."""
+    from labbench.data.datacheck import require_trainable, training_prompts
+    from labbench.data.leakage import find_leaks
+    from labbench.eval.suite import load_suite
     from labbench.record.fingerprint import dataset_fingerprint
 
-    require_trainable(data)
+    if data.suffix != ".toml":
+        require_trainable(data, method=method)
+    elif not load_suite(str(data)).exec_tests:
+        raise UserError(f"--data {data}: exec = false: GRPO's reward runs the suite's tests")
+    if eval_suite:
+        texts = training_prompts(data)
+        leaks = find_leaks(texts, [load_suite(eval_suite)])
+        if leaks:
+            first = leaks[0]
+            raise UserError(
+                f"--data {data}: {len(leaks)} of {len(texts)} training prompts are near prompts"
+                f" of --eval-suite {eval_suite} (first: {first.text!r} ~ {first.prompt_id},"
+                f" {first.reason}): a model trained on its judge's questions proves nothing"
+            )
     return dataset_fingerprint(data)
 
 
 def seeds_sweep(args: argparse.Namespace, data: Path, settings: LoraSettings):
     """`--seeds 0,1,2`: these settings as a sweep without a grid."""
-    from dataclasses import asdict
-
     from labbench.sweep.sweepfile import Sweep
 
     if args.seed is not None:
@@ -153,7 +219,7 @@ def seeds_sweep(args: argparse.Namespace, data: Path, settings: LoraSettings):
         raise UserError(f"--seeds {args.seeds}: give whole numbers, e.g. 0,1,2") from None
     if len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise UserError(f"--seeds {args.seeds}: give distinct seeds of at least 0")
-    fixed = {k: v for k, v in asdict(settings).items() if k != "seed" and v is not None}
+    fixed = {k: v for k, v in settings.recorded().items() if k != "seed" and v is not None}
     return Sweep(
         path=Path("just train"),
         name=f"train seeds={args.seeds}",
@@ -167,15 +233,32 @@ def seeds_sweep(args: argparse.Namespace, data: Path, settings: LoraSettings):
     )
 
 
+def start_adapter(args: argparse.Namespace, settings: LoraSettings) -> Path | None:
+    """--adapter, checked: a preference method continues it, in one process."""
+    if args.adapter is None:
+        return None
+    if settings.method == "sft":
+        raise UserError("--adapter continues an adapter with --method dpo, orpo or grpo")
+    if args.seeds:
+        raise UserError("--adapter with --seeds: a sweep trials start from the base model")
+    adapter = cli.user_path(args.adapter)
+    if not adapter.is_dir():
+        raise UserError(f"--adapter {args.adapter}: no such directory ({adapter})")
+    return adapter
+
+
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(build_parser(), argv)
+    from labbench.data.grpodata import suite_file
     from labbench.eval.suite import load_suite
     from labbench.serving.server import resolve_model
     from labbench.train.memorycheck import check_training_memory
     from labbench.train.trainercheck import check_layers
     from labbench.train.training import ADAPTER_WEIGHTS, TrainPlan, record_training
 
-    data = cli.user_path(args.data)
+    data = suite_file(args.data) or cli.user_path(args.data)
+    if data.suffix == ".toml" and args.method != "grpo":
+        raise UserError(f"--data {args.data}: a suite's prompts train --method grpo only")
     if not data.exists():
         raise UserError(
             f"--data {args.data}: no such directory ({data}); `just dummy-data` makes one"
@@ -183,12 +266,20 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from(args)
     launch = launch_of(args, settings.batch_size)
     sweep = None
+    if launch and settings.method != "sft":
+        raise UserError(f"--method {settings.method} trains in one process: drop --np/--hosts")
     if args.seeds is not None:
         if launch:
             raise UserError("--seeds with --np or --hosts: a sweep trains in one process")
         sweep = seeds_sweep(args, data, settings)
-    model = resolve_model(args.model)
-    fingerprint = check_data(data)
+    start = start_adapter(args, settings)
+    if start:  # the adapter's base model, or --model when it is that one (eval's rule)
+        from labbench.eval.adapterbase import model_for_adapter
+
+        model = model_for_adapter(args.model, args.adapter, False, args.ledger)[0]
+    else:
+        model = resolve_model(args.model)
+    fingerprint = check_data(data, settings.method, args.eval_suite)
     check_layers(settings, model)
     memory = MemoryOptions.from_args(args)
     if sweep:
@@ -221,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             launch=launch,
             memory_plan=memory_plan,
             memory_ceiling=memory.watch_ceiling(),
+            start_adapter=start,
         )
         try:
             outcome = record_training(ledger.db, plan, on_start=announce)

@@ -204,3 +204,27 @@ def assert_nothing_left(grace_s: float = 30) -> None:
     while left := tagged_processes():
         assert time.monotonic() < deadline, f"processes left behind: {left}"
         time.sleep(0.2)
+
+
+def interrupt_training(ledger, *args: str, timeout: float = HANG_S) -> tuple[int, str]:
+    """Start scripts/train.py ARGS, send Ctrl-C once its first checkpoint (adapters/1) is
+    saved; returns its exit code and stderr."""
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPTS / "train.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    adapter = ledger.parent / "adapters" / "1"
+    try:
+        deadline = time.monotonic() + timeout
+        while not (adapter / "adapters.safetensors").exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no checkpoint was saved"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        _, stderr = communicate(process)
+    finally:
+        process.kill()
+    return process.returncode, stderr

@@ -151,7 +151,8 @@ def test_mixed_formats_and_other_mlx_lm_formats(tmp_path):
         f"{data}:2: empty completion",
         f"{data}:3: chat example in a completions file (mlx-lm reads every line in the first"
         " line's format)",
-        f"{data}:4: no data: expected a messages list, prompt and completion, or text",
+        f"{data}:4: no data: expected a messages list, prompt and completion, text,"
+        " prompt/chosen/rejected, or prompt with expect_ keys",
     ]
     assert check_dataset(write_lines(tmp_path / "text.jsonl", [{"text": "a b c"}])) == []
     assert check_dataset(tmp_path / "nope.jsonl") == [

@@ -2,17 +2,12 @@
 
 import json
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from helpers import HANG_S, communicate, run_script, small_suite_toml
+from helpers import interrupt_training, run_script, small_suite_toml
 from sqlite_utils import Database
 
-from labbench import PROJECT_ROOT
 from labbench.data.dummydata import write_dummy_data
 from labbench.present.cumulative import model_name
 from labbench.train.benchmark import VERDICTS, verdict
@@ -89,26 +84,12 @@ def test_bench_refuses_bad_flags():
 @pytest.mark.slow(TRAINING)
 @pytest.mark.timeout(600)
 def test_interrupted_training_leaves_a_usable_checkpoint(tiny_model, dataset, isolated_ledger):
-    process = subprocess.Popen(
-        [sys.executable, str(PROJECT_ROOT / "scripts" / "train.py"), f"data={dataset}"]
-        + ["iters=2000", "save_every=3", "steps_per_report=3", "batch_size=2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    returncode, stderr = interrupt_training(
+        isolated_ledger, f"data={dataset}", "iters=2000", "save_every=3", "steps_per_report=3",
+        "batch_size=2",
+    )  # fmt: skip
     adapter = isolated_ledger.parent / "adapters" / "1"
-    try:
-        deadline = time.monotonic() + HANG_S
-        while not (adapter / "adapters.safetensors").exists():
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "no checkpoint was saved"
-            time.sleep(0.2)
-        time.sleep(0.5)
-        process.send_signal(signal.SIGINT)
-        _, stderr = communicate(process)
-    finally:
-        process.kill()
-    assert process.returncode == 130
+    assert returncode == 130
     assert "the last checkpoint is usable" in stderr
     db = Database(isolated_ledger)
     [run] = list(db["runs"].rows)

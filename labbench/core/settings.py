@@ -4,7 +4,7 @@ Plain dataclasses with no heavy imports, so `--help` stays instant: the scripts 
 parsers from these defaults, and the package's runners take the same dataclasses.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 # Sent with every request: without them generation can run on to max_tokens.
 STOP_SEQUENCES = ("<|im_end|>", "<|endoftext|>")
@@ -62,6 +62,45 @@ class LoraSettings:
     save_every: int = 50  # checkpoint every N iterations
     # Recompute each block's activations in the backward pass: less memory, ~30% slower.
     grad_checkpoint: bool = False
+    # What is optimised (labbench/train/preference.py): sft (mlx-lm), or through mlx-lm-lora
+    # dpo / orpo (prompt, chosen, rejected pairs) or grpo (prompts scored by labbench's scorer).
+    method: str = "sft"
+    beta: float = 0.1  # dpo/orpo: preference strength; grpo: KL coefficient to the reference
+    loss_type: str = "sigmoid"  # dpo's loss: sigmoid, hinge, ipo or dpop
+    group_size: int = 4  # grpo: completions sampled per prompt
+    max_completion_length: int = 128  # grpo: tokens sampled per completion
+    temperature: float = 0.8  # grpo: sampling temperature
+    rewards: tuple[str, ...] = ("score",)  # grpo: score (the eval's scorer), format, length
+    reward_weights: tuple[float, ...] | None = None  # grpo: one weight per reward (None: all 1)
+
+    def recorded(self) -> dict:
+        """As written into a run's config and a sweep trial's identity: the settings the method
+        reads (an SFT run has none of the preference settings, so SFT runs keep the
+        fingerprints they had before them)."""
+        used = METHOD_FIELDS.get(self.method, PREFERENCE_FIELDS)
+        return {k: v for k, v in asdict(self).items() if k not in PREFERENCE_FIELDS or k in used}
+
+
+# The settings only a preference or RL method reads.
+PREFERENCE_FIELDS = (
+    "method",
+    "beta",
+    "loss_type",
+    "group_size",
+    "max_completion_length",
+    "temperature",
+    "rewards",
+    "reward_weights",
+)
+METHODS = ("sft", "dpo", "orpo", "grpo")
+METHOD_FIELDS = {
+    "sft": (),
+    "dpo": ("method", "beta", "loss_type"),
+    "orpo": ("method", "beta"),
+    "grpo": tuple(name for name in PREFERENCE_FIELDS if name != "loss_type"),
+}
+REWARDS = ("score", "format", "length")
+DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "dpop")
 
 
 @dataclass(frozen=True)

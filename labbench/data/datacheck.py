@@ -2,17 +2,34 @@
 
 The rule `just check-data`, `just train` and `just bench` share (check_dataset): a dataset is a
 directory with train.jsonl, and valid.jsonl when training validates (`just train` always
-does); test.jsonl may be missing. mlx-lm reads every split file that is present, and fails on
-an empty one, on a blank line and on a line that is not JSON, so each present file needs at
-least one example and every line must be one it can read. Pure Python: no mlx here.
+does, except GRPO, which is judged by its rewards and checkpoint evals); test.jsonl may be
+missing. A file's format is its first line's: chat (messages), completions, text, preference
+pairs (prompt, chosen, rejected: DPO and ORPO) or GRPO prompts (prompt and expect_ keys:
+labbench/data/grpodata.py), and `require_trainable` refuses a format the method cannot train
+on. mlx-lm reads every split file that is present, and fails on an empty one, on a blank line
+and on a line that is not JSON, so each present file needs at least one example and every line
+must be one it can read. Pure Python: no mlx here.
 """
 
 import json
 from pathlib import Path
 
 from labbench.core.errors import UserError
+from labbench.data.grpodata import grpo_prompt, is_grpo_example
 
 SPLITS = ("train", "valid", "test")
+# The data formats each training method reads (--method).
+METHOD_FORMATS = {
+    "sft": ("chat", "completions", "text"),
+    "dpo": ("preference",),
+    "orpo": ("preference",),
+    "grpo": ("grpo",),
+}
+FORMAT_HINTS = {
+    "preference": "prompt/chosen/rejected pairs (`just dummy-data kind=dpo`)",
+    "grpo": "prompts with expectations (`just dummy-data kind=grpo`, or data=suite:NAME)",
+    "chat": "chat examples (`just dummy-data`)",
+}
 ROLES = ("system", "user", "assistant", "tool")
 
 
@@ -33,14 +50,16 @@ def check_dataset(path: Path, need_valid: bool = True) -> list[str]:
     return found
 
 
-def require_trainable(path: Path, need_valid: bool = True) -> None:
-    """Raise UserError with the first of check_dataset's problems, unless training can use
-    the directory at path; a file is not a dataset to train on."""
+def require_trainable(path: Path, need_valid: bool = True, method: str = "sft") -> None:
+    """Raise UserError with the first of check_dataset's problems, unless `method` can train
+    on the directory at path; a file is not a dataset to train on."""
     path = Path(path)
     if path.is_file():
         problems = [f"{path}: a file; training takes a directory with train.jsonl in it"]
     else:
-        problems = check_dataset(path, need_valid)
+        problems = _wrong_format(path / "train.jsonl", method) or check_dataset(
+            path, need_valid and method != "grpo"
+        )
     if problems:
         more = f" (and {len(problems) - 1} more; see `just check-data {path}`)"
         raise UserError(problems[0] + (more if len(problems) > 1 else ""))
@@ -108,7 +127,8 @@ def _check_file(file: Path) -> tuple[list[str], int]:
         this_format = _format_of(example)
         if this_format is None:
             problems.append(
-                f"{where}: no data: expected a messages list, prompt and completion, or text"
+                f"{where}: no data: expected a messages list, prompt and completion, text,"
+                " prompt/chosen/rejected, or prompt with expect_ keys"
             )
             continue
         if data_format is None:
@@ -119,13 +139,40 @@ def _check_file(file: Path) -> tuple[list[str], int]:
                 " (mlx-lm reads every line in the first line's format)"
             )
             continue
+        if this_format == "grpo":
+            problems += _check_grpo(example, where, number)
+            continue
         problems += [f"{where}: {problem}" for problem in _check_example(example, this_format)]
     return problems, count
+
+
+def _wrong_format(train: Path, method: str) -> list[str]:
+    """The problem when train.jsonl's format is one `method` cannot train on."""
+    found = data_format(train) if train.is_file() else None
+    if found is None or found in METHOD_FORMATS[method]:
+        return []
+    wanted = METHOD_FORMATS[method][0]
+    hint = FORMAT_HINTS.get(wanted, wanted)
+    return [f"{train}:1: {found} examples; --method {method} trains on {hint}"]
+
+
+def data_format(file: Path) -> str | None:
+    """The format of a JSONL file's first line (None: not a known format)."""
+    first = next((line for line in _lines(file) if line.strip()), "")
+    try:
+        example = json.loads(first)
+    except json.JSONDecodeError:
+        return None
+    return _format_of(example) if isinstance(example, dict) else None
 
 
 def _format_of(example: dict) -> str | None:
     if "messages" in example:
         return "chat"
+    if "prompt" in example and ("chosen" in example or "rejected" in example):
+        return "preference"
+    if is_grpo_example(example):
+        return "grpo"
     if "prompt" in example and "completion" in example:
         return "completions"
     if "text" in example:
@@ -133,7 +180,17 @@ def _format_of(example: dict) -> str | None:
     return None
 
 
+def _check_grpo(example: dict, where: str, line: int) -> list[str]:
+    try:
+        grpo_prompt(example, where, line)
+    except UserError as error:
+        return [str(error)]
+    return []
+
+
 def _check_example(example: dict, data_format: str) -> list[str]:
+    if data_format == "preference":
+        return _check_pair(example)
     if data_format == "text":
         return [] if _nonempty_string(example["text"]) else ["empty text"]
     if data_format == "completions":
@@ -156,6 +213,26 @@ def _check_example(example: dict, data_format: str) -> list[str]:
     role = last.get("role") if isinstance(last, dict) else None
     if role != "assistant":
         problems.append(f"last message is {role!r}, not the assistant's (nothing to learn)")
+    return problems
+
+
+def _check_pair(example: dict) -> list[str]:
+    """A DPO/ORPO pair: prompt, chosen and rejected are text (the answers as the assistant
+    would write them); system and tools are optional; ORPO's preference_score is a number."""
+    problems = [
+        f"{key}: missing" if key not in example else f"{key}: must be non-empty text"
+        for key in ("prompt", "chosen", "rejected")
+        if not _nonempty_string(example.get(key))
+    ]
+    if "system" in example and not _nonempty_string(example["system"]):
+        problems.append("system: must be non-empty text")
+    if example.get("tools") is not None:
+        problems += [f"tools: {p}" for p in _tool_names(example["tools"])[1]]
+    score = example.get("preference_score", 1.0)
+    if isinstance(score, bool) or not isinstance(score, (int, float)):
+        problems.append("preference_score: must be a number")
+    if not problems and example["chosen"] == example["rejected"]:
+        problems.append("chosen: the same as rejected (nothing to prefer)")
     return problems
 
 
@@ -222,3 +299,27 @@ def _tool_names(tools: object) -> tuple[set[str] | None, list[str]]:
 
 def _nonempty_string(value: object) -> bool:
     return isinstance(value, str) and bool(value.strip())
+
+
+def training_prompts(path: Path) -> list[str]:
+    """What a model is asked in a checked dataset (or suite file): the user messages of chat
+    examples, the prompt of pairs and GRPO examples, a completion's prompt; for the leakage
+    check against the suite that will judge the training."""
+    path = Path(path)
+    if path.suffix == ".toml":
+        from labbench.eval.suite import load_suite
+
+        return [prompt.prompt for prompt in load_suite(str(path)).prompts]
+    texts = []
+    for name in SPLITS:
+        file = path / f"{name}.jsonl"
+        for line in _lines(file) if file.is_file() else []:
+            example = json.loads(line)
+            if "messages" in example:
+                users = [
+                    m.get("content") or "" for m in example["messages"] if m.get("role") == "user"
+                ]
+                texts.append("\n".join(users))
+            elif "prompt" in example:
+                texts.append(str(example["prompt"]))
+    return texts

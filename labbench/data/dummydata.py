@@ -19,6 +19,7 @@ from pathlib import Path
 from labbench.core.atomicfile import write_text_atomically
 from labbench.core.errors import UserError
 from labbench.data.datacheck import SPLITS
+from labbench.data.dummyprefs import as_kind
 from labbench.data.leakage import Leak, find_leaks
 from labbench.eval.suite import load_suite
 from labbench.eval.suitetypes import Suite
@@ -199,9 +200,11 @@ def split_examples(examples: list[dict], seed: int) -> dict[str, list[dict]]:
 
 
 def write_dummy_data(
-    out_dir: Path, n: int, seed: int, suite_paths: list[Path] | None = None
+    out_dir: Path, n: int, seed: int, suite_paths: list[Path] | None = None, kind: str = "chat"
 ) -> DummyDataReport:
-    """Generate, self-check, leak-check, then write train/valid/test.jsonl into out_dir.
+    """Generate, self-check, leak-check, then write train/valid/test.jsonl into out_dir: chat
+    examples, or (kind=dpo, grpo) the same examples as preference pairs or GRPO prompts
+    (labbench/data/dummyprefs.py).
 
     Raises DataError (nothing written) when a tool call does not survive the chat template or
     when an example is nearly equal to a suite prompt; UserError for a bad suite or n.
@@ -224,11 +227,15 @@ def write_dummy_data(
             f" first: {located[first.index][0]} {first.text!r} ~ {first.suite}/{first.prompt_id}"
             f" {first.prompt!r} ({first.reason})"
         )
+    lines_of = {
+        name: [json.dumps(as_kind(e, kind, seed), ensure_ascii=False) + "\n" for e in splits[name]]
+        for name in SPLITS
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     files = []
     for name in SPLITS:
         path = out_dir / f"{name}.jsonl"
-        lines = (json.dumps(example, ensure_ascii=False) + "\n" for example in splits[name])
+        lines = lines_of[name]
         write_text_atomically(path, "".join(lines))
         files.append(path)
     calls = [

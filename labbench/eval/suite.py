@@ -134,6 +134,25 @@ def load_suite(name_or_path: str) -> Suite:
     return Suite(name, description, path, tuple(prompts), tool_schemas, exec_tests)
 
 
+def prompt_from_table(raw: dict, where: str, tool_schemas: dict[str, dict]) -> Prompt:
+    """One prompt table outside a suite file (a GRPO example: labbench/data/grpodata.py),
+    checked as a suite's [[prompts]] entry is; errors read "WHERE: ID: FIELD: problem"."""
+    return _prompt(
+        raw,
+        1,
+        where,
+        tool_schemas,
+        default_system=None,
+        default_max_tokens=DEFAULT_MAX_TOKENS,
+        default_tools=(),
+    )
+
+
+def tool_schemas_of(raw: object, where: str) -> dict[str, dict]:
+    """[tools.NAME] tables checked as a suite's are: name -> {description, parameters}."""
+    return _tool_schemas(raw, where)
+
+
 def _prompt(
     raw: dict,
     number: int,

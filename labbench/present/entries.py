@@ -30,6 +30,7 @@ from labbench.machine.hardware import hardware_line
 from labbench.present import bfcltables, plots
 from labbench.present.benchrows import result_rows
 from labbench.present.cumulative import flag_text, model_name
+from labbench.present.prefentries import demo_verdict_lines, method_lines
 from labbench.record.ledger import id_list, scores_of_runs
 
 EXCERPT_CHARS = 300
@@ -88,6 +89,9 @@ class EntryData:
         self.reports: dict[int, list[dict]] = defaultdict(list)
         for row in rows("SELECT * FROM train_reports WHERE run_id IN (:ids) ORDER BY run_id, id"):
             self.reports[row["run_id"]].append(row)
+        self.metrics: dict[int, list[dict]] = defaultdict(list)
+        for row in rows("SELECT * FROM train_metrics WHERE run_id IN (:ids) ORDER BY run_id, id"):
+            self.metrics[row["run_id"]].append(row)
         # The excerpt shows the lowest-scoring prompt, ties broken by prompt id: chosen by the
         # results, never by the order they finished in.
         self.worst_responses: dict[int, dict] = {}
@@ -200,6 +204,7 @@ def train_results(view: EntryData, run: dict, journal_dir: Path) -> list[str]:
         if key in config
     )
     lines = [f"**Settings:** {settings}", ""] if settings else []
+    lines += method_lines(run, config, view.metrics.get(run["id"], []), journal_dir)
     if train or val:
         lines += ["**Results:**", ""]
         if train:
@@ -229,12 +234,15 @@ def train_results(view: EntryData, run: dict, journal_dir: Path) -> list[str]:
 
 def demo_results(view: EntryData, run: dict) -> list[str]:
     evals = [c for c in view.children.get(run["id"], []) if c["kind"] == "eval"]
+    demo = json.loads(run["summary"] or "{}")
+    steps = {step["run"]: step["name"] for step in demo.get("steps", [])}
     rows = []
     for child in evals:
         scores = view.categories.get(child["id"], {})
         summary = view.summaries.get(child["id"], {})
+        model = "adapter" if child["adapter"] else "baseline"
         rows.append(
-            [f"#{child['id']}", "adapter" if child["adapter"] else "baseline"]
+            [f"#{child['id']}", steps.get(child["id"], model)]
             + [percent(summary.get("overall"))]
             + [percent(s["score"]) for s in scores.values()]
         )
@@ -242,7 +250,7 @@ def demo_results(view: EntryData, run: dict) -> list[str]:
         return []
     categories = [category_title(c) for c in view.categories.get(evals[0]["id"], {})]
     lines = ["**Results:**", "", markdown_table(rows, ["Run", "Model", "Overall", *categories]), ""]
-    demo = json.loads(run["summary"] or "{}")
+    lines += demo_verdict_lines(demo)
     category = demo.get("category")
     before = view.categories.get(demo.get("baseline_run"), {}).get(category)
     after = view.categories.get(demo.get("adapter_run"), {}).get(category)

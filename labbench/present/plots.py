@@ -204,3 +204,30 @@ def configurations_figure(title: str, configurations: list[dict], base: float | 
     axes.set_title(title)
     figure.tight_layout()
     return figure
+
+
+def metric_curves(path: Path, title: str, curves: dict[str, list[tuple]]) -> Path:
+    """Named series by iteration, one line each (a preference run's margins, rewards...)."""
+    same, digest = _unchanged(path, [title, curves])
+    if same:
+        return path
+    figure = metric_figure(title, curves)
+    _save(figure, path, digest)
+    _pyplot().close(figure)
+    return path
+
+
+def metric_figure(title: str, curves: dict[str, list[tuple]]):
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(8, 4))
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for label, series in curves.items():
+        points = [(i, _or_nan(v)) for i, v in series]
+        axes.plot(*zip(*points, strict=True), "o-" if len(points) < 20 else "-", label=label)
+    axes.set_xlabel("iteration")
+    axes.set_title(title)
+    axes.legend()
+    figure.tight_layout()
+    return figure

@@ -45,3 +45,32 @@ def m014_memory_plan(db: Database) -> None:
         FROM runs WHERE predicted_peak_gb IS NOT NULL
         """,
     )
+
+
+@migrations()
+def m015_preference_training(db: Database) -> None:
+    # Each training method's own numbers beyond the loss (DPO's reward margins and accuracies,
+    # GRPO's rewards and KL...), one row per report and name; split is train, val, or step for
+    # the mean reward of each GRPO step. The method and its settings are in runs.config.
+    db.table("train_metrics").create(
+        {"id": int, "run_id": int, "iteration": int, "split": str, "name": str, "value": float},
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db.table("train_metrics").create_index(["run_id", "name", "iteration"])
+    # Every GRPO completion sampled, and what the eval's scorer made of it (its reward).
+    db.table("rollouts").create(
+        {
+            "id": int,
+            "run_id": int,
+            "step": int,
+            "prompt_id": str,
+            "completion": str,
+            "score": float,  # the scorer's score: the "score" reward
+            "explanation": str,
+            "reward": float,  # the weighted sum of every reward
+        },
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db.table("rollouts").create_index(["run_id", "step"])

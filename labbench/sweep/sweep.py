@@ -13,7 +13,7 @@ import hashlib
 import json
 import socket
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +103,11 @@ def plan_trials(sweep: Sweep, base_fingerprint: str) -> list[Trial]:
         expect["data"] = fingerprints[data]
         for seed in sweep.seeds:
             settings = lora_settings(sweep, configuration, seed)
-            # grad_checkpoint (added later) changes memory, not results: trials recorded
-            # before it existed keep their fingerprints when it is off.
-            trained = {k: v for k, v in asdict(settings).items() if k != "grad_checkpoint" or v}
+            # grad_checkpoint (added later) changes memory, not results, and the preference
+            # settings (settings.recorded()) are only there for those methods: trials recorded
+            # before either existed keep their fingerprints.
+            recorded = settings.recorded().items()
+            trained = {k: v for k, v in recorded if k != "grad_checkpoint" or v}
             identity = {"base": base_fingerprint, "data": fingerprints[data], "settings": trained}
             digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
             trials.append(

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from labbench.core.errors import UserError
-from labbench.core.settings import LoraSettings
+from labbench.core.settings import DPO_LOSS_TYPES, METHODS, REWARDS, LoraSettings
 from labbench.eval.suite import tomllib
 from labbench.eval.suitetypes import Suite
 
@@ -36,9 +36,19 @@ EVAL_KEYS = ("max_tokens", "temperature", "seed", "epochs")
 # Training options a sweep may fix or vary; the seed is varied by `seeds`, and `data` may be a
 # grid axis too (a list of dataset directories).
 TRAIN_KEYS = tuple(f.name for f in fields(LoraSettings) if f.name != "seed")
-POSITIVE_INTS = {"iters", "batch_size", "rank", "save_every", "steps_per_report", "max_seq_length"}
+POSITIVE_INTS = {
+    "iters",
+    "batch_size",
+    "rank",
+    "save_every",
+    "steps_per_report",
+    "max_seq_length",
+    "group_size",
+    "max_completion_length",
+}
 NON_NEGATIVE_INTS = {"warmup", "steps_per_eval"}
-POSITIVE_FLOATS = {"learning_rate", "scale"}
+POSITIVE_FLOATS = {"learning_rate", "scale", "beta"}
+CHOICES = {"method": METHODS, "loss_type": DPO_LOSS_TYPES}
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,25 @@ def check_train_value(path: Path, key: str, name: str, value: Any) -> Any:
         if name == "dropout" and not 0 <= value < 1:
             raise _fail(path, key, f"must be from 0 up to 1, got {value!r}")
         return float(value)
+    if name in CHOICES:
+        if value not in CHOICES[name]:
+            raise _fail(path, key, f"must be one of {', '.join(CHOICES[name])}, got {value!r}")
+        return value
+    if name == "temperature":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise _fail(path, key, f"must be a number of at least 0, got {value!r}")
+        return float(value)
+    if name == "rewards":
+        if not isinstance(value, list) or not value or any(r not in REWARDS for r in value):
+            raise _fail(path, key, f"must be a list of {', '.join(REWARDS)}, got {value!r}")
+        return tuple(value)
+    if name == "reward_weights":
+        numbers = isinstance(value, list) and all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) for w in value
+        )
+        if not numbers or not value:
+            raise _fail(path, key, f"must be a list of numbers, got {value!r}")
+        return tuple(float(w) for w in value)
     if name in ("mask_prompt", "grad_checkpoint"):
         if not isinstance(value, bool):
             raise _fail(path, key, f"must be true or false, got {value!r}")
@@ -230,7 +259,8 @@ def naming(path: Path, key: str) -> Generator[None, None, None]:
 def checked_inputs(sweep: Sweep) -> tuple[Suite, str]:
     """The sweep's suite and resolved model, once all that can be checked before the first
     trial has been: the suite, the model, every dataset (the check `just train` makes) and
-    num_layers against the model's config.json. Each problem names the file and the key."""
+    num_layers against the model's config.json. Each problem names the file and the key. A
+    dataset must suit every method the sweep trains."""
     from labbench.data.datacheck import require_trainable
     from labbench.eval.suite import load_suite
     from labbench.serving.server import resolve_model
@@ -239,9 +269,11 @@ def checked_inputs(sweep: Sweep) -> tuple[Suite, str]:
     with naming(sweep.path, "suite"):
         suite = load_suite(sweep.suite)
     model = resolve_model(sweep.model, named=f"{sweep.path}: model:")
+    methods = {value for _, value in option_values(sweep, "method")} or {"sft"}
     for key, directory in option_values(sweep, "data"):
-        with naming(sweep.path, key):
-            require_trainable(directory)
+        for method in sorted(methods):
+            with naming(sweep.path, key):
+                require_trainable(directory, method=method)
     layers = config_layers(model)
     for key, value in option_values(sweep, "num_layers"):
         problem = too_many_layers(value, layers)

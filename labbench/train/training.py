@@ -13,7 +13,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from labbench.core.errors import UserError
 from labbench.core.settings import LoraSettings
 from labbench.record.ledger import Run, recording_run
 from labbench.train import memorywatch as memory
+from labbench.train import preference  # which imports this module
 from labbench.train.trainercheck import check_reached, effective_settings, too_many_layers
 from labbench.train.trainreports import QuietUI, ReportWriter
 
@@ -236,6 +237,7 @@ class TrainPlan:
     launch: Any = None  # a distributed.Launch: data-parallel ranks through mlx.launch
     memory_plan: Any = None  # a memorycheck.MemoryPlan, made before anything was loaded
     memory_ceiling: float | None = None  # bytes: the watchdog stops training above it
+    start_adapter: Path | None = None  # continue this adapter (preference.py: lineage)
 
 
 @dataclass(frozen=True)
@@ -253,7 +255,7 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
     called once the run exists, so a caller can tell the user where the adapter goes.
     """
     config = {
-        **asdict(plan.settings),
+        **plan.settings.recorded(),
         "data": str(plan.data.resolve()),
         "dataset_fingerprint": plan.data_fingerprint,
         "eval_suite": plan.eval_suite,
@@ -280,6 +282,8 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
         try:
             if plan.launch:
                 load_seconds = _train_distributed(db, run.id, plan, adapter_dir)
+            elif settings.method != "sft":  # through mlx-lm-lora
+                load_seconds = preference.train_preference(db, run.id, plan, adapter_dir)
             else:
                 load_seconds = _train_here(db, run.id, plan, adapter_dir)
             if settings.iters % settings.save_every:  # else mlx-lm saved it as a checkpoint

@@ -36,8 +36,18 @@ class ReportWriter:
     steps_per_report / time, which is wrong for a final partial window: corrected here.
     """
 
-    def __init__(self, db: Database, run_id: int, steps_per_report: int, echo: bool = True):
+    def __init__(
+        self,
+        db: Database,
+        run_id: int,
+        steps_per_report: int,
+        echo: bool = True,
+        rate_assumes_full_window: bool = True,
+    ):
         self.db = db
+        # mlx-lm (and mlx-lm-lora's DPO and ORPO) divide steps_per_report by the window's time;
+        # mlx-lm-lora's GRPO divides the steps the window really had, which needs no correction.
+        self.rate_assumes_full_window = rate_assumes_full_window
         self.run_id = run_id
         self.steps_per_report = steps_per_report
         self.echo = echo
@@ -52,7 +62,8 @@ class ReportWriter:
     def on_train_loss_report(self, info: dict) -> None:
         now = time.perf_counter()
         iterations = info["iteration"] - self.last_iteration
-        train_seconds = self.steps_per_report / info["iterations_per_second"]
+        counted = self.steps_per_report if self.rate_assumes_full_window else iterations
+        train_seconds = counted / info["iterations_per_second"]
         row = {
             "run_id": self.run_id,
             "iteration": info["iteration"],
