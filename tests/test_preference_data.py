@@ -147,7 +147,7 @@ def rewards_of(suite: Suite, prompt_ids: list[str], completions: list[str], tmp_
     return db, values
 
 
-@pytest.mark.slow  # the tests run in the sandbox's own processes
+@pytest.mark.slow("a sandbox process per scored completion")
 @pytest.mark.timeout(120)
 def test_the_reward_is_the_eval_scorers_score(tmp_path):
     tools = prompt("tool", expect_tools=(ExpectedCall("read_file", {"path": "a.py"}),))
