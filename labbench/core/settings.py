@@ -40,6 +40,7 @@ class EvalSettings:
     retries: int = 6  # on connection resets only, with exponential backoff from 50 ms
     epochs: int = 1  # times each prompt is sampled; a prompt's score is the mean over its epochs
     tests_timeout_s: float = 10.0  # wall clock for one prompt's expect_tests run
+    stop_grace_s: float = 30.0  # after Ctrl-C, how long answers in flight may still arrive
 
 
 @dataclass(frozen=True)

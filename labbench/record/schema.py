@@ -387,3 +387,14 @@ def m013_tool_call_verdicts(db: Database) -> None:
     # suite that was not sent because it could not fit.
     for column in ("decoded_as", "error_type", "error_kind", "error_text"):
         db.table("eval_results").add_column(column, str)
+
+
+@migrations()
+def m014_run_resumes(db: Database) -> None:
+    # `eval resume=` and `train resume=` continue a stopped run in its own row: one row per
+    # resume (when; status and error before; `kept`: an eval's results or a training's last
+    # checkpoint; the command and code). runs.duration_s adds up the sessions, not the pause.
+    columns = {"id": int, "run_id": int, "resumed_at": str, "previous_status": str}
+    columns |= {"previous_error": str, "kept": int, "command": str, "git_commit": str}
+    db.table("run_resumes").create(columns, pk="id", foreign_keys=[("run_id", "runs", "id")])
+    db.table("run_resumes").create_index(["run_id"])
