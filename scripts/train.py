@@ -6,12 +6,14 @@
     just train seeds=0,1,2 learning_rate=3e-4 eval_suite=baseline   # a one-configuration sweep
     just train np=2 batch_size=4                # 2 data-parallel ranks on this machine
     just train hosts=hosts.json batch_size=8    # one rank per host of mlx's JSON hostfile
+    just train resume=7                         # continue run 7 from its last checkpoint
 
 The adapter goes to adapters/<run-id>/ beside the ledger (adapter_config.json and
 adapters.safetensors), with a checkpoint every --save-every iterations under checkpoints/.
 With --eval-suite every checkpoint is evaluated through a real server and the best by eval
 score (not by validation loss) becomes the run's adapter. Ctrl-C leaves an `interrupted` run
-whose last checkpoint is usable.
+whose last checkpoint is usable, and `--resume RUN` continues it from there (the optimizer
+state, step count and position in the data order are saved beside every checkpoint).
 
 With --seeds the same settings are trained once per seed as a one-configuration sweep (see
 `just sweep`): each final adapter is evaluated on --eval-suite (default: baseline), the base
@@ -19,8 +21,10 @@ model once, and the verdict says whether the change is beyond seed noise.
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from labbench.core import cli
 from labbench.core.errors import UserError
@@ -82,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         parser,
         np_help="data-parallel ranks on this machine, through mlx.launch",
         hosts_help="mlx's JSON hostfile: one rank per host (see README)",
+    )
+    parser.add_argument(
+        "--resume",
+        type=int,
+        metavar="RUN",
+        help="continue this interrupted or failed training run from its last checkpoint, with"
+        " the settings it was started with",
     )
     cli.add_run_args(parser)
     cli.add_old_spelling(parser, "--layers", "--num-layers")
@@ -159,11 +170,25 @@ def seeds_sweep(args: argparse.Namespace, data: Path, settings: LoraSettings):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = cli.parse_args(build_parser(), argv)
+    parser = build_parser()
+    args = cli.parse_args(parser, argv)
+    if args.resume is not None:
+        others = sorted(cli.given_flags(parser, argv) - {"--resume", "--ledger"})
+        if others:
+            raise UserError(
+                f"--resume continues run {args.resume} with the settings it was started with:"
+                f" {', '.join(others)} cannot change"
+            )
+        from labbench.train.trainresume import resume_training
+
+        with recording.recording_ledger(args.ledger) as ledger:
+            return train_and_report(
+                ledger, lambda announce: resume_training(ledger.db, args.resume, None, announce)
+            )
     from labbench.eval.suite import load_suite
     from labbench.serving.server import resolve_model
     from labbench.train.trainercheck import check_layers
-    from labbench.train.training import ADAPTER_WEIGHTS, TrainPlan, record_training
+    from labbench.train.training import TrainPlan, record_training
 
     data = cli.user_path(args.data)
     if not data.exists():
@@ -187,12 +212,6 @@ def main(argv: list[str] | None = None) -> int:
         return sweep_command(sweep, suite, model, args.ledger, args.goal, args.note, False)
     if args.eval_suite:
         load_suite(args.eval_suite)  # a bad suite fails now, not after training
-    started: dict[str, Path] = {}
-
-    def announce(run_id: int, adapter_dir: Path) -> None:
-        started["adapter_dir"] = adapter_dir
-        print(f"run {run_id}: training a LoRA adapter into {adapter_dir}", file=sys.stderr)
-
     with recording.recording_ledger(args.ledger) as ledger:
         plan = TrainPlan(
             model=model,
@@ -206,22 +225,42 @@ def main(argv: list[str] | None = None) -> int:
             note=args.note,
             launch=launch,
         )
-        try:
-            outcome = record_training(ledger.db, plan, on_start=announce)
-        except KeyboardInterrupt:
-            adapter_dir = started.get("adapter_dir")
-            if adapter_dir and (adapter_dir / ADAPTER_WEIGHTS).is_file():
-                print(f"interrupted; the last checkpoint is usable: {adapter_dir}", file=sys.stderr)
-            else:
-                print("interrupted before the first checkpoint was saved", file=sys.stderr)
-            return 130
+        return train_and_report(
+            ledger, lambda announce: record_training(ledger.db, plan, on_start=announce)
+        )
+
+
+def train_and_report(ledger, train) -> int:
+    """`train(announce)` (a new run, or a resumed one), and what it left, said to the user."""
+    from labbench.train.trainstate import ADAPTER_WEIGHTS
+
+    started: dict[str, Any] = {}
+
+    def announce(run_id: int, adapter_dir: Path) -> None:
+        started.update(run_id=run_id, adapter_dir=adapter_dir)
+        print(f"run {run_id}: training a LoRA adapter into {adapter_dir}", file=sys.stderr)
+
+    try:
+        outcome = train(announce)
+    except KeyboardInterrupt:
+        adapter_dir = started.get("adapter_dir")
+        if adapter_dir and (adapter_dir / ADAPTER_WEIGHTS).is_file():
+            print(
+                f"interrupted; the last checkpoint is usable: {adapter_dir};"
+                f" continue the training with `just train resume={started['run_id']}`",
+                file=sys.stderr,
+            )
+        else:
+            print("interrupted before the first checkpoint was saved", file=sys.stderr)
+        return 130
     print(f"recorded as run {outcome.run_id} in {ledger.path}")
     print(f"adapter: {outcome.adapter_dir}")
     best = outcome.summary.get("best_checkpoint")
     if best:
+        suite = json.loads(ledger.db["runs"].get(outcome.run_id)["config"])["eval_suite"]
         print(
             f"best checkpoint: iteration {best['iteration']} ({best['path']}), "
-            f"overall {best['score']:.1%} on {args.eval_suite} (eval run {best['eval_run_id']})"
+            f"overall {best['score']:.1%} on {suite} (eval run {best['eval_run_id']})"
         )
     return 0
 

@@ -95,7 +95,7 @@ def test_an_interrupted_eval_resumed_equals_one_never_interrupted(
     assert (
         f"run 2 interrupted; kept {kept} of 6 results; `just eval resume=2` asks the rest"
     ) in stopped.stderr
-    assert db["runs"].get(2)["status"] == "interrupted"
+    assert db.table("runs").get(2)["status"] == "interrupted"
 
     # A changed suite file is refused before anything is asked or written.
     suite.write_text(SUITE.replace("6 times 7", "7 times 6"))
@@ -106,7 +106,7 @@ def test_an_interrupted_eval_resumed_equals_one_never_interrupted(
         " (a new `just eval` evaluates them as they are now)"
     )
     assert db["eval_results"].count_where("run_id = 2") == kept
-    assert db["run_resumes"].count == 0 and db["runs"].get(2)["status"] == "interrupted"
+    assert db["run_resumes"].count == 0 and db.table("runs").get(2)["status"] == "interrupted"
 
     suite.write_text(SUITE)  # the same content again: the same fingerprint
     resumed = run_main("eval", "resume=2", "concurrency=3")
@@ -114,7 +114,7 @@ def test_an_interrupted_eval_resumed_equals_one_never_interrupted(
     assert f"run 2: resuming: {kept} of 6 results kept, asking the other {6 - kept}" in (
         resumed.stderr
     )
-    run = db["runs"].get(2)
+    run = db.table("runs").get(2)
     assert run["status"] == "ok" and run["error"] is None and db["runs"].count == 2
     assert db["eval_results"].count_where("run_id = 2") == 6
     assert scores_by_prompt(db, 2) == scores  # temperature 0: as if never interrupted
@@ -123,7 +123,7 @@ def test_an_interrupted_eval_resumed_equals_one_never_interrupted(
     assert resume["run_id"] == 2 and resume["previous_status"] == "interrupted"
     assert resume["kept"] == kept and resume["resumed_at"] > run["started_at"]
     # The CI covers all six results, as the uninterrupted run's does.
-    summary, straight_summary = (json.loads(db["runs"].get(i)["summary"]) for i in (2, 1))
+    summary, straight_summary = (json.loads(db.table("runs").get(i)["summary"]) for i in (2, 1))
     assert summary["overall_ci_low"] == straight_summary["overall_ci_low"]
     assert summary["overall_ci_high"] == straight_summary["overall_ci_high"]
     assert json.loads(run["config"])["concurrency"] == 3

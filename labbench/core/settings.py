@@ -62,6 +62,15 @@ class LoraSettings:
     val_batches: int = 8  # batches per validation (-1: the whole split)
     save_every: int = 50  # checkpoint every N iterations
 
+    @classmethod
+    def from_dict(cls, values: dict) -> "LoraSettings":
+        """The settings as a run recorded them (asdict, through JSON); other keys are left out."""
+        names = set(cls.__dataclass_fields__)
+        known = {key: value for key, value in values.items() if key in names}
+        if known.get("keys") is not None:
+            known["keys"] = tuple(known["keys"])
+        return cls(**known)
+
 
 @dataclass(frozen=True)
 class BenchSettings:

@@ -348,10 +348,12 @@ def train_on_ranks(
     adapter_dir: Path,
     ledger: str | None = None,
     run_id: int = 0,
+    resume_from: Any = None,
 ) -> dict:
-    """Train `settings` (a LoraSettings) on the ranks into adapter_dir; rank 0 writes its loss
-    reports into `ledger` under `run_id` (None: into its status only). Returns rank 0's status
-    (load_seconds, reports). Raises as run_ranks does."""
+    """Train `settings` (a LoraSettings) on the ranks into adapter_dir, from `resume_from` (a
+    trainstate.Checkpoint) when given; rank 0 writes its loss reports into `ledger` under
+    `run_id` (None: into its status only). Returns rank 0's status (load_seconds, reports).
+    Raises as run_ranks does."""
     spec = {
         "model": model,
         "data": str(data.resolve()),
@@ -360,6 +362,7 @@ def train_on_ranks(
         "ledger": ledger,
         "run_id": run_id,
         "world_size": launch.world_size,
+        "resume_from": asdict(resume_from) if resume_from else None,
     }
     return run_ranks(launch, spec, adapter_dir / "launch")["0"]
 
