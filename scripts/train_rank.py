@@ -95,7 +95,7 @@ def train_rank(spec: dict, rank: int, world_size: int) -> dict:
         weights,
         writer,  # ty: ignore[invalid-argument-type]
         resume_from=Checkpoint(
-            resume["iteration"], Path(resume["weights"]), Path(resume["optimizer"])
+            int(resume["iteration"]), Path(resume["weights"]), Path(resume["optimizer"])
         )
         if resume
         else None,

@@ -146,3 +146,49 @@ def test_a_training_without_a_checkpoint_cannot_be_resumed(tmp_path, dataset):
         " (one every save_every=5 iterations): nothing to resume from; train it again"
     )
     assert db["run_resumes"].count == 0
+
+
+@pytest.mark.slow  # 2 data-parallel ranks through mlx.launch, twice
+@pytest.mark.timeout(600)
+def test_a_two_rank_training_resumes_on_two_ranks(tiny_model, dataset, tmp_path):
+    """A finished np=2 run is set back to how Ctrl-C after iteration 3 leaves it (checkpoint 4
+    gone, later reports gone, `interrupted`), then resumed: the ranks restore the checkpoint,
+    optimizer state and data position, and end where the uninterrupted run ended. (Ctrl-C
+    itself cannot be timed to an iteration across processes; 4 iterations: ring is slow here.)"""
+    import shutil
+
+    from labbench.core.settings import LoraSettings
+    from labbench.record.fingerprint import dataset_fingerprint
+    from labbench.serving.server import free_port
+    from labbench.train.distributed import Launch
+    from labbench.train.training import TrainPlan, record_training
+
+    db = open_ledger(tmp_path / "ledger.db")
+    settings = LoraSettings(
+        iters=4, batch_size=2, steps_per_report=2, steps_per_eval=100, val_batches=1, save_every=2
+    )
+    plan = TrainPlan(
+        model=str(tiny_model),
+        data=dataset,
+        data_fingerprint=dataset_fingerprint(dataset),
+        settings=settings,
+        adapters_root=tmp_path / "adapters",
+        launch=Launch(2, port=free_port()),
+    )
+    straight = record_training(db, plan)
+    adapter_dir = straight.adapter_dir
+    final = weights(adapter_dir / ADAPTER_WEIGHTS)
+    shutil.rmtree(adapter_dir / "checkpoints" / "0000004")
+    db.execute("DELETE FROM checkpoints WHERE iteration = 4")
+    db.execute("DELETE FROM train_reports WHERE iteration > 3")
+    db.execute("UPDATE runs SET status = 'interrupted'")
+
+    resumed = resume_training(db, straight.run_id)
+    assert db.table("runs").get(straight.run_id)["status"] == "ok"
+    assert json.loads(db.table("runs").get(straight.run_id)["config"])["distributed"]
+    again = weights(resumed.adapter_dir / ADAPTER_WEIGHTS)
+    worst = max(float(np.abs(final[key] - again[key]).max()) for key in final)
+    assert worst <= TOLERANCE, worst
+    iterations = db.query("SELECT iteration FROM train_reports WHERE split = 'train'")
+    assert [row["iteration"] for row in iterations] == [2, 4]
+    assert (adapter_dir / "checkpoints" / "0000004" / "optimizer.safetensors").is_file()
