@@ -127,6 +127,10 @@ def test_an_interrupted_eval_resumed_equals_one_never_interrupted(
     assert summary["overall_ci_low"] == straight_summary["overall_ci_low"]
     assert summary["overall_ci_high"] == straight_summary["overall_ci_high"]
     assert json.loads(run["config"])["concurrency"] == 3
+    journal = (isolated_ledger.parent / "journal" / "JOURNAL.md").read_text()
+    entry = journal[journal.index("### Run 2: Eval") : journal.index("### Run 1: Eval")]
+    assert f"UTC, after it was interrupted with {kept} results kept." in entry
+    assert "[interrupted]" not in entry.splitlines()[0]
 
     again = run_main("eval", "resume=2")
     assert again.returncode == 1
