@@ -2,11 +2,13 @@
 
 import importlib.util
 import io
+import json
 import os
 import signal
 import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
 
 from labbench import PROJECT_ROOT
 from labbench.core import cli
@@ -34,6 +36,25 @@ category = "reasoning"
 prompt = "What is 6 times 7?"
 expect_answer = "42"
 """
+
+
+def write_echo_dataset(folder: Path, train: int, valid: int = 4) -> Path:
+    """A chat dataset of short examples of one length ("Echo 007" -> "007 007"): cheap to
+    train on, and data-parallel ranks get shares of as many tokens."""
+    for split, count in (("train", train), ("valid", valid)):
+        lines = [
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"Echo {n:03d}"},
+                        {"role": "assistant", "content": f"{n:03d} {n:03d}"},
+                    ]
+                }
+            )
+            for n in range(count)
+        ]
+        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
 
 
 def small_suite_toml(max_tokens: int) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_main
+from helpers import run_main, write_echo_dataset
 from sqlite_utils import Database
 
 from labbench.record.ledger import finish_run, open_ledger, start_run
@@ -25,21 +25,7 @@ TOLERANCE = 1e-6  # measured: identical to the bit on one machine; allow float n
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     """Short examples, so 20 iterations stay cheap."""
-    data = tmp_path_factory.mktemp("data")
-    for split, count in (("train", 16), ("valid", 4)):
-        lines = [
-            json.dumps(
-                {
-                    "messages": [
-                        {"role": "user", "content": f"Echo {n:03d}"},
-                        {"role": "assistant", "content": f"{n:03d} {n:03d}"},
-                    ]
-                }
-            )
-            for n in range(count)
-        ]
-        (data / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
-    return data
+    return write_echo_dataset(tmp_path_factory.mktemp("data"), train=16)
 
 
 def weights(path: Path) -> dict[str, np.ndarray]:
