@@ -2,6 +2,7 @@
 the shipped tiny chat model; what a resume refuses, checked before anything is asked."""
 
 import json
+from datetime import datetime
 
 import pytest
 from helpers import run_main
@@ -96,6 +97,7 @@ def test_an_interrupted_eval_resumed_equals_one_never_interrupted(
         f"run 2 interrupted; kept {kept} of 6 results; `just eval resume=2` asks the rest"
     ) in stopped.stderr
     assert db.table("runs").get(2)["status"] == "interrupted"
+    first_session = db.table("runs").get(2)["duration_s"]
 
     # A changed suite file is refused before anything is asked or written.
     suite.write_text(SUITE.replace("6 times 7", "7 times 6"))
@@ -122,6 +124,11 @@ def test_an_interrupted_eval_resumed_equals_one_never_interrupted(
     [resume] = list(db["run_resumes"].rows)
     assert resume["run_id"] == 2 and resume["previous_status"] == "interrupted"
     assert resume["kept"] == kept and resume["resumed_at"] > run["started_at"]
+    # Its duration is the two sessions', not the pause between them.
+    session = datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(
+        resume["resumed_at"]
+    )
+    assert run["duration_s"] == pytest.approx(first_session + session.total_seconds(), abs=0.01)
     # The CI covers all six results, as the uninterrupted run's does.
     summary, straight_summary = (json.loads(db.table("runs").get(i)["summary"]) for i in (2, 1))
     assert summary["overall_ci_low"] == straight_summary["overall_ci_low"]

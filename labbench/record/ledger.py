@@ -316,7 +316,6 @@ class Run:
         self.db.table("runs").update(self.id, _encode(values))
 
     def add_eval_result(self, row: dict[str, Any], ignore: bool = False) -> None:
-        """`ignore`: a row for a (prompt, epoch) the run already has is left out, not an error."""
         self.db.table("eval_results").insert(_encode({"run_id": self.id, **row}), ignore=ignore)
 
 
@@ -342,15 +341,10 @@ def start_run(db: Database, kind: str, config: dict[str, Any], **columns: Any) -
     return Run(db, run_id)
 
 
-def finish_run(
-    run: Run, status: str, error: str | None = None, since: str | None = None, **columns: Any
-) -> None:
-    """Finalise the run; its duration is from its start, or for a resumed run the earlier
-    sessions' duration plus this one's (`since`: when it was resumed)."""
-    row = run.db.table("runs").get(run.id)
+def finish_run(run: Run, status: str, error: str | None = None, **columns: Any) -> None:
+    started = run.db.table("runs").get(run.id)["started_at"]
     finished = now()
-    session = datetime.fromisoformat(finished) - datetime.fromisoformat(since or row["started_at"])
-    duration = session.total_seconds() + ((row["duration_s"] or 0.0) if since else 0.0)
+    duration = (datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds()
     run.update(status=status, error=error, finished_at=finished, duration_s=duration, **columns)
 
 
@@ -369,18 +363,18 @@ def recording_run(
 
 
 @contextmanager
-def finalising(run: Run, since: str | None = None) -> Generator[None, None, None]:
+def finalising(run: Run) -> Generator[None, None, None]:
     """Finish `run` as ok, failed or interrupted however the block ends (see recording_run)."""
     try:
         yield
     except KeyboardInterrupt:
-        finish_run(run, "interrupted", "interrupted by the user (Ctrl-C or SIGTERM)", since)
+        finish_run(run, "interrupted", "interrupted by the user (Ctrl-C or SIGTERM)")
         raise
     except BaseException as error:
-        finish_run(run, "failed", _one_line(error), since)
+        finish_run(run, "failed", _one_line(error))
         raise
     else:
-        finish_run(run, "ok", since=since)
+        finish_run(run, "ok")
 
 
 def _one_line(error: BaseException) -> str:

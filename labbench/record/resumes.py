@@ -3,6 +3,7 @@ which runs can be, and the `run_resumes` row that says when one was."""
 
 from collections.abc import Generator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from sqlite_utils import Database
@@ -51,5 +52,10 @@ def resuming_run(db: Database, run_id: int, kept: int) -> Generator[Run, None, N
     )
     run = Run(db, run_id)
     run.update(status="running", error=None, finished_at=None)
-    with finalising(run, since=resumed_at):
-        yield run
+    try:
+        with finalising(run):
+            yield run
+    finally:  # the run's duration: its earlier sessions' and this one's, not the pause between
+        finished = db.table("runs").get(run_id)["finished_at"]
+        session = datetime.fromisoformat(finished) - datetime.fromisoformat(resumed_at)
+        run.update(duration_s=(row["duration_s"] or 0.0) + session.total_seconds())
