@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from labbench.core.errors import UserError
+from labbench.core.formatting import eval_settings_text
 from labbench.core.settings import SamplingSettings
 from labbench.eval.evaluation import EvalOutcome, EvalPlan, evaluate_into, plan_fingerprint, settle
 from labbench.eval.humaneval import HUMANEVAL
@@ -62,8 +63,9 @@ def plan_of_run(
     )
     ours = "server_pid" in config or config.get("url") is None  # servers we started
     url = None if ours else config["url"]
+    suite = _suite(row, config)
     return EvalPlan(
-        suite=_suite(row, config),
+        suite=replace(suite, prompts=suite.prompts[: config.get("limit")]),
         model=row["model"] if ours or row["model"] != url else None,
         adapter=row["adapter"],
         url=url,
@@ -75,17 +77,18 @@ def plan_of_run(
         epochs=config.get("epochs", 1),
         parent_run_id=row["parent_run_id"],
         limit=config.get("limit"),
+        suite_prompts=len(suite.prompts),
     )
 
 
 def _suite(row: dict, config: dict) -> Suite:
-    """The run's suite as it was cut (limit) and run (exec)."""
+    """The run's suite as it was run (exec), before its cut to `limit` prompts."""
     suite = load_suite(HUMANEVAL if row["suite"] == HUMANEVAL else config["suite_path"])
     exec_tests = config.get("exec")
     if exec_tests is None:  # recorded before "exec" was: only a run with tests says
         execution = config.get("execution")
         exec_tests = execution["enabled"] if execution else suite.exec_tests
-    return replace(suite, prompts=suite.prompts[: config.get("limit")], exec_tests=exec_tests)
+    return replace(suite, exec_tests=exec_tests)
 
 
 def check_unchanged(db: Database, row: dict, plan: EvalPlan) -> None:
@@ -135,6 +138,7 @@ def resume_eval(
                 f" asking the other {missing}",
                 file=sys.stderr,
             )
+            print(f"settings: {eval_settings_text(plan.config())}", file=sys.stderr)
             evaluate_into(run, plan, done)
 
     return plan, settle(db, started, run_it)
