@@ -131,7 +131,9 @@ def resume_eval(
     def run_it() -> None:
         with resuming_run(db, run_id, kept=len(done)) as run:
             started.append(run)
-            run.update(summary=None, output_excerpt=None)
+            config = json.loads(row["config"])
+            changed = {"concurrency": plan.concurrency, "request_timeout_s": plan.timeout_s}
+            run.update(summary=None, output_excerpt=None, config=config | changed)
             missing = plan.planned() - len(done)
             print(
                 f"run {run_id}: resuming: {len(done)} of {plan.planned()} results kept,"

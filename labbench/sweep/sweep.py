@@ -28,7 +28,7 @@ from labbench.record.fingerprint import dataset_fingerprint, eval_fingerprint
 from labbench.record.ledger import recording_run, run_hardware
 from labbench.sweep.sweepfile import Sweep
 from labbench.train.training import TrainOutcome, TrainPlan, record_training
-from labbench.train.trainresume import resume_point, resume_training
+from labbench.train.trainresume import resume_training, spares_training
 
 NO_GRID = "fixed settings"  # the label of the one configuration of a sweep without a grid
 # Settings the trainer's objects can show (trainercheck.effective_settings), and "data". The
@@ -248,13 +248,7 @@ def stopped_training(db: Database, trial: Trial, plan: TrainPlan) -> dict | None
         [trial.fingerprint],
     )
     row = next(iter(rows), None)
-    if row is None or row["status"] == "ok":
-        return row
-    try:
-        resume_point(row, plan)
-    except UserError:  # no checkpoint to resume from: train anew
-        return None
-    return row
+    return row if row is not None and spares_training(row, plan) else None
 
 
 def identical_base_eval(db: Database, fingerprint: str) -> int | None:

@@ -71,6 +71,18 @@ def resume_point(row: dict[str, Any], plan: TrainPlan) -> Checkpoint:
     return found
 
 
+def spares_training(row: dict[str, Any], plan: TrainPlan) -> bool:
+    """Whether train run `row` saves training `plan` again: it finished, or it stopped at a
+    checkpoint it can resume from."""
+    if row["status"] == "ok":
+        return True
+    try:
+        resume_point(row, plan)
+    except UserError:
+        return False
+    return True
+
+
 def resume_training(
     db: Database, run_id: int, plan: TrainPlan | None = None, on_start=None
 ) -> TrainOutcome:
