@@ -325,15 +325,18 @@ def test_a_rerun_resumes_a_partly_trained_trial_and_keeps_a_finished_training(
         patch.setattr(TrainingState, "iteration_done", ctrl_c_at_3)
         assert run_main("sweep", str(path)).returncode == 130
     db = Database(isolated_ledger)
-    assert db.table("runs").get(2)["status"] == "interrupted"  # the trial's training
+    [train] = [row["id"] for row in db["runs"].rows_where("kind = 'train'")]
+    assert db.table("runs").get(train)["status"] == "interrupted"  # the trial's training
 
     with monkeypatch.context() as patch:  # Ctrl-C once the resumed training is done
         patch.setattr(labbench.sweep.sweep, "record_eval", ctrl_c)
         assert run_main("sweep", str(path)).returncode == 130
-    assert db.table("runs").get(2)["status"] == "ok" and count(db, "train") == 1
+    assert db.table("runs").get(train)["status"] == "ok" and count(db, "train") == 1
     [resume] = list(db["run_resumes"].rows)
-    assert resume["run_id"] == 2 and resume["kept"] == 2
-    reports = db.query("SELECT iteration FROM train_reports WHERE run_id = 2 AND split = 'train'")
+    assert resume["run_id"] == train and resume["kept"] == 2
+    reports = db.query(
+        "SELECT iteration FROM train_reports WHERE run_id = ? AND split = 'train'", [train]
+    )
     assert [row["iteration"] for row in reports] == [2, 4, 6]
 
     result = run_main("sweep", str(path))
@@ -341,10 +344,10 @@ def test_a_rerun_resumes_a_partly_trained_trial_and_keeps_a_finished_training(
     assert count(db, "train") == 1  # never retrained
     trials = list(db.query("SELECT * FROM sweep_trials ORDER BY id"))
     assert [(t["status"], t["train_run_id"]) for t in trials] == [
-        ("interrupted", 2),
-        ("interrupted", 2),
-        ("ok", 2),
+        ("interrupted", train),
+        ("interrupted", train),
+        ("ok", train),
     ]
     assert db.table("runs").get(trials[-1]["eval_run_id"])["adapter"] == str(
-        isolated_ledger.parent / "adapters" / "2"
+        isolated_ledger.parent / "adapters" / str(train)
     )
