@@ -1,3 +1,4 @@
-"""Training: LoRA through mlx-lm's callbacks, its reports into the ledger, distributed ranks,
+"""Training: LoRA through mlx-lm's callbacks, its reports into the ledger, checkpoints with
+their optimizer state and resuming from them (`trainstate`, `trainresume`), distributed ranks,
 the trainer read-back checks, the training benchmark, and fusing. May import: present, data,
 eval and everything below them."""
