@@ -13,11 +13,11 @@ from labbench.record.ledger import finish_run, open_ledger, start_run
 from labbench.train.trainresume import resume_training
 from labbench.train.trainstate import ADAPTER_WEIGHTS, TrainingState
 
-# Warm-up then cosine decay: the schedule's step must continue too. Checkpoints every 5
-# iterations, so Ctrl-C at iteration 13 throws away 11 to 13.
+# Warm-up then cosine decay, and dropout: the schedule's step and mlx's random key must continue
+# too. Checkpoints every 5 iterations, so Ctrl-C at iteration 13 throws away 11 to 13.
 FLAGS = (
     *("iters=20", "save_every=5", "steps_per_report=5", "batch_size=2", "warmup=4"),
-    *("steps_per_eval=100", "val_batches=1"),
+    *("dropout=0.1", "steps_per_eval=100", "val_batches=1"),
 )
 TOLERANCE = 1e-6  # measured: identical to the bit on one machine; allow float noise elsewhere
 
