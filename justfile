@@ -17,7 +17,7 @@ python := if path_exists(parent_directory(just_executable()) / "python") == "tru
 default:
     @"{{just_executable()}}" --list
 
-# Evaluate a model on a suite: just eval model=... adapter=... suite=... url=A[,B] served_model=... replicas=N
+# Evaluate a model on a suite: just eval model=... adapter=... suite=... url=A[,B] served_model=... replicas=N | resume=RUN
 [no-exit-message]
 eval *args:
     @exec "{{python}}" scripts/eval.py "$@"
@@ -33,7 +33,7 @@ serve *args:
 bench *args:
     @exec "{{python}}" scripts/bench.py "$@"
 
-# Train a LoRA adapter into adapters/<run-id>: just train model=... data=... iters=... eval_suite=... [seeds=0,1,2] [np=2 | hosts=FILE]
+# Train a LoRA adapter into adapters/<run-id>: just train model=... data=... iters=... eval_suite=... [seeds=0,1,2] [np=2 | hosts=FILE] | resume=RUN
 [no-exit-message]
 train *args:
     @exec "{{python}}" scripts/train.py "$@"

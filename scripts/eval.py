@@ -6,9 +6,11 @@ just eval url=http://127.0.0.1:11434/v1 served_model=qwen2.5-coder suite=suites/
 just eval url=http://127.0.0.1:8080 suite=humaneval limit=20   # the first 20 HumanEval problems
 just eval url=http://mac1:8080,http://mac2:8080   # two servers of one model share the prompts
 just eval replicas=2                        # two local servers of the model share the prompts
+just eval resume=12                         # finish run 12, interrupted or failed
 """
 
 import argparse
+import json
 import sys
 from dataclasses import replace
 
@@ -87,8 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the suite's expect_tests on the answers' code (default: the suite's `exec`,"
         " else true); false leaves prompts scored only by tests unscored",
     )
+    parser.add_argument(
+        "--resume",
+        type=int,
+        metavar="RUN",
+        help="finish this interrupted or failed eval run: only the prompts without a result are"
+        " asked, if its model, adapter, suite file and sampling settings are unchanged",
+    )
     cli.add_run_args(parser)
     return parser
+
+
+# What a resume may be given besides the run: none of them changes a score.
+RESUME_FLAGS = {"--resume", "--ledger", "--concurrency", "--timeout", "--port"}
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -130,15 +143,24 @@ def bfcl_tables(db, run_id: int, summaries: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = cli.parse_args(build_parser(), argv)
+    parser = build_parser()
+    args = cli.parse_args(parser, argv)
     check_args(args)
+    if args.resume is not None:
+        given = cli.given_flags(parser, argv)
+        others = sorted(given - RESUME_FLAGS)
+        if others:
+            raise UserError(
+                f"--resume continues run {args.resume} as it was recorded: {', '.join(others)}"
+                " cannot change (concurrency, timeout and port can)"
+            )
+        return resume(args, given)
     if args.epochs > 1 and args.temperature == 0:
         print(
             "note: at temperature 0 every epoch samples the same answer; "
             "repeats measure variance only with --temperature above 0",
             file=sys.stderr,
         )
-    from labbench.core.formatting import eval_settings_text, scores_table
     from labbench.eval.adapterbase import model_for_adapter
     from labbench.eval.evaluation import EvalPlan, record_eval
     from labbench.eval.suite import load_suite
@@ -186,25 +208,63 @@ def main(argv: list[str] | None = None) -> int:
         allow_other_base=args.allow_other_base,
         base_check=base,
     )
-    planned = len(suite.prompts) * args.epochs
-    started: list[int] = []
     with recording.recording_ledger(args.ledger) as ledger:
-        try:
-            outcome = record_eval(ledger.db, plan, on_start=started.append)
-        except KeyboardInterrupt:
-            if started:
-                kept = ledger.db.table("eval_results").count_where("run_id = ?", started)
-                print(stopped_line(started[0], "interrupted", kept, planned), file=sys.stderr)
-            raise
+        started: list[int] = []
+        outcome = say_if_interrupted(
+            ledger.db, started, plan.planned(), lambda: record_eval(ledger.db, plan, started.append)
+        )
+    return report(outcome, plan, ledger)
+
+
+def resume(args: argparse.Namespace, given: set[str]) -> int:
+    from labbench.eval.evalresume import resume_eval
+
+    with recording.recording_ledger(args.ledger) as ledger:
+        plan, outcome = say_if_interrupted(
+            ledger.db,
+            [args.resume],
+            None,
+            lambda: resume_eval(
+                ledger.db,
+                args.resume,
+                concurrency=args.concurrency if "--concurrency" in given else None,
+                timeout_s=args.timeout if "--timeout" in given else None,
+                port=args.port,
+            ),
+        )
+    return report(outcome, plan, ledger)
+
+
+def say_if_interrupted(db, started: list[int], planned: int | None, evaluate):
+    """`evaluate()`, and on Ctrl-C (the run is recorded as interrupted, once `started` holds
+    its id) how many results it kept and how to finish it, before the interruption goes on."""
+    try:
+        return evaluate()
+    except KeyboardInterrupt:
+        if started:
+            run_id = started[0]
+            kept = db.table("eval_results").count_where("run_id = ?", [run_id])
+            if planned is None:  # a resume: as the run planned it
+                config = json.loads(db.table("runs").get(run_id)["config"])
+                planned = config["prompts_planned"] * config.get("epochs", 1)
+            print(stopped_line(run_id, "interrupted", kept, planned), file=sys.stderr)
+        raise
+
+
+def report(outcome, plan, ledger) -> int:
+    """The scores (and the settings they were made with), or why the run failed."""
+    from labbench.core.formatting import eval_settings_text, scores_table
+
     if outcome.scores and not outcome.error:
-        print(f"{suite.name}: {eval_settings_text(plan.config())}")
+        print(f"{plan.suite.name}: {eval_settings_text(plan.config())}")
         print(scores_table(outcome.scores))
         if outcome.scores.get("bfcl") is not None:
             print(bfcl_tables(ledger.db, outcome.run_id, outcome.scores["bfcl"]))
     print(f"recorded as run {outcome.run_id} in {ledger.path}", file=sys.stderr)
     if outcome.error:
-        what = f"failed: {outcome.error}"
-        raise UserError(stopped_line(outcome.run_id, what, outcome.kept, planned))
+        raise UserError(
+            stopped_line(outcome.run_id, f"failed: {outcome.error}", outcome.kept, plan.planned())
+        )
     return 0
 
 
@@ -217,9 +277,12 @@ def served_name(served_model: str | None) -> str | None:
 
 
 def stopped_line(run_id: int, what: str, kept: int, planned: int) -> str:
-    """What a run that did not finish left (failed or interrupted): one line, the last but
-    the ledger's."""
-    return f"run {run_id} {what}; kept {kept} of {planned} results"
+    """What a run that did not finish left (failed or interrupted) and how to finish it: one
+    line, the last but the ledger's."""
+    return (
+        f"run {run_id} {what}; kept {kept} of {planned} results;"
+        f" `just eval resume={run_id}` asks the rest"
+    )
 
 
 if __name__ == "__main__":

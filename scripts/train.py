@@ -10,6 +10,7 @@
     just train method=dpo data=data/dpo adapter=adapters/3 beta=0.1 eval_suite=baseline
     just train method=grpo data=data/grpo group_size=4 rewards=score,format reward_weights=1,0.2
     just train method=grpo data=suite:mine eval_suite=baseline   # a suite's prompts as GRPO data
+    just train resume=7                         # continue run 7 from its last checkpoint
 
 --method dpo, orpo or grpo trains through mlx-lm-lora (labbench/train/preference.py): DPO and
 ORPO on prompt/chosen/rejected pairs, GRPO on prompts with expectations, each sampled completion
@@ -20,7 +21,8 @@ The adapter goes to adapters/<run-id>/ beside the ledger (adapter_config.json an
 adapters.safetensors), with a checkpoint every --save-every iterations under checkpoints/.
 With --eval-suite every checkpoint is evaluated through a real server and the best by eval
 score (not by validation loss) becomes the run's adapter. Ctrl-C leaves an `interrupted` run
-whose last checkpoint is usable.
+whose last checkpoint is usable, and `--resume RUN` continues it from there (the optimizer
+state, step count and position in the data order are saved beside every checkpoint).
 
 Before anything is loaded, the memory plan predicts the peak from the model's config.json and
 the data, and refuses a run that would not fit here (plan=force trains anyway, plan=only stops
@@ -33,8 +35,10 @@ model once, and the verdict says whether the change is beyond seed noise.
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from labbench.core import cli
 from labbench.core.errors import UserError
@@ -117,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
         parser,
         np_help="data-parallel ranks on this machine, through mlx.launch",
         hosts_help="mlx's JSON hostfile: one rank per host (see README)",
+    )
+    parser.add_argument(
+        "--resume",
+        type=int,
+        metavar="RUN",
+        help="continue this interrupted or failed training run from its last checkpoint, with"
+        " the settings it was started with",
     )
     cli.add_run_args(parser)
     cli.add_old_spelling(parser, "--layers", "--num-layers")
@@ -248,13 +259,27 @@ def start_adapter(args: argparse.Namespace, settings: LoraSettings) -> Path | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = cli.parse_args(build_parser(), argv)
+    parser = build_parser()
+    args = cli.parse_args(parser, argv)
+    if args.resume is not None:
+        others = sorted(cli.given_flags(parser, argv) - {"--resume", "--ledger"})
+        if others:
+            raise UserError(
+                f"--resume continues run {args.resume} with the settings it was started with:"
+                f" {', '.join(others)} cannot change"
+            )
+        from labbench.train.trainresume import resume_training
+
+        with recording.recording_ledger(args.ledger) as ledger:
+            return train_and_report(
+                ledger, lambda announce: resume_training(ledger.db, args.resume, None, announce)
+            )
     from labbench.data.grpodata import suite_file
     from labbench.eval.suite import load_suite
     from labbench.serving.server import resolve_model
     from labbench.train.memorycheck import check_training_memory
     from labbench.train.trainercheck import check_layers
-    from labbench.train.training import ADAPTER_WEIGHTS, TrainPlan, record_training
+    from labbench.train.training import TrainPlan, record_training
 
     data = suite_file(args.data) or cli.user_path(args.data)
     if data.suffix == ".toml" and args.method != "grpo":
@@ -292,12 +317,6 @@ def main(argv: list[str] | None = None) -> int:
     memory_plan = check_training_memory(model, settings, data, memory, launch=launch)
     if memory.plan == "only":
         return 0
-    started: dict[str, Path] = {}
-
-    def announce(run_id: int, adapter_dir: Path) -> None:
-        started["adapter_dir"] = adapter_dir
-        print(f"run {run_id}: training a LoRA adapter into {adapter_dir}", file=sys.stderr)
-
     with recording.recording_ledger(args.ledger) as ledger:
         plan = TrainPlan(
             model=model,
@@ -314,22 +333,45 @@ def main(argv: list[str] | None = None) -> int:
             memory_ceiling=memory.watch_ceiling(),
             start_adapter=start,
         )
-        try:
-            outcome = record_training(ledger.db, plan, on_start=announce)
-        except KeyboardInterrupt:
-            adapter_dir = started.get("adapter_dir")
-            if adapter_dir and (adapter_dir / ADAPTER_WEIGHTS).is_file():
-                print(f"interrupted; the last checkpoint is usable: {adapter_dir}", file=sys.stderr)
-            else:
-                print("interrupted before the first checkpoint was saved", file=sys.stderr)
-            return 130
+        return train_and_report(
+            ledger,
+            lambda announce: record_training(ledger.db, plan, on_start=announce),
+            resumable=settings.method == "sft",
+        )
+
+
+def train_and_report(ledger, train, resumable: bool = True) -> int:
+    """`train(announce)` (a new run, or a resumed one), and what it left, said to the user."""
+    from labbench.train.trainstate import ADAPTER_WEIGHTS
+
+    started: dict[str, Any] = {}
+
+    def announce(run_id: int, adapter_dir: Path) -> None:
+        started.update(run_id=run_id, adapter_dir=adapter_dir)
+        print(f"run {run_id}: training a LoRA adapter into {adapter_dir}", file=sys.stderr)
+
+    try:
+        outcome = train(announce)
+    except KeyboardInterrupt:
+        adapter_dir = started.get("adapter_dir")
+        if adapter_dir and (adapter_dir / ADAPTER_WEIGHTS).is_file():
+            resume = f"; continue the training with `just train resume={started['run_id']}`"
+            print(
+                f"interrupted; the last checkpoint is usable: {adapter_dir}"
+                + (resume if resumable else ""),
+                file=sys.stderr,
+            )
+        else:
+            print("interrupted before the first checkpoint was saved", file=sys.stderr)
+        return 130
     print(f"recorded as run {outcome.run_id} in {ledger.path}")
     print(f"adapter: {outcome.adapter_dir}")
     best = outcome.summary.get("best_checkpoint")
     if best:
+        suite = json.loads(ledger.db["runs"].get(outcome.run_id)["config"])["eval_suite"]
         print(
             f"best checkpoint: iteration {best['iteration']} ({best['path']}), "
-            f"overall {best['score']:.1%} on {args.eval_suite} (eval run {best['eval_run_id']})"
+            f"overall {best['score']:.1%} on {suite} (eval run {best['eval_run_id']})"
         )
     return 0
 

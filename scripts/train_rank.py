@@ -10,7 +10,6 @@ import os
 import re
 import sys
 import traceback
-from dataclasses import fields
 from pathlib import Path
 
 from labbench.core import cli
@@ -23,7 +22,7 @@ from labbench.train.distributed import STATUS_MARKER, TRACE_MARKER
 class _Silent:
     """The report writer of ranks other than 0: mlx-lm calls the callbacks on every rank."""
 
-    def start(self) -> None:
+    def start(self, iteration: int = 0) -> None:
         pass
 
     def on_train_loss_report(self, info: dict) -> None:
@@ -68,17 +67,14 @@ def train_rank(spec: dict, rank: int, world_size: int) -> dict:
         write_adapter_config,
     )
     from labbench.train.trainreports import ReportWriter
+    from labbench.train.trainstate import Checkpoint
 
     if world_size != spec["world_size"]:
         raise UserError(
             f"came up at world size {world_size}, not {spec['world_size']}: "
             "it would have trained alone (is the backend reachable?)"
         )
-    names = {field.name for field in fields(LoraSettings)}
-    raw = {k: v for k, v in spec["settings"].items() if k in names}
-    if raw.get("keys") is not None:
-        raw["keys"] = tuple(raw["keys"])
-    settings = LoraSettings(**raw)
+    settings = LoraSettings.from_dict(spec["settings"])
     adapter_dir = Path(spec["adapter_dir"])
     prepared = prepare_training(spec["model"], Path(spec["data"]), settings)
     if rank == 0:  # mlx-lm's lora.py writes it on every rank; one writer is enough
@@ -91,7 +87,21 @@ def train_rank(spec: dict, rank: int, world_size: int) -> dict:
     else:
         writer = _Silent()
     weights = adapter_dir / ADAPTER_WEIGHTS
-    train_lora(prepared.loaded, prepared.train_set, prepared.valid_set, settings, weights, writer)  # ty: ignore[invalid-argument-type]
+    resume = spec.get("resume_from")
+    train_lora(
+        prepared.loaded,
+        prepared.train_set,
+        prepared.valid_set,
+        settings,
+        weights,
+        writer,  # ty: ignore[invalid-argument-type]
+        resume_from=Checkpoint(
+            int(resume["iteration"]), Path(resume["weights"]), Path(resume["optimizer"])
+        )
+        if resume
+        else None,
+        rank=rank,
+    )
     reports = writer.reports if isinstance(writer, ReportWriter) else []
     return {"load_seconds": prepared.loaded.load_seconds, "reports": reports}
 

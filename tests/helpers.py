@@ -2,6 +2,7 @@
 
 import importlib.util
 import io
+import json
 import os
 import shlex
 import signal
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -42,6 +44,25 @@ category = "reasoning"
 prompt = "What is 6 times 7?"
 expect_answer = "42"
 """
+
+
+def write_echo_dataset(folder: Path, train: int, valid: int = 4) -> Path:
+    """A chat dataset of short examples of one length ("Echo 007" -> "007 007"): cheap to
+    train on, and data-parallel ranks get shares of as many tokens."""
+    for split, count in (("train", train), ("valid", valid)):
+        lines = [
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"Echo {n:03d}"},
+                        {"role": "assistant", "content": f"{n:03d} {n:03d}"},
+                    ]
+                }
+            )
+            for n in range(count)
+        ]
+        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
 
 
 def small_suite_toml(max_tokens: int) -> str:

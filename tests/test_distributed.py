@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_main
+from helpers import run_main, write_echo_dataset
 
 from labbench.core.errors import UserError
 from labbench.core.settings import LoraSettings
@@ -134,21 +134,7 @@ def test_rank_failures_names_failed_and_silent_ranks():
 def dataset(tmp_path_factory) -> Path:
     """Examples of one length: mlx-lm averages the ranks' mean losses, which equals the whole
     batch's mean loss only when the ranks' shares hold as many tokens."""
-    data = tmp_path_factory.mktemp("data")
-    for split, count in (("train", 12), ("valid", 4)):
-        lines = [
-            json.dumps(
-                {
-                    "messages": [
-                        {"role": "user", "content": f"Echo {n:03d}"},
-                        {"role": "assistant", "content": f"{n:03d} {n:03d}"},
-                    ]
-                }
-            )
-            for n in range(count)
-        ]
-        (data / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
-    return data
+    return write_echo_dataset(tmp_path_factory.mktemp("data"), train=12)
 
 
 def train(tmp_path: Path, model: Path, data: Path, launch: Launch | None, name: str):

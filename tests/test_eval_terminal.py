@@ -89,7 +89,7 @@ def test_ctrl_c_says_how_many_results_were_kept(isolated_ledger):
     kept = kept_results(isolated_ledger)
     assert kept >= 1
     assert stderr.splitlines()[-2:] == [
-        f"run 1 interrupted; kept {kept} of 31 results",
+        f"run 1 interrupted; kept {kept} of 31 results; `just eval resume=1` asks the rest",
         f"interrupted; what was done so far is recorded in {isolated_ledger}",
     ]
 

@@ -156,7 +156,8 @@ def test_a_server_that_never_answers_fails_the_run_after_one_timeout(
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: run 1 failed: {url}/v1/chat/completions accepted the request but gave no "
-        "answer within 2 s (a slow model? pass timeout=SECONDS); kept 0 of 31 results"
+        "answer within 2 s (a slow model? pass timeout=SECONDS); kept 0 of 31 results;"
+        " `just eval resume=1` asks the rest"
     )
     [run] = list(Database(isolated_ledger)["runs"].rows)
     assert run["status"] == "failed"
@@ -178,7 +179,7 @@ def test_an_unreachable_server_among_several_is_named_with_the_reason(isolated_l
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
         "error: run 1 failed: http://127.0.0.1:9/v1/models: cannot list its models "
-        "(Connection refused); kept 0 of 31 results"
+        "(Connection refused); kept 0 of 31 results; `just eval resume=1` asks the rest"
     )
     [run] = list(Database(isolated_ledger)["runs"].rows)
     assert run["error"].startswith("http://127.0.0.1:9/v1/models: cannot list")  # no type name

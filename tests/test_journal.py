@@ -319,7 +319,10 @@ def test_entries_newest_first_with_failures_goals_notes_and_flags(ledger, isolat
     failed = text[text.index("### Run 4") : text.index("### Run 3")]
     assert "[failed]" in failed
     assert "**Status:** failed: the server exited (exit code -9)" in failed
-    assert "**Kept:** 2 prompt results recorded before the run stopped." in failed
+    assert (
+        "**Kept:** 2 prompt results recorded before the run stopped;"
+        " `just eval resume=4` asks the rest."
+    ) in failed
     second = text[text.index("### Run 2") : text.index("### Run 1")]
     assert "**Goal:** does it learn?" in second and "**Notes:** rank 16" in second
     assert "**Sampling:** temperature 0, seed none, max_tokens from the suite" in second

@@ -304,3 +304,54 @@ def test_a_sweep_stopped_midway_is_judged_against_an_identical_earlier_base_eval
     [stopped] = list(db["runs"].rows_where("kind = 'sweep'"))
     assert stopped["status"] == "interrupted"
     assert json.loads(stopped["summary"])["base_eval_run"] == earlier.id
+
+
+def test_a_rerun_resumes_a_partly_trained_trial_and_keeps_a_finished_training(
+    dataset, tmp_path, isolated_ledger, monkeypatch
+):
+    import labbench.sweep.sweep
+    from labbench.train.trainstate import TrainingState
+
+    path = sweep_file(tmp_path, dataset, "rank = [4]", seeds="0")
+    settings = "iters = 6\nsave_every = 2\nsteps_per_report = 2"
+    path.write_text(path.read_text().replace("iters = 4", settings).replace("save_every = 4\n", ""))
+    done = TrainingState.iteration_done
+
+    def ctrl_c_at_3(state, iteration):
+        done(state, iteration)
+        if iteration == 3:  # after the checkpoint at 2
+            raise KeyboardInterrupt
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(TrainingState, "iteration_done", ctrl_c_at_3)
+        assert run_main("sweep", str(path)).returncode == 130
+    db = Database(isolated_ledger)
+    [train] = [row["id"] for row in db["runs"].rows_where("kind = 'train'")]
+    assert db.table("runs").get(train)["status"] == "interrupted"  # the trial's training
+
+    with monkeypatch.context() as patch:  # Ctrl-C once the resumed training is done
+        patch.setattr(labbench.sweep.sweep, "record_eval", ctrl_c)
+        assert run_main("sweep", str(path)).returncode == 130
+    assert db.table("runs").get(train)["status"] == "ok" and count(db, "train") == 1
+    [resume] = list(db["run_resumes"].rows)
+    assert resume["run_id"] == train and resume["kept"] == 2
+    reports = db.query(
+        "SELECT iteration FROM train_reports WHERE run_id = ? AND split = 'train'", [train]
+    )
+    assert [row["iteration"] for row in reports] == [2, 4, 6]
+
+    result = run_main("sweep", str(path))
+    assert result.returncode == 0, result.stderr
+    assert count(db, "train") == 1  # never retrained
+    trials = list(db.query("SELECT * FROM sweep_trials ORDER BY id"))
+    assert [(t["status"], t["train_run_id"]) for t in trials] == [
+        ("interrupted", train),
+        ("interrupted", train),
+        ("ok", train),
+    ]
+    assert db.table("runs").get(trials[-1]["eval_run_id"])["adapter"] == str(
+        isolated_ledger.parent / "adapters" / str(train)
+    )

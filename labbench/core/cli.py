@@ -106,6 +106,14 @@ def parse_args(
     return args
 
 
+def given_flags(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> set[str]:
+    """The long options typed on the command line (make-style words too): {"--model", ...}."""
+    words = expand_key_values(
+        sys.argv[1:] if argv is None else argv, set(parser._option_string_actions)
+    )
+    return {word.split("=", 1)[0] for word in words if word.startswith("--")}
+
+
 def boolean(word: str) -> bool:
     """An argparse type for make-style switches: `exec=false`, `exec=true` (also yes/no, 1/0)."""
     value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(

@@ -40,6 +40,7 @@ class EvalSettings:
     retries: int = 6  # on connection resets only, with exponential backoff from 50 ms
     epochs: int = 1  # times each prompt is sampled; a prompt's score is the mean over its epochs
     tests_timeout_s: float = 10.0  # wall clock for one prompt's expect_tests run
+    stop_grace_s: float = 30.0  # after Ctrl-C, how long answers in flight may still arrive
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,16 @@ class LoraSettings:
         fingerprints they had before them)."""
         used = METHOD_FIELDS.get(self.method, PREFERENCE_FIELDS)
         return {k: v for k, v in asdict(self).items() if k not in PREFERENCE_FIELDS or k in used}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "LoraSettings":
+        """The settings as a run recorded them (asdict, through JSON); other keys are left out."""
+        names = set(cls.__dataclass_fields__)
+        known = {key: value for key, value in values.items() if key in names}
+        for key in ("keys", "rewards", "reward_weights"):  # tuples, which JSON made lists
+            if known.get(key) is not None:
+                known[key] = tuple(known[key])
+        return cls(**known)
 
 
 # The settings only a preference or RL method reads.

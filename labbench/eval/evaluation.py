@@ -1,16 +1,12 @@
 """Send a suite's prompts to an OpenAI-compatible server, score them, and record each result.
 
-Used by `scripts/eval.py`, and by training to score checkpoints. Prompts run concurrently on
-daemon threads (mlx_lm.server batches them); answers whose code is tested are handed to a pool
-of test threads, one per core, so executing never holds up a request. Results are written to the
-ledger from the main thread, one row as each prompt completes, so a crash never loses finished
-results.
+Used by `scripts/eval.py`, and by training to score checkpoints. The prompts are asked
+concurrently and each result is written as it completes (labbench/eval/asking.py); a stopped
+run is continued by labbench/eval/evalresume.py.
 """
 
 import json
-import queue
 import sys
-import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -23,17 +19,10 @@ from labbench.core.formatting import eval_settings_text
 from labbench.core.settings import EvalSettings, SamplingSettings
 from labbench.core.stats import run_summary
 from labbench.eval.adapterbase import BaseCheck, base_of_adapter, check_base
+from labbench.eval.asking import run_suite
 from labbench.eval.bfcl.summary import bfcl_summary
-from labbench.eval.progress import eval_progress
-from labbench.eval.prompting import (
-    TOO_LONG,
-    ask,
-    finish_row,
-    needs_tests,
-    tests_workers,
-    too_long_row,
-)
-from labbench.eval.suitetypes import Prompt, Suite
+from labbench.eval.prompting import TOO_LONG, tests_workers
+from labbench.eval.suitetypes import Suite
 from labbench.record.fingerprint import eval_fingerprint, hub_snapshot
 from labbench.record.ledger import (
     Run,
@@ -52,98 +41,6 @@ from labbench.serving.contextfit import context_length, prompt_lengths
 from labbench.serving.endpoints import EndpointPool, check_same_model
 
 DEFAULTS = EvalSettings()
-
-
-def run_suite(
-    run: Run,
-    suite: Suite,
-    endpoint: "Endpoint | EndpointPool",
-    sampling: SamplingSettings,
-    concurrency: int = DEFAULTS.concurrency,
-    epochs: int = DEFAULTS.epochs,
-    too_long: dict[str, tuple[int, int, int]] | None = None,
-) -> list[dict]:
-    """Evaluate every prompt `epochs` times, writing each row to the ledger as it completes;
-    returns the rows. Epoch 1 of every prompt is asked first, so a run that stops early has
-    whole epochs.
-
-    Answers whose code is tested go to a pool of tests_workers() threads, so the request
-    threads send the next prompt at once: the tests run while generation goes on.
-    Several endpoints (an EndpointPool) share the prompts, least busy first, and each row
-    records the endpoint that answered it. Raises ServerGone when the server dies (the last
-    of them); the rows already written stay in the ledger. Prompts in `too_long` (id ->
-    tokens, max_tokens, context) are not sent: each gets its too-long row.
-    """
-    pool = endpoint if isinstance(endpoint, EndpointPool) else EndpointPool([endpoint])
-    todo: queue.Queue[tuple[Prompt, int]] = queue.Queue()
-    done: queue.Queue[tuple[dict | None, BaseException | None]] = queue.Queue()
-    too_long = too_long or {}
-    for epoch in range(1, epochs + 1):
-        for prompt in suite.prompts:
-            if prompt.id in too_long:  # never sent: its row is ready
-                done.put((too_long_row(prompt, epoch, *too_long[prompt.id]), None))
-            else:
-                todo.put((prompt, epoch))
-    total = todo.qsize() + done.qsize()
-    to_test: queue.Queue[tuple[Prompt, dict]] = queue.Queue()
-    stop = threading.Event()
-
-    def worker() -> None:
-        while not stop.is_set():
-            try:
-                prompt, epoch = todo.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                row, answered_by = pool.ask(
-                    lambda e, prompt=prompt, epoch=epoch: ask(suite, prompt, e, sampling, epoch)
-                )
-                row["endpoint"] = answered_by
-                if needs_tests(suite, prompt, row):
-                    to_test.put((prompt, row))
-                else:
-                    done.put((finish_row(suite, prompt, row), None))
-            except BaseException as error:  # handed to the main thread, which decides
-                done.put((None, error))
-
-    def tester() -> None:
-        while not stop.is_set():
-            try:
-                prompt, row = to_test.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            try:
-                done.put((finish_row(suite, prompt, row), None))
-            except BaseException as error:
-                done.put((None, error))
-
-    # Daemon threads: Ctrl-C must not wait for requests in flight or tests running.
-    for _ in range(max(1, min(concurrency, todo.qsize()))):
-        threading.Thread(target=worker, daemon=True).start()
-    if suite.exec_tests and any(prompt.expect_tests for prompt in suite.prompts):
-        for _ in range(tests_workers()):
-            threading.Thread(target=tester, daemon=True).start()
-
-    rows: list[dict] = []
-    progress = eval_progress(total)
-    try:
-        while len(rows) < total:
-            try:
-                row, error = done.get(timeout=0.2)
-            except queue.Empty:
-                progress.tick()
-                continue
-            if error is not None:
-                raise error
-            assert row is not None
-            run.add_eval_result(row)
-            rows.append(row)
-            progress.update(failed=row.get("error") is not None)
-    finally:
-        stop.set()
-        pool.closed.set()
-        progress.close()
-    return rows
 
 
 @dataclass(frozen=True)
@@ -183,8 +80,13 @@ class EvalPlan:
             "request_timeout_s": self.timeout_s,
             "sampling": self.sampling.as_dict(),
             "epochs": self.epochs,
+            "exec": self.suite.exec_tests,
             "execution": self.execution(),
         }
+
+    def planned(self) -> int:
+        """Results the run asks for: every prompt, every epoch."""
+        return len(self.suite.prompts) * self.epochs
 
     def fingerprinted_sampling(self) -> dict:
         """The sampling settings as fingerprinted: repeats count only when there are some, so
@@ -230,13 +132,12 @@ def record_eval(
     marked `failed`. Ctrl-C / SIGTERM mark it `interrupted` and propagate. `on_start` gets
     the run's id as soon as it is recorded.
     """
-    error = None
-    finished = False
-    run_id = None
+    started: list[Run] = []
     base = adapter_base_check(db, plan)
     if base is not None and (warning := base.warning(str(plan.adapter))):
         print(warning, file=sys.stderr)
-    try:
+
+    def run_it() -> None:
         with recording_run(
             db,
             "eval",
@@ -249,66 +150,63 @@ def record_eval(
             parent_run_id=plan.parent_run_id,
             **({"hardware": None} if plan.url else {}),  # a server we did not start: unknown
         ) as run:
-            run_id = run.id
+            started.append(run)
             if on_start:
                 on_start(run.id)
             what = plan.model or plan.url
             adapter = f" with {plan.adapter}" if plan.adapter else ""
             print(f"run {run.id}: evaluating {what}{adapter} on {plan.suite.name}", file=sys.stderr)
             print(f"settings: {eval_settings_text(plan.config())}", file=sys.stderr)
-            parts = eval_fingerprint(
-                plan.model or plan.url,
-                plan.adapter,
-                plan.suite.path,
-                plan.fingerprinted_sampling(),
-                db,
-                scope=plan.scope(),
-            )
+            parts = plan_fingerprint(plan, db)
             run.update(
                 fingerprint=parts.pop("fingerprint"),
                 fingerprint_parts=parts,
                 dataset=dataset_of_adapter(db, plan.adapter)
                 or dataset_of_fused_model(db, plan.model),
             )
-            too_long = prompts_too_long(plan)
-            if too_long:
-                print(
-                    f"{len(too_long)} of {len(plan.suite.prompts)} prompts are {TOO_LONG}:"
-                    " not sent, scored 0",
-                    file=sys.stderr,
-                )
-            with ExitStack() as servers:
-                endpoints = _endpoints(plan, run, servers)
-                run.update(config={**_config(run), "too_long_prompts": len(too_long)})
-                if len(endpoints) > 1:
-                    seen = check_same_model(endpoints)
-                    run.update(config={**_config(run), "endpoints": seen})
-                try:
-                    rows = run_suite(
-                        run,
-                        plan.suite,
-                        EndpointPool(endpoints),
-                        plan.sampling,
-                        plan.concurrency,
-                        plan.epochs,
-                        too_long,
-                    )
-                except (ServerGone, KeyboardInterrupt):
-                    excerpts = [server.log_excerpt() for server in servers_of(endpoints)]
-                    if excerpts:
-                        run.update(output_excerpt="\n".join(excerpts))
-                    raise
-                run.update(summary=run_summary(rows, plan.epochs) | bfcl_summary(plan.suite, rows))
-                finished = True
-                if rows and all("error" in row for row in rows):
-                    # Scores of 0 from requests that never got an answer measure nothing.
-                    raise UserError(f"every request failed, e.g. {rows[0]['error']}")
+            evaluate_into(run, plan)
+
+    return settle(db, started, run_it)
+
+
+def plan_fingerprint(plan: EvalPlan, db: Database) -> dict:
+    return eval_fingerprint(
+        plan.model or plan.url,
+        plan.adapter,
+        plan.suite.path,
+        plan.fingerprinted_sampling(),
+        db,
+        scope=plan.scope(),
+    )
+
+
+def settle(db: Database, started: list[Run], run_it) -> EvalOutcome:
+    """Call `run_it` (which records into the run it appends to `started`) and say how it
+    ended: the outcome, with a failure's message; Ctrl-C propagates."""
+    error = None
+    try:
+        run_it()
     except (ServerGone, UserError) as failure:
         error = str(failure)
-    if run_id is None:
+    if not started:
         raise RuntimeError(f"the eval run was not recorded: {error}")
+    run_id = started[0].id
     kept = db.table("eval_results").count_where("run_id = ?", [run_id])
+    finished = json.loads(db.table("runs").get(run_id)["summary"] or "null") is not None
     return EvalOutcome(run_id, run_scores(db, run_id) if finished else None, error, kept)
+
+
+def evaluate_into(run: Run, plan: EvalPlan, done: frozenset[tuple[str, int]] = frozenset()):
+    """Start the servers (or reach plan.url), ask every (prompt, epoch) not in `done`, and
+    store the summary over all the run's results. Raises ServerGone, UserError when every
+    request failed, KeyboardInterrupt."""
+    if len(done) < plan.planned():  # else a resumed run that only lacked its summary
+        _ask_all(run, plan, done)
+    rows = list(run.db.query("SELECT * FROM eval_results WHERE run_id = ?", [run.id]))
+    run.update(summary=run_summary(rows, plan.epochs) | bfcl_summary(plan.suite, rows))
+    if rows and all(row["error"] is not None for row in rows):
+        # Scores of 0 from requests that never got an answer measure nothing.
+        raise UserError(f"every request failed, e.g. {rows[0]['error']}")
 
 
 def adapter_base_check(db: Database, plan: EvalPlan) -> BaseCheck | None:
@@ -344,6 +242,38 @@ def prompts_too_long(plan: EvalPlan) -> dict[str, tuple[int, int, int]]:
         for prompt, budget, tokens in zip(suite.prompts, budgets, lengths, strict=True)
         if tokens is not None and tokens + budget > context
     }
+
+
+def _ask_all(run: Run, plan: EvalPlan, done: frozenset[tuple[str, int]]) -> None:
+    too_long = prompts_too_long(plan)
+    if too_long:
+        print(
+            f"{len(too_long)} of {len(plan.suite.prompts)} prompts are {TOO_LONG}:"
+            " not sent, scored 0",
+            file=sys.stderr,
+        )
+    with ExitStack() as servers:
+        endpoints = _endpoints(plan, run, servers)
+        run.update(config={**_config(run), "too_long_prompts": len(too_long)})
+        if len(endpoints) > 1:
+            seen = check_same_model(endpoints)
+            run.update(config={**_config(run), "endpoints": seen})
+        try:
+            run_suite(
+                run,
+                plan.suite,
+                EndpointPool(endpoints),
+                plan.sampling,
+                plan.concurrency,
+                plan.epochs,
+                done,
+                too_long,
+            )
+        except (ServerGone, KeyboardInterrupt):
+            excerpts = [server.log_excerpt() for server in servers_of(endpoints)]
+            if excerpts:
+                run.update(output_excerpt="\n".join(excerpts))
+            raise
 
 
 def _endpoints(plan: EvalPlan, run: Run, servers: ExitStack) -> list[Endpoint]:

@@ -86,6 +86,9 @@ class EntryData:
             "SELECT * FROM checkpoints WHERE run_id IN (:ids) ORDER BY run_id, iteration"
         ):
             self.checkpoints[row["run_id"]].append(row)
+        self.resumes: dict[int, list[dict]] = defaultdict(list)
+        for row in rows("SELECT * FROM run_resumes WHERE run_id IN (:ids) ORDER BY id"):
+            self.resumes[row["run_id"]].append(row)
         self.reports: dict[int, list[dict]] = defaultdict(list)
         for row in rows("SELECT * FROM train_reports WHERE run_id IN (:ids) ORDER BY run_id, id"):
             self.reports[row["run_id"]].append(row)
@@ -362,10 +365,25 @@ def render_entry(view: EntryData, run: dict, journal_dir: Path) -> str:
             kept = view.summaries.get(run["id"], {}).get("prompts", 0)
             planned = json.loads(run["config"] or "{}").get("prompts_planned")
             of = f" of {planned}" if planned else ""
-            lines += [f"**Kept:** {kept}{of} prompt results recorded before the run stopped.", ""]
+            lines += [
+                f"**Kept:** {kept}{of} prompt results recorded before the run stopped;"
+                f" `just eval resume={run['id']}` asks the rest.",
+                "",
+            ]
         if run["kind"] == "train" and run["adapter"]:
             kept = short_path(run["adapter"], journal_dir)
-            lines += [f"**Kept:** checkpoints under `{kept}`.", ""]
+            lines += [
+                f"**Kept:** checkpoints under `{kept}`;"
+                f" `just train resume={run['id']}` continues from the last one.",
+                "",
+            ]
+    for resume in view.resumes.get(run["id"], []):
+        what = "results" if run["kind"] == "eval" else "iterations"
+        lines += [
+            f"**Resumed:** {resume['resumed_at'][:16].replace('T', ' ')} UTC, after it was"
+            f" {resume['previous_status']} with {resume['kept']} {what} kept.",
+            "",
+        ]
     files = view.files.get(run["id"], [])
     if files:
         lines += ["**Files:**", ""]

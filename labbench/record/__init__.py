@@ -1,2 +1,3 @@
 """The ledger: runs and results in SQLite (`ledger`), its migrations and views (`schema`,
-`views`), and the fingerprints that say what exactly was run. May import: tiny, machine, core."""
+`views`), the fingerprints that say what exactly was run, and continuing a stopped run's row
+(`resumes`). May import: tiny, machine, core."""

@@ -315,8 +315,8 @@ class Run:
     def update(self, **values: Any) -> None:
         self.db.table("runs").update(self.id, _encode(values))
 
-    def add_eval_result(self, row: dict[str, Any]) -> None:
-        self.db.table("eval_results").insert(_encode({"run_id": self.id, **row}))
+    def add_eval_result(self, row: dict[str, Any], ignore: bool = False) -> None:
+        self.db.table("eval_results").insert(_encode({"run_id": self.id, **row}), ignore=ignore)
 
 
 def _encode(values: dict[str, Any]) -> dict[str, Any]:
@@ -358,8 +358,15 @@ def recording_run(
     cli.raise_keyboard_interrupt_on_sigterm) marks it `interrupted`. Exceptions propagate.
     """
     run = start_run(db, kind, config, **columns)
-    try:
+    with finalising(run):
         yield run
+
+
+@contextmanager
+def finalising(run: Run) -> Generator[None, None, None]:
+    """Finish `run` as ok, failed or interrupted however the block ends (see recording_run)."""
+    try:
+        yield
     except KeyboardInterrupt:
         finish_run(run, "interrupted", "interrupted by the user (Ctrl-C or SIGTERM)")
         raise

@@ -74,3 +74,14 @@ def m015_preference_training(db: Database) -> None:
         foreign_keys=[("run_id", "runs", "id")],
     )
     db.table("rollouts").create_index(["run_id", "step"])
+
+
+@migrations()
+def m016_run_resumes(db: Database) -> None:
+    # `eval resume=` and `train resume=` continue a stopped run in its own row: one row per
+    # resume (when; status and error before; `kept`: an eval's results or a training's last
+    # checkpoint; the command and code). runs.duration_s adds up the sessions, not the pause.
+    columns = {"id": int, "run_id": int, "resumed_at": str, "previous_status": str}
+    columns |= {"previous_error": str, "kept": int, "command": str, "git_commit": str}
+    db.table("run_resumes").create(columns, pk="id", foreign_keys=[("run_id", "runs", "id")])
+    db.table("run_resumes").create_index(["run_id"])

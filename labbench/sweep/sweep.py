@@ -4,7 +4,8 @@ once per seed and each adapter evaluated, all as ordinary runs linked to one `sw
 Trials are identified by a fingerprint of what decides their result (the base model's eval
 fingerprint: model weights, chat template, suite file and eval settings; the dataset's
 fingerprint; every training setting including the seed). A trial whose fingerprint finished in
-any earlier sweep is linked (reused), never retrained; a failed or interrupted one runs again.
+any earlier sweep is linked (reused), never retrained; a failed or interrupted one continues:
+its finished training is kept, a stopped one resumes from its last checkpoint (else retrains).
 `plan_trials` and `pending_trials` are pure over the ledger and `run_trial` runs one trial, so
 trials could be handed to several machines; each trial row records the machine that trained it.
 """
@@ -28,7 +29,8 @@ from labbench.record.ledger import recording_run, run_hardware
 from labbench.sweep.sweepfile import Sweep
 from labbench.sweep.sweepmemory import SweepMemory, plan_sweep_memory
 from labbench.train.memorycheck import MemoryOptions
-from labbench.train.training import TrainPlan, record_training
+from labbench.train.training import TrainOutcome, TrainPlan, record_training
+from labbench.train.trainresume import resume_training, spares_training
 
 NO_GRID = "fixed settings"  # the label of the one configuration of a sweep without a grid
 # Settings the trainer's objects can show (trainercheck.effective_settings), and "data". The
@@ -200,23 +202,31 @@ def run_trial(
     ).last_pk
     assert isinstance(row_id, int)  # an integer primary key
     note = f"sweep {sweep_run_id}: {trial.label}, seed {trial.seed}"
+    train_plan = TrainPlan(
+        model=model,
+        data=trial.data,
+        data_fingerprint=trial.data_fingerprint,
+        settings=trial.settings,
+        adapters_root=adapters_root,
+        note=note,
+        parent_run_id=sweep_run_id,
+        expect=trial.expect,
+        memory_plan=memory.plans.get(trial.label),
+        memory_ceiling=memory.ceiling,
+    )
+
+    def started(run_id: int, _adapter_dir: Path | None) -> None:
+        trials.update(row_id, {"train_run_id": run_id})
+
     try:
-        trained = record_training(
-            db,
-            TrainPlan(
-                model=model,
-                data=trial.data,
-                data_fingerprint=trial.data_fingerprint,
-                settings=trial.settings,
-                adapters_root=adapters_root,
-                note=note,
-                parent_run_id=sweep_run_id,
-                expect=trial.expect,
-                memory_plan=memory.plans.get(trial.label),
-                memory_ceiling=memory.ceiling,
-            ),
-            on_start=lambda run_id, _: trials.update(row_id, {"train_run_id": run_id}),
-        )
+        earlier = stopped_training(db, trial, train_plan)
+        if earlier is None:
+            trained = record_training(db, train_plan, on_start=started)
+        elif earlier["status"] == "ok":  # trained; the trial stopped in its eval
+            started(earlier["id"], None)
+            trained = TrainOutcome(earlier["id"], Path(earlier["adapter"]), {})
+        else:
+            trained = resume_training(db, earlier["id"], train_plan, on_start=started)
         plan = base_eval_plan(
             sweep, suite, model, adapter=str(trained.adapter_dir), note=note,
             parent_run_id=sweep_run_id,
@@ -233,6 +243,19 @@ def run_trial(
         raise
     trials.update(row_id, {"status": "ok"})
     return outcome.run_id
+
+
+def stopped_training(db: Database, trial: Trial, plan: TrainPlan) -> dict | None:
+    """The train run of an earlier, unfinished trial of this fingerprint that spares training:
+    finished (the trial stopped in its eval), or stopped at a checkpoint it can resume from."""
+    rows = db.query(
+        "SELECT runs.* FROM sweep_trials AS trials JOIN runs ON runs.id = trials.train_run_id"
+        " WHERE trials.trial_fingerprint = ? AND trials.status != 'ok'"
+        " AND runs.status IN ('ok', 'interrupted', 'failed') ORDER BY trials.id DESC LIMIT 1",
+        [trial.fingerprint],
+    )
+    row = next(iter(rows), None)
+    return row if row is not None and spares_training(row, plan) else None
 
 
 def identical_base_eval(db: Database, fingerprint: str) -> int | None:

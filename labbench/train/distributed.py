@@ -220,7 +220,10 @@ def _any_rank_failed(launch_dir: Path, log_path: Path) -> bool:
         return True
     for path in launch_dir.glob("rank-*.pid"):
         name = path.stem.removeprefix("rank-")
-        if not _alive(int(path.read_text())) and name not in statuses:
+        pid = path.read_text().strip()
+        if not pid:  # the rank is writing it right now
+            continue
+        if not _alive(int(pid)) and name not in statuses:
             # Its status line may be on its way through the launcher: look once more.
             time.sleep(0.5)
             return name not in read_statuses(log_path.read_text(errors="replace"))
@@ -272,6 +275,8 @@ def run_ranks(launch: Launch, spec: dict, launch_dir: Path, command: list[str] |
     code. Ctrl-C (KeyboardInterrupt) stops every rank before it propagates. `command` replaces
     the launcher's (tests start a rank without it)."""
     launch_dir.mkdir(parents=True, exist_ok=True)
+    for stale in launch_dir.glob("rank-*.pid"):  # an earlier launch's (a resumed run)
+        stale.unlink()
     spec = {**spec, "pid_dir": str(launch_dir) if _local(launch) else None}
     (launch_dir / SPEC_FILE).write_text(json.dumps(spec, indent=2))  # for people, afterwards
     log_path = launch_dir / LAUNCH_LOG
@@ -348,10 +353,12 @@ def train_on_ranks(
     adapter_dir: Path,
     ledger: str | None = None,
     run_id: int = 0,
+    resume_from: Any = None,
 ) -> dict:
-    """Train `settings` (a LoraSettings) on the ranks into adapter_dir; rank 0 writes its loss
-    reports into `ledger` under `run_id` (None: into its status only). Returns rank 0's status
-    (load_seconds, reports). Raises as run_ranks does."""
+    """Train `settings` (a LoraSettings) on the ranks into adapter_dir, from `resume_from` (a
+    trainstate.Checkpoint) when given; rank 0 writes its loss reports into `ledger` under
+    `run_id` (None: into its status only). Returns rank 0's status (load_seconds, reports).
+    Raises as run_ranks does."""
     spec = {
         "model": model,
         "data": str(data.resolve()),
@@ -360,6 +367,7 @@ def train_on_ranks(
         "ledger": ledger,
         "run_id": run_id,
         "world_size": launch.world_size,
+        "resume_from": {k: str(v) for k, v in asdict(resume_from).items()} if resume_from else None,
     }
     return run_ranks(launch, spec, adapter_dir / "launch")["0"]
 

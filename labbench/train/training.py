@@ -13,7 +13,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,14 @@ from labbench.train import memorywatch as memory
 from labbench.train import preference  # which imports this module
 from labbench.train.trainercheck import check_reached, effective_settings, too_many_layers
 from labbench.train.trainreports import QuietUI, ReportWriter
-
-ADAPTER_WEIGHTS = "adapters.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
+from labbench.train.trainstate import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    Checkpoint,
+    TrainingState,
+    collect_checkpoints,
+    keep_final_adapter,
+)
 
 
 @dataclass
@@ -158,65 +163,46 @@ def train_lora(
     writer: ReportWriter,
     before_training: Callable[[dict[str, Any]], None] | None = None,
     watch: memory.MemoryWatch | None = None,
+    resume_from: Checkpoint | None = None,
+    rank: int = 0,
 ) -> None:
-    """Run mlx-lm's trainer in this process; checkpoints go beside `adapter_file`.
-    `before_training(effective_settings)` runs before the first iteration and may raise;
-    `watch` stops the training (a MemoryCeiling error) once mlx's memory passes its ceiling."""
+    """Run mlx-lm's trainer in this process; checkpoints (with the optimizer state) go beside
+    `adapter_file`. `before_training(effective_settings)` runs before the first iteration and
+    may raise; `watch` stops the training (a MemoryCeiling error) once mlx's memory passes its
+    ceiling; `resume_from` continues a run from that checkpoint (trainstate.py)."""
     import mlx_lm.tuner.trainer as trainer
     from mlx_lm.tuner.callbacks import TrainingCallback
-
-    class Callback(TrainingCallback):
-        def on_train_loss_report(self, train_info: dict):
-            writer.on_train_loss_report(train_info)
-
-        def on_val_loss_report(self, val_info: dict):
-            writer.on_val_loss_report(val_info)
 
     args = training_args(settings, adapter_file)
     optimizer = make_optimizer(settings)
     if before_training:
         before_training(effective_settings(loaded.model, optimizer, args, train_set))
+    state = TrainingState(loaded.model, optimizer, settings, adapter_file.parent, rank)
+    if resume_from:
+        state.restore(resume_from)
+
+    class Callback(TrainingCallback):
+        def on_train_loss_report(self, train_info: dict):
+            writer.on_train_loss_report(state.shifted(train_info))
+
+        def on_val_loss_report(self, val_info: dict):
+            writer.on_val_loss_report(state.shifted(val_info))
+
     trainer.TrainUI = QuietUI  # ty: ignore[invalid-assignment]
-    writer.start()
+    writer.start(state.start)
     with memory.grad_checkpoint_undone(loaded.model):
         trainer.train(
             model=loaded.model,
             optimizer=optimizer,
             train_dataset=train_set,
             val_dataset=valid_set,
-            args=args,
+            args=replace(
+                args, iters=settings.iters - state.start, adapter_file=str(state.trainer_file)
+            ),
             training_callback=Callback(),
-            iterate_batches=memory.watched(watch, trainer.iterate_batches),
+            iterate_batches=memory.watched(watch, state.batches),
         )
-
-
-def keep_final_adapter(adapter_dir: Path, iters: int) -> None:
-    """The finished adapter is a checkpoint too (mlx-lm saves only every `save_every`
-    iterations), so checkpoint evals always score what training ended with."""
-    final = adapter_dir / "checkpoints" / f"{iters:07d}"
-    if (final / ADAPTER_WEIGHTS).is_file() or (
-        adapter_dir / f"{iters:07d}_{ADAPTER_WEIGHTS}"
-    ).is_file():
-        return
-    final.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(adapter_dir / ADAPTER_WEIGHTS, final / ADAPTER_WEIGHTS)
-    shutil.copyfile(adapter_dir / ADAPTER_CONFIG, final / ADAPTER_CONFIG)
-
-
-def collect_checkpoints(adapter_dir: Path) -> list[tuple[int, Path]]:
-    """Give each of mlx-lm's `NNNNNNN_adapters.safetensors` files a loadable directory of its
-    own (`checkpoints/NNNNNNN/` with adapter_config.json), so a server can serve any of them."""
-    found = []
-    for weights in sorted(adapter_dir.glob("*_adapters.safetensors")):
-        iteration = int(weights.name.split("_", 1)[0])
-        checkpoint = adapter_dir / "checkpoints" / f"{iteration:07d}"
-        checkpoint.mkdir(parents=True, exist_ok=True)
-        weights.replace(checkpoint / ADAPTER_WEIGHTS)
-        shutil.copyfile(adapter_dir / ADAPTER_CONFIG, checkpoint / ADAPTER_CONFIG)
-    for checkpoint in sorted((adapter_dir / "checkpoints").glob("[0-9]*")):
-        if (checkpoint / ADAPTER_WEIGHTS).is_file():
-            found.append((int(checkpoint.name), checkpoint))
-    return found
+    state.finish()
 
 
 @dataclass(frozen=True)
@@ -259,6 +245,7 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
         "data": str(plan.data.resolve()),
         "dataset_fingerprint": plan.data_fingerprint,
         "eval_suite": plan.eval_suite,
+        "eval_max_tokens": plan.eval_max_tokens,
         **({"distributed": plan.launch.config()} if plan.launch else {}),
         **({"memory_plan": plan.memory_plan.record()} if plan.memory_plan else {}),
     }
@@ -278,56 +265,73 @@ def record_training(db: Database, plan: TrainPlan, on_start=None) -> TrainOutcom
             raise UserError(f"{adapter_dir} already exists (left by another ledger?)")
         if on_start:
             on_start(run.id, adapter_dir)
-        settings = plan.settings
-        try:
-            if plan.launch:
-                load_seconds = _train_distributed(db, run.id, plan, adapter_dir)
-            elif settings.method != "sft":  # through mlx-lm-lora
-                load_seconds = preference.train_preference(db, run.id, plan, adapter_dir)
-            else:
-                load_seconds = _train_here(db, run.id, plan, adapter_dir)
-            if settings.iters % settings.save_every:  # else mlx-lm saved it as a checkpoint
-                keep_final_adapter(adapter_dir, settings.iters)
-        except memory.MemoryCeiling as stop:
-            kept = collect_checkpoints(adapter_dir) if adapter_dir.exists() else []
-            last = f"iteration {kept[-1][0]}, kept in {kept[-1][1]}" if kept else "none yet"
-            raise memory.MemoryCeiling(f"{stop}; last checkpoint: {last}") from None
-        finally:
-            memory.record_peaks(
-                run, plan.memory_plan, None if plan.launch else memory.mlx_peak_gb()
-            )
-            checkpoints = collect_checkpoints(adapter_dir) if adapter_dir.exists() else []
-            for iteration, path in checkpoints:
-                db.table("checkpoints").insert(
-                    {"run_id": run.id, "iteration": iteration, "path": str(path), "best": 0}
-                )
-        train_losses = [
-            row["loss"]
-            for row in db.query(
-                "SELECT loss FROM train_reports WHERE run_id = ? AND split = 'train' "
-                "ORDER BY iteration",
-                [run.id],
-            )
-        ]
-        summary: dict[str, Any] = {
-            "load_seconds": load_seconds,
-            "final_train_loss": train_losses[-1] if train_losses else None,
-            "checkpoints": len(checkpoints),
-        }
-        if plan.eval_suite:
-            best = evaluate_checkpoints(db, run, plan, checkpoints)
-            if best:
-                # The run's adapter is the best checkpoint by eval score, not the last one.
-                shutil.copyfile(Path(best["path"]) / ADAPTER_WEIGHTS, adapter_dir / ADAPTER_WEIGHTS)
-                summary["best_checkpoint"] = best
-        run.update(summary=summary)
-        db.table("run_files").insert(
-            {"run_id": run.id, "kind": "adapter", "path": str(adapter_dir)}, ignore=True
-        )
+        summary = train_into(db, run, plan, adapter_dir)
     return TrainOutcome(run.id, adapter_dir, summary)
 
 
-def _train_here(db: Database, run_id: int, plan: TrainPlan, adapter_dir: Path) -> float:
+def train_into(
+    db: Database,
+    run: Run,
+    plan: TrainPlan,
+    adapter_dir: Path,
+    resume_from: Checkpoint | None = None,
+) -> dict[str, Any]:
+    """Train (from `resume_from` when given), record the checkpoints, evaluate them if the plan
+    says so; returns the run's summary."""
+    settings = plan.settings
+    load_seconds = None  # nothing left to train: a resumed run that had finished training
+    try:
+        if settings.method != "sft":  # through mlx-lm-lora, which cannot resume (trainresume)
+            load_seconds = preference.train_preference(db, run.id, plan, adapter_dir)
+        elif resume_from is None or resume_from.iteration < settings.iters:
+            train = _train_distributed if plan.launch else _train_here
+            load_seconds = train(db, run.id, plan, adapter_dir, resume_from)
+        if settings.iters % settings.save_every:  # else mlx-lm saved it as a checkpoint
+            keep_final_adapter(adapter_dir, settings.iters)
+    except memory.MemoryCeiling as stop:
+        kept = collect_checkpoints(adapter_dir) if adapter_dir.exists() else []
+        last = f"iteration {kept[-1][0]}, kept in {kept[-1][1]}" if kept else "none yet"
+        raise memory.MemoryCeiling(f"{stop}; last checkpoint: {last}") from None
+    finally:
+        memory.record_peaks(run, plan.memory_plan, None if plan.launch else memory.mlx_peak_gb())
+        checkpoints = collect_checkpoints(adapter_dir) if adapter_dir.exists() else []
+        recorded = {
+            row["iteration"] for row in db["checkpoints"].rows_where("run_id = ?", [run.id])
+        }
+        for iteration, path in checkpoints:
+            if iteration not in recorded:  # a resumed run recorded its earlier ones
+                db.table("checkpoints").insert(
+                    {"run_id": run.id, "iteration": iteration, "path": str(path), "best": 0}
+                )
+    train_losses = [
+        row["loss"]
+        for row in db.query(
+            "SELECT loss FROM train_reports WHERE run_id = ? AND split = 'train' "
+            "ORDER BY iteration",
+            [run.id],
+        )
+    ]
+    summary: dict[str, Any] = {
+        "load_seconds": load_seconds,
+        "final_train_loss": train_losses[-1] if train_losses else None,
+        "checkpoints": len(checkpoints),
+    }
+    if plan.eval_suite:
+        best = evaluate_checkpoints(db, run, plan, checkpoints)
+        if best:
+            # The run's adapter is the best checkpoint by eval score, not the last one.
+            shutil.copyfile(Path(best["path"]) / ADAPTER_WEIGHTS, adapter_dir / ADAPTER_WEIGHTS)
+            summary["best_checkpoint"] = best
+    run.update(summary=summary)
+    db.table("run_files").insert(
+        {"run_id": run.id, "kind": "adapter", "path": str(adapter_dir)}, ignore=True
+    )
+    return summary
+
+
+def _train_here(
+    db: Database, run_id: int, plan: TrainPlan, adapter_dir: Path, resume_from: Checkpoint | None
+) -> float:
     """Train in this process; returns the model's load time."""
     settings = plan.settings
     writer = ReportWriter(db, run_id, settings.steps_per_report)
@@ -346,17 +350,20 @@ def _train_here(db: Database, run_id: int, plan: TrainPlan, adapter_dir: Path) -
             else None
         ),
         watch=memory.MemoryWatch(plan.memory_ceiling) if plan.memory_ceiling else None,
+        resume_from=resume_from,
     )
     return prepared.loaded.load_seconds
 
 
-def _train_distributed(db: Database, run_id: int, plan: TrainPlan, adapter_dir: Path) -> float:
+def _train_distributed(
+    db: Database, run_id: int, plan: TrainPlan, adapter_dir: Path, resume_from: Checkpoint | None
+) -> float:
     """Train on plan.launch's ranks; rank 0 writes the loss reports into this ledger."""
     from labbench.train.distributed import train_on_ranks
 
     ledger = next(row["file"] for row in db.query("PRAGMA database_list") if row["name"] == "main")
     status = train_on_ranks(
-        plan.launch, plan.model, plan.data, plan.settings, adapter_dir, ledger, run_id
+        plan.launch, plan.model, plan.data, plan.settings, adapter_dir, ledger, run_id, resume_from
     )
     return status["load_seconds"]
 

@@ -56,7 +56,9 @@ class ReportWriter:
         self.window_started = time.perf_counter()
         self.reports: list[dict] = []
 
-    def start(self) -> None:
+    def start(self, iteration: int = 0) -> None:
+        """Training starts (after `iteration`, when a run is resumed)."""
+        self.last_iteration = iteration
         self.window_started = time.perf_counter()
 
     def on_train_loss_report(self, info: dict) -> None:
