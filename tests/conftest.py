@@ -113,20 +113,35 @@ def slow_reason(item: pytest.Item) -> str | None:
     return mark.args[0]
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under pytest-xdist a collection hook's error only stops the worker, unexplained: the
+    test with a bare `slow` fails here instead, saying why."""
+    try:
+        slow_reason(item)
+    except pytest.UsageError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
 # The longest test file, started first: under pytest-xdist the other worker runs the rest
 # beside it, instead of it running alone at the end.
 FIRST = "test_demo.py"
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    for item in items:
-        slow_reason(item)  # a bare `slow` is refused before anything runs
+    if not hasattr(config, "workerinput"):  # a worker's test fails at its setup instead
+        for item in items:
+            slow_reason(item)  # a bare `slow` is refused before anything runs
     items.sort(key=lambda item: item.path.name != FIRST)  # stable: the rest keep their order
 
 
 def pytest_deselected(items) -> None:
     """Remember what `-m "not slow"` left out, for the summary."""
-    left_out.update(reason for item in items if (reason := slow_reason(item)))
+    for item in items:
+        try:
+            left_out[slow_reason(item) or ""] += 1
+        except pytest.UsageError:
+            left_out["(a bare `slow` mark: say what real process the test needs)"] += 1
+    left_out.pop("", None)
 
 
 left_out: Counter[str] = Counter()

@@ -63,7 +63,7 @@ def responses(db: Database, run_id: int) -> dict[str, str]:
     return {row["prompt_id"]: row["response"] for row in rows}
 
 
-@pytest.mark.slow  # starts mlx_lm.server three times
+@pytest.mark.slow("mlx_lm.server three times: the eval, its resume, one never interrupted")
 @pytest.mark.timeout(400)
 def test_an_interrupted_eval_resumed_equals_one_never_interrupted(
     isolated_ledger, tmp_path, monkeypatch

@@ -45,7 +45,7 @@ def train_reports(db: Database, run_id: int) -> list[tuple]:
     return [tuple(row.values()) for row in rows]
 
 
-@pytest.mark.slow  # real LoRA training, three sessions
+@pytest.mark.slow("real LoRA training, three sessions")
 @pytest.mark.timeout(600)
 def test_ctrl_c_then_resume_gives_the_adapter_of_a_straight_run(
     tiny_model, dataset, tmp_path, isolated_ledger, monkeypatch
@@ -134,7 +134,7 @@ def test_a_training_without_a_checkpoint_cannot_be_resumed(tmp_path, dataset):
     assert db["run_resumes"].count == 0
 
 
-@pytest.mark.slow  # 2 data-parallel ranks through mlx.launch, twice
+@pytest.mark.slow("2 data-parallel ranks through mlx.launch, twice")
 @pytest.mark.timeout(600)
 def test_a_two_rank_training_resumes_on_two_ranks(tiny_model, dataset, tmp_path):
     """A finished np=2 run is set back to how Ctrl-C after iteration 3 leaves it (checkpoint 4
