@@ -47,9 +47,9 @@ def measure(model: Path, data: Path, settings: LoraSettings) -> dict:
     import mlx.core as mx
     from sqlite_utils import Database
 
-    from labbench.train.memorycheck import plan_memory
-    from labbench.train.memoryplan import GB
-    from labbench.train.training import prepare_training, train_lora
+    from labbench.train.lora import prepare_training, train_lora
+    from labbench.train.memory.check import plan_memory
+    from labbench.train.memory.plan import GB
     from labbench.train.trainreports import ReportWriter
 
     plan = plan_memory(str(model), settings, data)

@@ -29,7 +29,7 @@ from labbench.core.settings import BenchSettings, LoraSettings
 from labbench.machine.blas import reexec_with_openblas
 from labbench.present import recording
 from labbench.train.distributed import add_launch_args, launch_of
-from labbench.train.memorycheck import MemoryOptions, add_memory_args
+from labbench.train.memory.check import MemoryOptions, add_memory_args
 
 DEFAULTS = BenchSettings()
 
@@ -78,7 +78,7 @@ def plan_bench_memory(model, data, settings: BenchSettings, layers, memory: Memo
     data it would generate when none is given), before anything is loaded."""
     from labbench.data.dummydata import write_dummy_data
     from labbench.train.benchmark import bench_lora
-    from labbench.train.memorycheck import check_training_memory
+    from labbench.train.memory.check import check_training_memory
 
     lora = bench_lora(settings, layers)
     if data is not None:

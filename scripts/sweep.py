@@ -14,7 +14,7 @@ import argparse
 
 from labbench.core import cli
 from labbench.machine.blas import reexec_with_openblas
-from labbench.train.memorycheck import MemoryOptions, add_memory_args
+from labbench.train.memory.check import MemoryOptions, add_memory_args
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@
     just train method=grpo data=suite:mine eval_suite=baseline   # a suite's prompts as GRPO data
     just train resume=7                         # continue run 7 from its last checkpoint
 
---method dpo, orpo or grpo trains through mlx-lm-lora (labbench/train/preference.py): DPO and
+--method dpo, orpo or grpo trains through mlx-lm-lora (labbench/train/preference/): DPO and
 ORPO on prompt/chosen/rejected pairs, GRPO on prompts with expectations, each sampled completion
 rewarded by the eval's own scorer. --adapter continues an adapter (an SFT run's) and records it
 as the run's lineage. The training prompts may not be near any prompt of --eval-suite.
@@ -46,7 +46,7 @@ from labbench.core.settings import DPO_LOSS_TYPES, METHODS, REWARDS, LoraSetting
 from labbench.machine.blas import reexec_with_openblas
 from labbench.present import recording
 from labbench.train.distributed import add_launch_args, launch_of
-from labbench.train.memorycheck import MemoryOptions, add_memory_args
+from labbench.train.memory.check import MemoryOptions, add_memory_args
 
 DEFAULT_DATA = "data/dummy"  # chat-format JSONL directory (train/valid/test.jsonl)
 DEFAULTS = LoraSettings()
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     from labbench.data.grpodata import suite_file
     from labbench.eval.suite import load_suite
     from labbench.serving.server import resolve_model
-    from labbench.train.memorycheck import check_training_memory
+    from labbench.train.memory.check import check_training_memory
     from labbench.train.trainercheck import check_layers
     from labbench.train.training import TrainPlan, record_training
 

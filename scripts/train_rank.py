@@ -60,14 +60,9 @@ def ledger_of_run(spec: dict):
 
 def train_rank(spec: dict, rank: int, world_size: int) -> dict:
     from labbench.core.settings import LoraSettings
-    from labbench.train.training import (
-        ADAPTER_WEIGHTS,
-        prepare_training,
-        train_lora,
-        write_adapter_config,
-    )
+    from labbench.train.lora import prepare_training, train_lora, write_adapter_config
     from labbench.train.trainreports import ReportWriter
-    from labbench.train.trainstate import Checkpoint
+    from labbench.train.trainstate import ADAPTER_WEIGHTS, Checkpoint
 
     if world_size != spec["world_size"]:
         raise UserError(

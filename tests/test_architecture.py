@@ -50,6 +50,9 @@ def test_the_contracts_hold_on_the_project():
         ("labbench/present/cumulative.py", "from labbench.data import leakage", "areas below it"),
         ("scripts/note.py", "import scripts.eval", "never each other"),
         ("labbench/sandbox/sandbox_runner.py", "import requests", "standard library"),
+        # inside train: the memory sub-area under everything, training.py over the preference one
+        ("labbench/train/memory/plan.py", "from labbench.train import lora", "imports no training"),
+        ("labbench/train/preference/rewards.py", "from labbench.train import training", "calls"),
         (
             "labbench/sandbox/sandbox_runner.py",
             "from labbench.core import errors",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import HANG_S
 
-from labbench.eval.codeextract import extract_code
+from labbench.sandbox.codeextract import extract_code
 from labbench.sandbox.execution import (
     OUTPUT_CHARS,
     ExecutionResult,

@@ -1,4 +1,4 @@
-"""The memory plan (labbench/train/memoryplan.py, memorycheck.py): its pure parts, the plan of
+"""The memory plan (labbench/train/memory/plan.py, memorycheck.py): its pure parts, the plan of
 a 30B model from its config.json alone, and, against real LoRA training on the tiny models,
 its accuracy, the refusal and its override, and the watchdog that stops a run at its ceiling.
 """
@@ -18,7 +18,7 @@ from labbench.core.errors import UserError
 from labbench.core.settings import LoraSettings
 from labbench.data.dummydata import write_sized_chats
 from labbench.machine.hardware import MachineMemory, machine_memory
-from labbench.train.memorycheck import (
+from labbench.train.memory.check import (
     MemoryOptions,
     MemoryPlan,
     ceiling_value,
@@ -27,7 +27,7 @@ from labbench.train.memorycheck import (
     resolve_ceiling,
     size_bytes,
 )
-from labbench.train.memoryplan import (
+from labbench.train.memory.plan import (
     GB,
     ModelShape,
     Workload,

@@ -16,7 +16,7 @@ from labbench.eval.scoring import score_response
 from labbench.eval.suitetypes import ExpectedCall, Prompt, Suite
 from labbench.eval.toolcalls import extract_tool_calls
 from labbench.record.ledger import open_ledger
-from labbench.train.rewards import RewardLog, format_reward
+from labbench.train.preference.rewards import RewardLog, format_reward
 
 READ_TOOL = {
     "type": "function",
@@ -194,7 +194,7 @@ def test_cpu_device_info_supplies_the_missing_key_only_while_training():
     import mlx.nn as nn
     from mlx_lm_lora.trainer.dpo_trainer import train_dpo
 
-    from labbench.train.upstream import WORKING_SET_KEY, cpu_device_info
+    from labbench.train.preference.upstream import WORKING_SET_KEY, cpu_device_info
 
     if WORKING_SET_KEY in mx.device_info():
         pytest.skip("this device has the key (Apple GPU): nothing to work around")
@@ -210,8 +210,7 @@ def test_cpu_device_info_supplies_the_missing_key_only_while_training():
 
 
 def test_a_sweep_can_vary_the_method_and_its_settings(tmp_path):
-    from labbench.sweep.sweep import lora_settings
-    from labbench.sweep.sweepfile import checked_inputs, load_sweep
+    from labbench.sweep.sweepfile import checked_inputs, load_sweep, lora_settings
 
     write_dummy_data(tmp_path / "pairs", 20, seed=0, kind="dpo")
     sweep_file = tmp_path / "s.toml"

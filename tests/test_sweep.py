@@ -217,8 +217,8 @@ def test_a_grid_axis_that_does_not_reach_the_trainer_fails(
 def test_every_checked_setting_is_read_back_from_the_trainers_objects(tiny_model, dataset):
     from labbench.core.settings import LoraSettings
     from labbench.sweep.sweep import CHECKED
+    from labbench.train.lora import make_optimizer, prepare_training, training_args
     from labbench.train.trainercheck import effective_settings, unreached
-    from labbench.train.training import make_optimizer, prepare_training, training_args
 
     given = LoraSettings(
         iters=6, batch_size=2, learning_rate=2e-4, warmup=3, rank=4, scale=10.0, dropout=0.25,

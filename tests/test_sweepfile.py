@@ -9,8 +9,7 @@ from helpers import load_script, run_main
 from labbench import PROJECT_ROOT
 from labbench.core import cli
 from labbench.core.errors import UserError
-from labbench.sweep.sweep import label_of, lora_settings
-from labbench.sweep.sweepfile import checked_inputs, load_sweep
+from labbench.sweep.sweepfile import checked_inputs, label_of, load_sweep, lora_settings
 from labbench.train.trainercheck import config_layers
 
 GOOD = """

@@ -63,7 +63,7 @@ class LoraSettings:
     save_every: int = 50  # checkpoint every N iterations
     # Recompute each block's activations in the backward pass: less memory, ~30% slower.
     grad_checkpoint: bool = False
-    # What is optimised (labbench/train/preference.py): sft (mlx-lm), or through mlx-lm-lora
+    # What is optimised (labbench/train/preference/trainer.py): sft (mlx-lm), or through mlx-lm-lora
     # dpo / orpo (prompt, chosen, rejected pairs) or grpo (prompts scored by labbench's scorer).
     method: str = "sft"
     beta: float = 0.1  # dpo/orpo: preference strength; grpo: KL coefficient to the reference

@@ -1,5 +1,5 @@
 """GRPO data: prompts with the expectations a suite prompt has, so a sampled completion is scored
-by the function that scores an eval (labbench/eval/scoring.py; labbench/train/rewards.py).
+by the function that scores an eval (eval/scoring.py; train/preference/rewards.py).
 
 One JSON object per line of train.jsonl (valid.jsonl and test.jsonl are optional):
 

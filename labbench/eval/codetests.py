@@ -10,8 +10,8 @@ answer's definition replaces the stub.
 
 import textwrap
 
-from labbench.eval.codeextract import defines, extract_code
 from labbench.eval.suitetypes import Prompt
+from labbench.sandbox.codeextract import defines, extract_code
 from labbench.sandbox.execution import ExecutionResult, run_tests
 
 

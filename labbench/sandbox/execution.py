@@ -1,4 +1,4 @@
-"""Scoring code by running it: the model's code (labbench/eval/codeextract.py finds it in the
+"""Scoring code by running it: the model's code (labbench/sandbox/codeextract.py finds it in the
 answer) runs with the prompt's tests in a separate, contained process
 (labbench/sandbox/sandbox_runner.py is the child side).
 

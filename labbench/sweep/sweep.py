@@ -26,13 +26,12 @@ from labbench.eval.evaluation import EvalPlan, record_eval
 from labbench.eval.suitetypes import Suite
 from labbench.record.fingerprint import dataset_fingerprint, eval_fingerprint
 from labbench.record.ledger import recording_run, run_hardware
-from labbench.sweep.sweepfile import Sweep
+from labbench.sweep.sweepfile import Sweep, describe, label_of, lora_settings, value_text
 from labbench.sweep.sweepmemory import SweepMemory, plan_sweep_memory
-from labbench.train.memorycheck import MemoryOptions
+from labbench.train.memory.check import MemoryOptions
 from labbench.train.training import TrainOutcome, TrainPlan, record_training
 from labbench.train.trainresume import resume_training, spares_training
 
-NO_GRID = "fixed settings"  # the label of the one configuration of a sweep without a grid
 # Settings the trainer's objects can show (trainercheck.effective_settings), and "data". The
 # seed leaves no trace in them; keys=None means mlx-lm's default modules, whatever they are.
 CHECKED = (
@@ -52,26 +51,6 @@ class Trial:
     data_fingerprint: str
     fingerprint: str
     expect: dict[str, Any]  # what must reach the trainer
-
-
-def value_text(value: Any) -> str:
-    if isinstance(value, Path):
-        return value.name
-    if isinstance(value, tuple):
-        return ",".join(value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def label_of(configuration: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={value_text(v)}" for k, v in configuration.items()) or NO_GRID
-
-
-def lora_settings(sweep: Sweep, configuration: dict[str, Any], seed: int) -> LoraSettings:
-    """The trainer's settings for one trial: the fixed settings, the grid values and the seed."""
-    values = {**sweep.fixed, **configuration}
-    values.pop("data", None)
-    settings = LoraSettings(**values, seed=seed)
-    return replace(settings, steps_per_report=min(settings.steps_per_report, settings.iters))
 
 
 def base_eval_plan(sweep: Sweep, suite: Suite, model: str, **extra: Any) -> EvalPlan:
@@ -281,24 +260,6 @@ def base_eval(db: Database, plan: EvalPlan, fingerprint: str) -> tuple[int, bool
     if outcome.error:
         raise UserError(f"the base model's eval (run {outcome.run_id}) failed: {outcome.error}")
     return outcome.run_id, False
-
-
-def describe(sweep: Sweep) -> dict[str, Any]:
-    """The sweep as recorded in its run's config (paths as strings)."""
-    return {
-        "file": str(sweep.path),
-        "name": sweep.name,
-        "suite": sweep.suite,
-        "data": str(sweep.data) if sweep.data else None,
-        "seeds": list(sweep.seeds),
-        "fixed": {k: list(v) if isinstance(v, tuple) else v for k, v in sweep.fixed.items()},
-        "grid": {
-            k: [value_text(v) if isinstance(v, Path) else v for v in values]
-            for k, values in sweep.grid.items()
-        },  # fmt: skip
-        "eval": sweep.eval,
-        "configurations": len(sweep.configurations()),
-    }
 
 
 def say(message: str) -> None:

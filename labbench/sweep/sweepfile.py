@@ -1,6 +1,7 @@
 """A sweep is a TOML file: a base model, dataset and eval suite, fixed training settings, a grid
 of values for any training option, and the training seeds. Validated completely before anything
-runs; every problem is one line naming the file and the key.
+runs; every problem is one line naming the file and the key. A configuration's label and trainer
+settings (`label_of`, `lora_settings`) and the sweep as a run records it (`describe`) are here too.
 
     model = "models/tiny-chat"      # a directory (relative to this file) or a hub id
     data = "../data/dummy"          # dataset directory, relative to this file
@@ -22,7 +23,7 @@ runs; every problem is one line naming the file and the key.
 import itertools
 from collections.abc import Generator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -280,3 +281,44 @@ def checked_inputs(sweep: Sweep) -> tuple[Suite, str]:
         if problem:
             raise _fail(sweep.path, key, problem)
     return suite, model
+
+
+NO_GRID = "fixed settings"  # the label of the one configuration of a sweep without a grid
+
+
+def value_text(value: Any) -> str:
+    if isinstance(value, Path):
+        return value.name
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def label_of(configuration: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={value_text(v)}" for k, v in configuration.items()) or NO_GRID
+
+
+def lora_settings(sweep: Sweep, configuration: dict[str, Any], seed: int) -> LoraSettings:
+    """The trainer's settings for one trial: the fixed settings, the grid values and the seed."""
+    values = {**sweep.fixed, **configuration}
+    values.pop("data", None)
+    settings = LoraSettings(**values, seed=seed)
+    return replace(settings, steps_per_report=min(settings.steps_per_report, settings.iters))
+
+
+def describe(sweep: Sweep) -> dict[str, Any]:
+    """The sweep as recorded in its run's config (paths as strings)."""
+    return {
+        "file": str(sweep.path),
+        "name": sweep.name,
+        "suite": sweep.suite,
+        "data": str(sweep.data) if sweep.data else None,
+        "seeds": list(sweep.seeds),
+        "fixed": {k: list(v) if isinstance(v, tuple) else v for k, v in sweep.fixed.items()},
+        "grid": {
+            k: [value_text(v) if isinstance(v, Path) else v for v in values]
+            for k, values in sweep.grid.items()
+        },  # fmt: skip
+        "eval": sweep.eval,
+        "configurations": len(sweep.configurations()),
+    }

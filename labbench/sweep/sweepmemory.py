@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labbench.core.errors import UserError
-from labbench.sweep.sweepfile import Sweep
-from labbench.train.memorycheck import MemoryOptions, planned
+from labbench.sweep.sweepfile import Sweep, label_of, lora_settings
+from labbench.train.memory.check import MemoryOptions, planned
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,6 @@ class SweepMemory:
 
 
 def plan_sweep_memory(sweep: Sweep, model: str, options: MemoryOptions) -> SweepMemory:
-    from labbench.sweep.sweep import label_of, lora_settings  # sweep.py imports this module
-
     plans = {}
     for configuration in sweep.configurations():
         data = configuration["data"] if "data" in configuration else sweep.data

@@ -120,8 +120,8 @@ def bench_lora(bench: BenchSettings, num_layers: int | None) -> LoraSettings:
 def record_bench(db: Database, plan: BenchPlan) -> dict:
     """One benchmark as a ledger run (kind `bench`); returns its result (runs.summary)."""
     from labbench.data.dummydata import write_dummy_data
-    from labbench.train.memorywatch import MemoryWatch, mlx_peak_gb, record_peaks
-    from labbench.train.training import prepare_training, train_lora
+    from labbench.train.lora import prepare_training, train_lora
+    from labbench.train.memory.watch import MemoryWatch, mlx_peak_gb, record_peaks
     from labbench.train.trainreports import ReportWriter
 
     bench = plan.settings

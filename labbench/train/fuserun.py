@@ -31,7 +31,7 @@ from labbench.train.fusemodel import (
     quantized_bits,
     tokenizer_mismatches,
 )
-from labbench.train.training import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from labbench.train.trainstate import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 NO_VERIFY = "none"  # verify=none: fuse and check, but evaluate nothing
 

@@ -11,10 +11,10 @@ The first `warmup` iterations and the last (both sides validate there) are left 
 Ours is a `train` run (ledger rows, metrics, GRPO rollouts and their scoring) under the bench
 run; theirs is `python -m mlx_lm_lora.train -c CONFIG` in a child process, with a callback
 added around its `run()` that only notes the numbers (and, on Linux CPU, the device_info key
-its trainer needs: labbench/train/upstream.py). mlx-lm-lora's datasets do not render tools, so
+its trainer needs: train/preference/upstream.py). mlx-lm-lora's datasets do not render tools, so
 its copy of the data has each example's tools written into the system message, as the chat
 template shows them: both sides train on the same tokens. GRPO's reward on both sides is the
-eval's scorer (labbench/train/rewards.py), given to the command line as a reward file.
+eval's scorer (labbench/train/preference/rewards.py), given to the command line as a reward file.
 """
 
 import json
@@ -40,7 +40,7 @@ THEIR_RUNNER = """
 import json, sys
 from mlx_lm.tuner.callbacks import TrainingCallback
 from mlx_lm_lora import train as cli
-from labbench.train.upstream import cpu_device_info
+from labbench.train.preference.upstream import cpu_device_info
 
 import time
 out, seconds = sys.argv[1], []
@@ -62,7 +62,7 @@ REWARD_FILE = """
 from pathlib import Path
 from mlx_lm_lora.trainer.grpo_reward_functions import register_reward_function
 from labbench.data.grpodata import load_grpo_file
-from labbench.train.rewards import score_completions
+from labbench.train.preference.rewards import score_completions
 
 SUITE = load_grpo_file(Path({ours!r}) / "train.jsonl")
 
@@ -88,7 +88,7 @@ def bench_data(work: Path, plan: "PrefBenchPlan") -> tuple[Path, Path]:
     render no tools, so there each example's tools are written into its system message, as the
     chat template would show them: both sides train on the same tokens."""
     from labbench.data.dummydata import write_dummy_data
-    from labbench.train.training import load_model
+    from labbench.train.lora import load_model
 
     method = plan.settings.method
     kind = "grpo" if method == "grpo" else "dpo"

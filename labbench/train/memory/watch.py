@@ -10,8 +10,8 @@ from typing import Any
 
 from labbench.core.errors import UserError
 from labbench.record.ledger import Run
-from labbench.train.memorycheck import MemoryPlan, gb
-from labbench.train.memoryplan import GB
+from labbench.train.memory.check import MemoryPlan, gb
+from labbench.train.memory.plan import GB
 
 
 def record_peaks(run: Run, plan: MemoryPlan | None, measured_here: float | None) -> None:

@@ -1,7 +1,7 @@
 """GRPO's rewards: a sampled completion is scored by the function that scores an eval.
 
 mlx-lm-lora calls each reward as `f(prompts, completions, answer, types) -> list[float]`; here
-`answer` carries each completion's prompt id (labbench/train/preference.py builds the data), so
+`answer` carries each completion's prompt id (train/preference/trainer.py builds the data), so
 the reward looks the prompt up in its suite and scores the completion with
 labbench.eval.prompting.finish_row, exactly as an eval scores a server's answer: tool calls
 parsed by labbench.eval.toolcalls, expect_tests run on the answer's code in the sandbox

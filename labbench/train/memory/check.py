@@ -1,5 +1,5 @@
 """The memory plan against this machine, before a training loads anything, and the ceiling
-the watchdog (labbench/train/memorywatch.py) holds the training to while it runs.
+the watchdog (labbench/train/memory/watch.py) holds the training to while it runs.
 
 `check_training_memory()` is what `just train`, `just bench` and preference training call (a
 sweep plans each configuration through `planned()`): it prints the plan and refuses, in one
@@ -17,7 +17,7 @@ from labbench.core.cli import boolean
 from labbench.core.errors import UserError
 from labbench.core.settings import LoraSettings
 from labbench.machine.hardware import MachineMemory, machine_memory
-from labbench.train.memoryplan import (
+from labbench.train.memory.plan import (
     GB,
     ModelShape,
     Prediction,

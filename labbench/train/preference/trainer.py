@@ -8,7 +8,7 @@ directory (labbench/train/training.py collects and evaluates them).
   template's own markup, e.g. <tool_call>{json}</tool_call>).
 - DPO and GRPO compare the policy with a frozen reference: the starting model (with the
   starting adapter, when there is one). ORPO needs none.
-- GRPO's rewards are the eval's scorer (labbench/train/rewards.py). It has no validation split:
+- GRPO's rewards are the eval's scorer (preference/rewards.py). It has no validation split:
   a GRPO step is judged by its rewards, and the checkpoints by evals (--eval-suite).
 - Starting from an adapter (--adapter, e.g. an SFT run's) continues its LoRA layers: the new
   adapter has its rank, scale and layers, and works wherever the old one did.
@@ -26,9 +26,9 @@ from sqlite_utils import Database
 from labbench.core.errors import UserError
 from labbench.core.settings import LoraSettings
 from labbench.eval.adapterbase import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from labbench.train import training  # which imports this module: names are read at call time
+from labbench.train import lora
+from labbench.train.preference.upstream import cpu_device_info, quiet_progress
 from labbench.train.trainreports import ReportWriter
-from labbench.train.upstream import cpu_device_info, quiet_progress
 
 # Keys of a report that are not the method's own metrics (they go to train_reports).
 REPORT_KEYS = {
@@ -110,9 +110,9 @@ def policy(model_path: str, settings: LoraSettings, adapter: Path | None):
     """The model with LoRA layers: fresh ones, or the starting adapter's, loaded."""
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
-    loaded = training.load_model(model_path)
+    loaded = lora.load_model(model_path)
     if adapter is None:
-        return loaded, training.apply_lora(loaded.model, settings)
+        return loaded, lora.apply_lora(loaded.model, settings)
     config = start_adapter_config(adapter)
     loaded.model.freeze()
     linear_to_lora_layers(loaded.model, config["num_layers"], config["lora_parameters"])
@@ -124,7 +124,7 @@ def policy(model_path: str, settings: LoraSettings, adapter: Path | None):
 def reference(model_path: str, settings: LoraSettings, adapter: Path | None) -> Any:
     """The frozen model the policy is compared with: where training starts."""
     if adapter is None:
-        model = training.load_model(model_path).model
+        model = lora.load_model(model_path).model
     else:
         model = policy(model_path, settings, adapter)[0].model
     model.freeze()
@@ -194,13 +194,13 @@ def train_preference(db: Database, run_id: int, plan, adapter_dir: Path) -> floa
         config = json.loads(db.table("runs").get(run_id)["config"])
         config |= lineage(db, start_adapter)
         db.table("runs").update(run_id, {"config": json.dumps(config, sort_keys=True)})
-    training.seed_everything(settings.seed)
+    lora.seed_everything(settings.seed)
     loaded, adapter_config = policy(model_path, settings, start_adapter)
-    training.write_adapter_config(adapter_dir, adapter_config, model_path)
+    lora.write_adapter_config(adapter_dir, adapter_config, model_path)
     writer = MetricsWriter(
         db, run_id, settings.steps_per_report, rate_assumes_full_window=settings.method != "grpo"
     )
-    optimizer = training.make_optimizer(settings)
+    optimizer = lora.make_optimizer(settings)
     adapter_file = adapter_dir / ADAPTER_WEIGHTS
     common = {
         "batch_size": settings.batch_size,
@@ -235,7 +235,7 @@ def _callback(writer: MetricsWriter):
 
 
 def _pairs(
-    loaded: training.LoadedModel, model_path, data: Path, settings, start, optimizer, writer, common
+    loaded: lora.LoadedModel, model_path, data: Path, settings, start, optimizer, writer, common
 ):
     train = PairDataset(data / "train.jsonl", loaded.tokenizer)
     valid = PairDataset(data / "valid.jsonl", loaded.tokenizer)
@@ -269,7 +269,7 @@ def _pairs(
 def _grpo(
     db,
     run_id,
-    loaded: training.LoadedModel,
+    loaded: lora.LoadedModel,
     model_path,
     data,
     settings,
@@ -281,7 +281,7 @@ def _grpo(
     from mlx_lm_lora.trainer import grpo_trainer as module
 
     from labbench.data.grpodata import grpo_splits
-    from labbench.train.rewards import RewardLog
+    from labbench.train.preference.rewards import RewardLog
 
     suite, _ = grpo_splits(data)
     train = grpo_dataset(suite, loaded.tokenizer)
