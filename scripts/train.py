@@ -301,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     if start:  # the adapter's base model, or --model when it is that one (eval's rule)
         from labbench.eval.adapterbase import model_for_adapter
 
-        model = model_for_adapter(args.model, args.adapter, False, args.ledger)[0]
+        # Training goes on from the adapter's own base: no --allow-other-base here.
+        model = model_for_adapter(args.model, args.adapter, False, args.ledger, False)[0]
     else:
         model = resolve_model(args.model)
     fingerprint = check_data(data, settings.method, args.eval_suite)

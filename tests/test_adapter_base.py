@@ -16,6 +16,7 @@ from sqlite_utils import Database
 
 from labbench import PROJECT_ROOT
 from labbench.core.errors import UserError
+from labbench.data.dummydata import write_dummy_data
 from labbench.eval.adapterbase import base_from_ledger_file, base_of_adapter, same_model
 from labbench.eval.evaluation import EvalPlan, record_eval
 from labbench.eval.suite import load_suite
@@ -74,6 +75,18 @@ def test_another_model_is_refused_in_one_line_before_the_ledger_is_opened(
         [line] = result.stderr.strip().splitlines()
         assert line.startswith(f"error: --adapter {adapter} was trained on models/tiny-chat")
         assert "not on --model models/tiny:" in line and "allow_other_base=true" in line
+    # Training on from an adapter takes no override: the line offers none.
+    pairs = tmp_path / "pairs"
+    write_dummy_data(pairs, 6, seed=0, kind="dpo")
+    result = run_main(
+        "train", "method=dpo", f"data={pairs}", f"adapter={adapter}", f"model={tiny_model}"
+    )
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line == (
+        f"error: --adapter {adapter} was trained on models/tiny-chat (its adapter_config.json),"
+        " not on --model models/tiny: leave model= out to use its base"
+    )
     assert not isolated_ledger.exists()
 
 

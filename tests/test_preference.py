@@ -148,3 +148,23 @@ def test_interrupted_dpo_leaves_a_usable_checkpoint(tiny_model, pairs, isolated_
     assert run["status"] == "interrupted" and json.loads(run["config"])["method"] == "dpo"
     result = run_script("eval", f"adapter={adapter}", "max_tokens=8", "limit=2")
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow("mlx-lm-lora preference training, stopped at its first batch")
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("method", ["dpo", "grpo"])
+def test_the_memory_watchdog_stops_a_preference_training_too(
+    method, tiny_model, pairs, prompts, isolated_ledger
+):
+    """A ceiling below what the loaded models already hold: the first batch drawn stops it."""
+    data = pairs if method == "dpo" else prompts
+    result = run_script(
+        "train", f"method={method}", f"data={data}", "iters=4", "batch_size=2",
+        "memory_ceiling=1MB", "plan=force",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    run = Database(isolated_ledger).table("runs").get(1)
+    assert run["status"] == "failed"
+    assert run["error"].startswith("memory ceiling (") and " GB of 0.001 GB)" in run["error"]
+    assert run["error"].endswith("last checkpoint: none yet")
+    assert Database(isolated_ledger)["train_reports"].count_where("run_id = 1") == 0

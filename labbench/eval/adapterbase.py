@@ -149,10 +149,12 @@ def check_base(
     base: AdapterBase,
     allow_other_base: bool,
     adapter_arg: str | None = None,
+    overridable: bool = True,
 ) -> BaseCheck:
     """The model to run `adapter` on. No model given: the adapter's base (as a directory or hub
     id, failing clearly when it is gone). A given model (resolved) that is not the base:
-    refused in one line naming both, unless `allow_other_base`."""
+    refused in one line naming both, unless `allow_other_base` (the line offers it when the
+    caller takes it: `overridable`)."""
     from labbench.serving.server import resolve_model
 
     named = adapter_arg or adapter
@@ -172,19 +174,24 @@ def check_base(
     if base.model is None or same_model(model, base.model):
         return BaseCheck(model, adapter, base, mismatch=False)
     if not allow_other_base:
+        override = f", or pass {ALLOW_FLAG} to run it on this model anyway" if overridable else ""
         raise UserError(
             f"--adapter {named} was trained on {model_name(base.model)} ({base.source}), not on"
-            f" --model {model_name(model)}: leave model= out to use its base, or pass"
-            f" {ALLOW_FLAG} to run it on this model anyway"
+            f" --model {model_name(model)}: leave model= out to use its base{override}"
         )
     return BaseCheck(model, adapter, base, mismatch=True)
 
 
 def model_for_adapter(
-    model_arg: str | None, adapter_arg: str | None, allow_other_base: bool, ledger_arg: str | None
+    model_arg: str | None,
+    adapter_arg: str | None,
+    allow_other_base: bool,
+    ledger_arg: str | None,
+    overridable: bool = True,
 ) -> tuple[str, "BaseCheck | None"]:
     """What a script runs, checked before its ledger is opened: --model (default tiny) alone,
-    or an adapter on its base model (see check_base). Returns the model and the check."""
+    or an adapter on its base model (see check_base; a script without --allow-other-base passes
+    overridable=False). Returns the model and the check."""
     from labbench.core.cli import ledger_path
     from labbench.serving.server import check_adapter, resolve_model
 
@@ -201,5 +208,5 @@ def model_for_adapter(
         return resolve_model(model_arg), None
     model = resolve_model(model_arg) if model_arg is not None else None
     base = base_from_ledger_file(adapter, ledger_path(ledger_arg))
-    check = check_base(model, adapter, base, allow_other_base, adapter_arg)
+    check = check_base(model, adapter, base, allow_other_base, adapter_arg, overridable)
     return check.model, check

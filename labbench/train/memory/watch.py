@@ -73,6 +73,18 @@ def watched(watch: MemoryWatch | None, iterate_batches):
 
 
 @contextmanager
+def watched_in(module: Any, name: str, watch: MemoryWatch | None) -> Generator[None, None, None]:
+    """For a trainer that calls its own module's batch iterator by name (mlx-lm-lora's DPO and
+    ORPO take none as an argument): that iterator, watched, while the training runs."""
+    original = getattr(module, name)
+    setattr(module, name, watched(watch, original))
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
+@contextmanager
 def grad_checkpoint_undone(model: Any) -> Generator[None, None, None]:
     """mlx-lm's grad_checkpoint replaces the block class's __call__, for every later model of
     that class in the process too (a sweep's next trial): put it back after training."""

@@ -27,6 +27,7 @@ from labbench.core.errors import UserError
 from labbench.core.settings import LoraSettings
 from labbench.eval.adapterbase import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from labbench.train import lora
+from labbench.train.memory import watch as memory
 from labbench.train.preference.upstream import cpu_device_info, quiet_progress
 from labbench.train.trainreports import ReportWriter
 
@@ -212,12 +213,17 @@ def train_preference(db: Database, run_id: int, plan, adapter_dir: Path) -> floa
         "max_seq_length": settings.max_seq_length,
         "adapter_file": str(adapter_file),
     }
+    watch = memory.MemoryWatch(plan.memory_ceiling) if plan.memory_ceiling else None
     if settings.method == "grpo":
         _grpo(
-            db, run_id, loaded, model_path, data, settings, start_adapter, optimizer, writer, common
-        )
+            db, run_id, loaded, model_path, data, settings, start_adapter, optimizer, writer,
+            common, watch,
+        )  # fmt: skip
     else:
-        _pairs(loaded, model_path, Path(data), settings, start_adapter, optimizer, writer, common)
+        _pairs(
+            loaded, model_path, Path(data), settings, start_adapter, optimizer, writer, common,
+            watch,
+        )  # fmt: skip
     return loaded.load_seconds
 
 
@@ -235,7 +241,15 @@ def _callback(writer: MetricsWriter):
 
 
 def _pairs(
-    loaded: lora.LoadedModel, model_path, data: Path, settings, start, optimizer, writer, common
+    loaded: lora.LoadedModel,
+    model_path,
+    data: Path,
+    settings,
+    start,
+    optimizer,
+    writer,
+    common,
+    watch: memory.MemoryWatch | None,
 ):
     train = PairDataset(data / "train.jsonl", loaded.tokenizer)
     valid = PairDataset(data / "valid.jsonl", loaded.tokenizer)
@@ -249,7 +263,8 @@ def _pairs(
             **common, beta=settings.beta, loss_type=settings.loss_type
         )
         ref = reference(model_path, settings, start)
-        with cpu_device_info(), quiet_progress(dpo_trainer):
+        watching = memory.watched_in(dpo_trainer, "iterate_dpo_batches", watch)
+        with cpu_device_info(), quiet_progress(dpo_trainer), watching:
             writer.start()
             dpo_trainer.train_dpo(
                 loaded.model, ref, optimizer, train, valid, args=args,
@@ -259,7 +274,8 @@ def _pairs(
         from mlx_lm_lora.trainer import orpo_trainer
 
         args = orpo_trainer.ORPOTrainingArgs(**common, beta=settings.beta)
-        with cpu_device_info(), quiet_progress(orpo_trainer):
+        watching = memory.watched_in(orpo_trainer, "iterate_orpo_batches", watch)
+        with cpu_device_info(), quiet_progress(orpo_trainer), watching:
             writer.start()
             orpo_trainer.train_orpo(
                 loaded.model, optimizer, train, valid, args=args, training_callback=callback
@@ -277,6 +293,7 @@ def _grpo(
     optimizer,
     writer,
     common,
+    watch: memory.MemoryWatch | None,
 ):
     from mlx_lm_lora.trainer import grpo_trainer as module
 
@@ -302,5 +319,5 @@ def _grpo(
         module.train_grpo(
             loaded.model, ref, loaded.tokenizer, optimizer, train, None,
             reward_funcs=rewards.functions(), args=args, training_callback=_callback(writer),
-            end_answer_token="",
+            end_answer_token="", iterate_batches=memory.watched(watch, module.iterate_grpo_batches),
         )  # fmt: skip
