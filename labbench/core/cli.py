@@ -41,7 +41,9 @@ def run(main: Callable[[], int | None]) -> NoReturn:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
+    # One line, whatever the message quotes (SQLite's integrity report spans several).
+    line = "; ".join(part.strip() for part in message.splitlines() if part.strip())
+    print(f"error: {line}", file=sys.stderr)
     sys.exit(code)
 
 

@@ -115,7 +115,7 @@ def _check_is_database(path: Path) -> None:
             ) from None
         problems = [str(error)]
     if problems != ["ok"]:
-        found = "; ".join(problems)
+        found = "; ".join(line.strip() for problem in problems for line in problem.splitlines())
         raise UserError(f"ledger {path} is corrupt ({found}); it was left untouched")
 
 
