@@ -125,7 +125,7 @@ lint:
 # Lint, then the whole test suite, two test files at a time (what CI runs): just test -k scoring
 [no-exit-message]
 test *args: lint
-    @exec env -u LABBENCH_INVOCATION_DIR "{{python}}" -m pytest -n 2 --dist loadfile "$@"
+    @exec env -u LABBENCH_INVOCATION_DIR "{{python}}" -m pytest -n 2 --dist loadfile --no-loadscope-reorder "$@"
 
 # The quick inner loop: the tests not marked slow (no servers, no training): just test-fast -x
 [no-exit-message]
