@@ -125,7 +125,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 # The longest test file, started first: under pytest-xdist the other worker runs the rest
 # beside it, instead of it running alone at the end. xdist hands out files in collection order
 # only with --no-loadscope-reorder (just test passes it); by default it sends the files with
-# the most tests first, and this one-test file came last (seen: the demo alone for 10 minutes).
+# the most tests first, and this one-test file came last (seen beside two CPU hogs: the demo
+# alone for 19 of the run's 35 minutes).
 FIRST = "test_demo.py"
 
 
